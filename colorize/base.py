@@ -1,0 +1,46 @@
+"""The colorizer interface: a grayscale target and its references in, an RGB result out."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+class ColorizeError(RuntimeError):
+    """A colorization that cannot be done; the message says why and, for a plugin, names it."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A colour photo to take colours from, with its retrieval score (None when a person chose it)."""
+
+    image: Image.Image
+    score: float | None = None
+    name: str = ""
+
+
+@dataclass
+class ColorizeResult:
+    """The colorized target at its full size, with per pixel the confidence in [0, 1] of its colour and the
+    index of the reference it came from (-1 where no reference gave it)."""
+
+    image: Image.Image
+    confidence: np.ndarray
+    source: np.ndarray
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+
+class Colorizer(ABC):
+    """A colorization method. `colorize` gets the target's luminance (a mode L image) and its references,
+    best first, and returns an RGB image of the target's size whose luminance is the target's."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def colorize(self, target: Image.Image, references: Sequence[Reference]) -> ColorizeResult:
+        ...

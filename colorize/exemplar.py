@@ -1,0 +1,88 @@
+"""The default colorizer, after the two halves of He et al. (2018) without their training: dense semantic
+correspondence stands in for the similarity sub-net, and confidence-weighted, luminance-guided filtering
+and propagation stand in for the colorization sub-net."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from refsearch.backbones import Backbone, create_backbone
+
+from .chroma import ChromaColorizer, ChromaPrediction, DEFAULT_WORKING_SHORT_SIDE, WorkingImage
+from .correspondence import MatchSettings, Warp, dense_features, warp_reference
+from .refine import guided_filter, propagate
+from .resample import nearest_indices, resize
+
+DEFAULT_BACKBONE = "efficientnet-lite2"
+
+
+@dataclass(frozen=True)
+class ExemplarSettings:
+    match: MatchSettings = field(default_factory=MatchSettings)
+    fusion_temperature: float = 0.05  # softmax over references of their per-pixel confidence
+    guided_radius: int = 4
+    guided_eps: float = 1e-3
+    smoothness: float = 2.0           # weight of the propagation's smoothness term against the data term
+    edge_sigma: float = 0.05          # luminance difference (0-1 scale) across which colour stops spreading
+
+
+@dataclass(frozen=True)
+class Fused:
+    ab: np.ndarray
+    confidence: np.ndarray
+    source: np.ndarray
+
+
+@lru_cache(maxsize=1)
+def default_backbone() -> Backbone:
+    return create_backbone(DEFAULT_BACKBONE)
+
+
+class ExemplarColorizer(ChromaColorizer):
+    name = "exemplar"
+    description = ("dense feature correspondence with every reference, fused by confidence, refined and "
+                   "propagated along the target's edges (He et al. 2018 without training)")
+
+    def __init__(self, backbone: Backbone | None = None, settings: ExemplarSettings | None = None,
+                 working_short_side: int = DEFAULT_WORKING_SHORT_SIDE):
+        super().__init__(working_short_side)
+        self.backbone = backbone
+        self.settings = settings or ExemplarSettings()
+
+    def predict_chroma(self, target: WorkingImage, references: list[WorkingImage]) -> ChromaPrediction:
+        settings = self.settings
+        backbone = self.backbone or default_backbone()
+        target_features = dense_features(backbone, target.luma, settings.match)
+        warps = []
+        for reference in references:
+            reference_features = dense_features(backbone, reference.luma, settings.match)
+            reference_ab = resize(reference.lab[..., 1:], *reference_features.grid)
+            warps.append(warp_reference(target_features, reference_features, reference_ab, settings.match))
+        fused = fuse(warps, settings.fusion_temperature)
+
+        height, width = target.shape
+        ab = resize(fused.ab, height, width)
+        confidence = np.clip(resize(fused.confidence, height, width), 0.0, 1.0)
+        source = fused.source[nearest_indices(fused.source.shape[0], height)][
+            :, nearest_indices(fused.source.shape[1], width)]
+        guide = target.luma.astype(np.float32) / 255.0
+        weighted = guided_filter(guide, np.concatenate([ab * confidence[..., None], confidence[..., None]],
+                                                       axis=-1), settings.guided_radius, settings.guided_eps)
+        ab = weighted[..., :2] / np.maximum(weighted[..., 2:], 1e-3)
+        ab = propagate(guide, ab, confidence, settings.smoothness, settings.edge_sigma)
+        return ChromaPrediction(ab, confidence, source.astype(np.int8))
+
+
+def fuse(warps: list[Warp], temperature: float) -> Fused:
+    """Per cell, a softmax over references of their confidence weights their chroma; the source is the most
+    confident reference."""
+    confidence = np.stack([w.confidence for w in warps])
+    ab = np.stack([w.ab for w in warps])
+    logits = confidence / temperature
+    weights = np.exp(logits - logits.max(axis=0, keepdims=True))
+    weights /= weights.sum(axis=0, keepdims=True)
+    return Fused((weights[..., None] * ab).sum(axis=0), (weights * confidence).sum(axis=0),
+                 confidence.argmax(axis=0))
+

@@ -1,0 +1,102 @@
+"""What every backbone gives for a batch of luminance images."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class BackboneError(RuntimeError):
+    """A backbone that cannot be built or loaded; the message says what to do."""
+
+
+@dataclass
+class BackboneOutput:
+    """Per image: 1000-class logits, a global descriptor, a grid x grid map of cell descriptors
+    and, when asked for, the intermediate feature maps from fine to coarse."""
+
+    logits: torch.Tensor
+    global_descriptor: torch.Tensor
+    cells: torch.Tensor
+    feature_maps: list[torch.Tensor] = field(default_factory=list)
+
+
+class Backbone(nn.Module):
+    """An ImageNet CNN that sees an image as its luminance replicated to three channels.
+
+    Subclasses set `name`, `global_dim`, `cell_dim`, implement `normalize` (uint8-range input to the
+    network's input range) and `features` (normalized input to a BackboneOutput).
+    """
+
+    name: str = ""
+    input_size: int = 224
+    grid: int = 7
+    global_dim: int = 0
+    cell_dim: int = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fingerprint = ""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor, feature_maps: bool = False) -> BackboneOutput:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def extract(self, luminance: np.ndarray, feature_maps: bool = False) -> BackboneOutput:
+        """Run on a (B, H, W) uint8 batch of luminance images (any H, W; `input_size` for retrieval)."""
+        pixels = torch.from_numpy(np.ascontiguousarray(luminance)).to(self.device)
+        pixels = pixels.unsqueeze(1).expand(-1, 3, -1, -1).float()
+        return self.features(self.normalize(pixels), feature_maps=feature_maps)
+
+    def load_state(self, module: nn.Module, weights: str | Path) -> None:
+        state = load_state_dict(weights)
+        missing, unexpected = _key_mismatch(module, state)
+        if missing or unexpected:
+            raise BackboneError(
+                f"{weights} does not hold {self.name} weights: {len(missing)} missing keys "
+                f"(e.g. {missing[:2]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:2]})")
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as exc:
+            raise BackboneError(f"{weights} does not fit {self.name}: {str(exc).splitlines()[0]}") from None
+        self.fingerprint = state_fingerprint(state)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"weights file {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackboneError(f"{path} is not a PyTorch state dict ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneError(f"{path} is not a PyTorch state dict of tensors")
+    return state
+
+
+def _key_mismatch(module: nn.Module, state: dict) -> tuple[list[str], list[str]]:
+    expected = set(module.state_dict())
+    return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """A short id of a set of weights: their names, shapes and sums, so an index knows which weights built it."""
+    digest = hashlib.sha1()
+    for name in sorted(state):
+        tensor = state[name]
+        digest.update(f"{name}{tuple(tensor.shape)}{float(tensor.double().sum()):.6e}".encode())
+    return digest.hexdigest()[:16]

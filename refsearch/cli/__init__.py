@@ -1,0 +1,12 @@
+"""The `refsearch` command: a thin layer over the library; each command module registers on `app`."""
+from __future__ import annotations
+
+from . import index_commands  # noqa: F401  (registers its commands)
+from .app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,142 @@
+"""`build-index`, `query` and `info`."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..build import build_index
+from ..config import IndexConfig
+from ..recipes import available_recipes, load_recipe
+from ..search import Index
+from .app import app
+from .common import INDEX_HELP, note, print_json, resolve_index, user_errors
+
+
+@app.command("build-index")
+def build_index_command(
+    source: Optional[Path] = typer.Argument(None, help="Folder of images, searched recursively (jpg, jpeg, "
+                                            "png, webp, bmp, tif). Optional with --recipe."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Index folder to create or update "
+                                          "(default: the recipe's, else $REFSEARCH_INDEX or ./refsearch.index)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="A named recipe from index_builds/ "
+                                         "(e.g. demo, imagenet-train) or a recipe .toml file."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Network: efficientnet-lite2 (default, "
+                                           "bundled weights) or vgg19 (the paper's; needs its weights)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file (a state dict)."),
+    global_dim: Optional[int] = typer.Option(None, "--global-dim", help="PCA size of the global descriptor "
+                                             "(default 128)."),
+    cell_dim: Optional[int] = typer.Option(None, "--cell-dim", help="PCA size of each cell descriptor (default 64)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass "
+                                             "(default 4 on CPU, 64 on GPU)."),
+    workers: int = typer.Option(2, "--workers", help="Threads decoding images while the network runs."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Discard an existing index at the output and "
+                                 "start over (needed to change backbone, dimensions or source folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Index a folder tree of images for `query` and `colorize`.
+
+    Running it again on the same output finishes an interrupted build, adds new or changed files and
+    drops removed ones. Unreadable files are skipped and listed in OUTPUT/skipped.tsv. Labels come from
+    ImageNet wnid folders (train/n01440764/...) or file names (n01440764_*.JPEG), else from the
+    backbone's prediction.
+    """
+    with user_errors("run the same command again to resume the build"):
+        config = IndexConfig()
+        if recipe:
+            loaded = load_recipe(recipe)
+            config = loaded.config
+            source = source or loaded.source
+            output = output or loaded.output
+            if source is None:
+                raise ValueError(f"recipe {loaded.name} needs a source folder: pass it as the first argument "
+                                 "or set the environment variable its source names")
+        if source is None:
+            raise ValueError(f"give a folder of images, or --recipe NAME (known: {', '.join(available_recipes())})")
+        config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim)
+        summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
+                              workers=workers, device=device, rebuild=rebuild, progress=not quiet)
+    if as_json:
+        print_json(asdict(summary))
+        return
+    typer.echo(f"{summary.index}: {summary.images} images ({summary.added} added, {summary.removed} removed, "
+               f"{summary.unchanged} unchanged) in {summary.seconds:.1f} s, {summary.images_per_second} images/s")
+    if summary.skipped_total:
+        typer.echo(f"skipped {summary.skipped_total} unreadable files ({summary.skipped} new); reasons in "
+                   f"{summary.report}")
+
+
+@app.command("query")
+def query_command(
+    images: list[Path] = typer.Argument(..., help="Query image(s); colour images are searched as luminance."),
+    k: int = typer.Option(10, "-k", "--k", help="How many references to list."),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    class_wnid: Optional[str] = typer.Option(None, "--class", help="Search this ImageNet class (a wnid like "
+                                             "n02123045) instead of the predicted one."),
+    any_class: bool = typer.Option(False, "--any-class", help="Search every class."),
+    exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave out indexed copies of the query file."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", help="Global candidates to re-rank "
+                                             "(default 200)."),
+    luminance_weight: Optional[float] = typer.Option(None, "--lum-weight", help="Weight w of d_lum in "
+                                                     "d_sem + w*d_lum (default 0.25)."),
+    global_only: bool = typer.Option(False, "--global-only", help="Rank by global cosine, no local re-rank."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Refuse unless the index was built with it."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build time."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results (rank, id, path, label, "
+                                 "score, semantic, luminance, ...)."),
+) -> None:
+    """List the k best colour references for a photo: the paper's class-restricted global ranking
+    followed by the local (semantic + luminance) re-rank. Lower scores are better."""
+    if class_wnid and any_class:
+        raise typer.BadParameter("--class and --any-class exclude each other")
+    with user_errors():
+        with Index.open(resolve_index(index), backbone=backbone, weights=weights, device=device) as opened:
+            responses = opened.search_batch(images, k, class_wnid=class_wnid, any_class=any_class,
+                                            exclude_self=exclude_self, global_candidates=candidates,
+                                            luminance_weight=luminance_weight, rerank=not global_only)
+    if as_json:
+        rows = [{"query": r.query, **result.to_dict()} for r in responses for result in r.results]
+        print_json(rows)
+        for response in responses:
+            for text in response.notes:
+                note(f"{response.query}: {text}")
+        return
+    for response in responses:
+        guess = response.predicted[0]
+        typer.echo(f"{response.query}  (predicted {guess.name} {guess.probability:.0%}; "
+                   f"{response.forward_ms:.0f} ms network, {response.search_ms:.1f} ms search)")
+        for text in response.notes:
+            note(text)
+        typer.echo(f"{'rank':>4}  {'score':>7}  {'d_sem':>6}  {'d_lum':>6}  {'label':<24}  path")
+        for result in response.results:
+            typer.echo(f"{result.rank:>4}  {result.score:7.4f}  {result.semantic:6.4f}  {result.luminance:6.4f}  "
+                       f"{result.label_name[:24]:<24}  {result.path}")
+
+
+@app.command("info")
+def info_command(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Show how an index was built and what it holds."""
+    with user_errors():
+        with Index.open(resolve_index(index)) as opened:
+            manifest = opened.manifest
+    if as_json:
+        data = asdict(manifest)
+        data["config"] = manifest.config.to_dict()
+        print_json(data)
+        return
+    config = manifest.config
+    typer.echo(f"{opened.path}: {manifest.images} images in {manifest.classes} classes, "
+               f"{manifest.skipped} skipped; from {manifest.source}")
+    typer.echo(f"backbone {config.backbone} (weights {config.weights}), global {manifest.dims.get('global')}-d, "
+               f"cells {config.grid}x{config.grid}x{manifest.dims.get('cell')}-d, PCA fitted on "
+               f"{manifest.dims.get('fitted_on')} images; all-class search: {manifest.search_kind}")
+    typer.echo(f"search defaults: {config.global_candidates} candidates, luminance weight "
+               f"{config.luminance_weight}; built with {manifest.versions}")

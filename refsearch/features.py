@@ -1,0 +1,89 @@
+"""Images to descriptors: decode and resize (CPU, thread-safe), the backbone forward, the PCA projections."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .backbones import Backbone
+from .config import IndexConfig
+from .images import DecodedImage, ImageSource, decode, to_luminance
+from .luminance import cell_histograms
+from .projection import Projections
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """What the network and the histograms need of one image: its luminance at the network's input
+    size, and its cell histograms."""
+
+    network_input: np.ndarray
+    histograms: np.ndarray
+    original_size: tuple[int, int]
+    digest: str | None
+
+
+@dataclass(frozen=True)
+class RawFeatures:
+    logits: np.ndarray  # (n, 1000)
+    global_: np.ndarray  # (n, backbone.global_dim)
+    cells: np.ndarray  # (n, grid*grid, backbone.cell_dim)
+    histograms: np.ndarray  # (n, grid*grid, bins)
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+    def select(self, rows) -> "RawFeatures":
+        return RawFeatures(self.logits[rows], self.global_[rows], self.cells[rows], self.histograms[rows])
+
+    @staticmethod
+    def concatenate(parts: list["RawFeatures"]) -> "RawFeatures":
+        return RawFeatures(*(np.concatenate([getattr(p, name) for p in parts])
+                             for name in ("logits", "global_", "cells", "histograms")))
+
+
+@dataclass(frozen=True)
+class Descriptors:
+    """Stored (and searched) form: PCA-reduced, L2-normalised global and cell descriptors."""
+
+    probabilities: np.ndarray  # (n, 1000)
+    global_: np.ndarray  # (n, global_dim)
+    cells: np.ndarray  # (n, grid*grid, cell_dim)
+    histograms: np.ndarray
+
+
+def prepare(decoded: DecodedImage, config: IndexConfig, input_size: int) -> PreparedImage:
+    luminance = to_luminance(decoded.image)
+    network_input = np.asarray(luminance.resize((input_size, input_size), Image.BILINEAR))
+    histograms = cell_histograms(luminance, config.grid, config.hist_bins, config.hist_short_side,
+                                 config.hist_border)
+    return PreparedImage(network_input, histograms, decoded.original_size, decoded.digest)
+
+
+def load_prepared(source: ImageSource, config: IndexConfig, input_size: int) -> PreparedImage:
+    decoded = decode(source, min_short_side=max(config.hist_short_side, input_size))
+    return prepare(decoded, config, input_size)
+
+
+def extract(backbone: Backbone, images: list[PreparedImage]) -> RawFeatures:
+    output = backbone.extract(np.stack([image.network_input for image in images]))
+    cells = output.cells.flatten(2).transpose(1, 2)
+    return RawFeatures(
+        logits=output.logits.float().cpu().numpy(),
+        global_=output.global_descriptor.float().cpu().numpy(),
+        cells=cells.float().cpu().numpy(),
+        histograms=np.stack([image.histograms for image in images]),
+    )
+
+
+def describe(raw: RawFeatures, projections: Projections) -> Descriptors:
+    n, cells, dim = raw.cells.shape
+    probabilities = torch.softmax(torch.from_numpy(raw.logits), dim=1).numpy()
+    return Descriptors(
+        probabilities=probabilities,
+        global_=projections.global_(raw.global_),
+        cells=projections.cells(raw.cells.reshape(n * cells, dim)).reshape(n, cells, -1),
+        histograms=raw.histograms,
+    )

@@ -1,0 +1,176 @@
+"""Finding image files and decoding them, whatever their mode, into RGB or luminance."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+MAX_PIXELS = 400_000_000
+# Pillow's own bomb check would refuse large photos before we can decode them reduced; ours is MAX_PIXELS.
+Image.MAX_IMAGE_PIXELS = None
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with the reason in words."""
+
+    def __init__(self, source: object, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = str(source)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded image (mode RGB or L, EXIF orientation applied), possibly decoded at reduced scale;
+    `original_size` is the full (width, height); `digest` hashes the file's bytes when it came from a file."""
+
+    image: Image.Image
+    original_size: tuple[int, int]
+    digest: str | None
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def find_images(root: str | os.PathLike) -> list[ImageFile]:
+    """Every image file under root (recursively, sorted), skipping hidden folders and index folders."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such folder")
+    if root.is_file():
+        raise NotADirectoryError(f"{root}: expected a folder of images, got a file")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not d.endswith(".index"))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not is_image_path(path):
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            found.append(ImageFile(path.resolve(), stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def decode(source: ImageSource, *, min_short_side: int | None = None) -> DecodedImage:
+    """Decode an image from a path, a PIL image or an array into mode RGB or L.
+
+    With `min_short_side`, JPEGs decode at the smallest DCT scale whose short side is still at least
+    that large, which is several times faster for big photos. Raises ImageError with a reason for
+    anything unusable: missing, empty, not an image, truncated, unsupported mode, too large.
+    """
+    if isinstance(source, Image.Image):
+        return DecodedImage(_to_rgb_or_l(source, "image"), source.size, None)
+    if isinstance(source, np.ndarray):
+        return DecodedImage(_from_array(source), (source.shape[1], source.shape[0]), None)
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise ImageError(path, "empty file")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image file (unrecognised format)") from None
+    except Exception as exc:  # Pillow raises many types for malformed headers
+        raise ImageError(path, f"unreadable image header ({exc})") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(path, f"has no pixels ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(path, f"too large ({width}x{height}, over {MAX_PIXELS // 1_000_000} megapixels)")
+    if min_short_side and image.format == "JPEG" and image.mode in ("RGB", "L", "YCbCr"):
+        scale = min_short_side / min(width, height)
+        if scale < 1:
+            image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
+    try:
+        image.load()
+    except Exception as exc:
+        raise ImageError(path, f"truncated or corrupt image data ({exc})") from None
+    return DecodedImage(_to_rgb_or_l(image, path), (width, height), file_digest(data))
+
+
+def _to_rgb_or_l(image: Image.Image, source: object) -> Image.Image:
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:
+        pass  # a broken EXIF block must not lose an otherwise good photo
+    mode = image.mode
+    if mode in ("RGB", "L"):
+        return image
+    if mode in ("1", "P", "PA", "LA", "RGBA", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        if mode == "P" and "transparency" in image.info or mode in ("PA", "LA", "La", "RGBA", "RGBa"):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            flattened = Image.alpha_composite(white, rgba).convert("RGB")
+            return flattened.convert("L") if mode in ("LA", "La") else flattened
+        return image.convert("L" if mode == "1" else "RGB")
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_to_uint8(np.asarray(image)), "L")
+    raise ImageError(source, f"unsupported image mode {mode!r}")
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    values = array.astype(np.float64)
+    if np.issubdtype(array.dtype, np.floating):
+        top = 1.0 if values.size and np.nanmax(values) <= 1.0 else 255.0
+    elif array.dtype.itemsize >= 2 and values.size and values.max() > 255:
+        top = 65535.0
+    else:
+        top = 255.0
+    return np.clip(np.nan_to_num(values) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim == 2:
+        return Image.fromarray(_to_uint8(array), "L")
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        pixels = _to_uint8(array)
+        if pixels.shape[2] == 1:
+            return Image.fromarray(pixels[:, :, 0], "L")
+        return _to_rgb_or_l(Image.fromarray(pixels, "RGB" if pixels.shape[2] == 3 else "RGBA"), "array")
+    raise ImageError("array", f"expected HxW, HxWx3 or HxWx4, got shape {array.shape}")
+
+
+def to_luminance(image: Image.Image) -> Image.Image:
+    """Luma (ITU-R 601, as JPEG stores it) of an RGB or L image."""
+    return image if image.mode == "L" else image.convert("L")
+
+
+def is_grayscale(image: Image.Image, tolerance: int = 3) -> bool:
+    if image.mode == "L":
+        return True
+    pixels = np.asarray(image.convert("RGB").reduce(4) if min(image.size) >= 8 else image.convert("RGB"))
+    spread = pixels.max(axis=2).astype(np.int16) - pixels.min(axis=2)
+    return bool(np.percentile(spread, 99) <= tolerance)

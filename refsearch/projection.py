@@ -1,0 +1,60 @@
+"""PCA projections fitted on the collection, then L2 normalisation: raw CNN descriptors to stored ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Projection:
+    """x -> normalize((x - mean) @ components.T). With too few samples to fit `dim` components,
+    components is the identity (no reduction) and mean zero, so small collections still work."""
+
+    mean: np.ndarray
+    components: np.ndarray
+
+    @property
+    def output_dim(self) -> int:
+        return self.components.shape[0]
+
+    @classmethod
+    def fit(cls, samples: np.ndarray, dim: int, seed: int = 0) -> "Projection":
+        samples = np.asarray(samples, dtype=np.float32)
+        n, features = samples.shape
+        if n <= dim or features <= dim:
+            return cls(np.zeros(features, np.float32), np.eye(features, dtype=np.float32))
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=dim, svd_solver="randomized" if n > 4 * dim else "full", random_state=seed)
+        pca.fit(samples)
+        return cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        reduced = (np.asarray(x, dtype=np.float32) - self.mean) @ self.components.T
+        return l2_normalize(reduced)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Projections:
+    global_: Projection
+    cells: Projection
+    fitted_on: int
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.savez(handle, global_mean=self.global_.mean, global_components=self.global_.components,
+                     cell_mean=self.cells.mean, cell_components=self.cells.components,
+                     fitted_on=np.int64(self.fitted_on))
+
+    @classmethod
+    def load(cls, path: Path) -> "Projections":
+        with np.load(path) as data:
+            return cls(Projection(data["global_mean"], data["global_components"]),
+                       Projection(data["cell_mean"], data["cell_components"]), int(data["fitted_on"]))

@@ -1,0 +1,58 @@
+"""What a search returns."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    rank: int
+    id: int
+    path: str
+    label: str
+    label_name: str
+    score: float  # semantic + luminance_weight * luminance; lower is better
+    semantic: float
+    luminance: float
+    global_similarity: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClassGuess:
+    wnid: str
+    name: str
+    probability: float
+
+
+@dataclass
+class SearchResponse:
+    query: str
+    results: list[SearchResult]
+    predicted: list[ClassGuess]
+    classes_searched: list[str] | None  # None: every class
+    notes: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    forward_ms: float = 0.0
+    search_ms: float = 0.0
+
+    @property
+    def widened(self) -> bool:
+        return self.classes_searched is None or len(self.classes_searched) > 1
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, rank_index: int) -> SearchResult:
+        return self.results[rank_index]
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "results": [r.to_dict() for r in self.results],
+                "predicted": [asdict(p) for p in self.predicted], "classes_searched": self.classes_searched,
+                "notes": self.notes, "params": self.params,
+                "forward_ms": self.forward_ms, "search_ms": self.search_ms}
