@@ -93,7 +93,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
                   dynamic_ncols=True) as bar:
             writer.bar = bar
             writer.run(plan.todo, output / PROJECTIONS_NAME)
-        _finish(output, manifest, store, config)
+        finalize(output, manifest, store)
     finally:
         store.close()
     seconds = time.perf_counter() - started
@@ -278,7 +278,29 @@ def _save_projections(projections: Projections, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def _finish(output: Path, manifest: Manifest, store: RecordStore, config: IndexConfig) -> None:
+def remove_images(index: str | os.PathLike, ids: list[int]) -> int:
+    """Remove images from an index by id. Their files are remembered as removed (in skipped.tsv), so a
+    later incremental build does not add them back unless they change. Returns how many were removed."""
+    index = Path(index)
+    manifest = Manifest.load(index)
+    if manifest.state != "complete":
+        raise IndexStateError(f"{index} holds an unfinished build; finish it with `refsearch build-index` first")
+    store = RecordStore(index / RECORDS_NAME, write=True)
+    try:
+        records = store.get_many(sorted(set(int(i) for i in ids)))
+        manifest.state = "building"
+        manifest.save(index)
+        removed = store.delete(r.id for r in records)
+        store.mark_skipped([SkippedFile(r.path, "removed from the index", r.file_size, r.mtime_ns) for r in records])
+        finalize(index, manifest, store)
+    finally:
+        store.close()
+    return removed
+
+
+def finalize(output: Path, manifest: Manifest, store: RecordStore) -> None:
+    """Rebuild the FAISS files and the skipped report from the record store, then mark the index complete."""
+    config = manifest.config
     projections_path = output / PROJECTIONS_NAME
     projections = Projections.load(projections_path) if projections_path.exists() else None
     dim = projections.global_.output_dim if projections else 1

@@ -1,0 +1,76 @@
+"""Query latency on an index of the 900 sample photos: warm p50/p95 split into the network forward
+(decode, resize, histograms, backbone, PCA) and search + re-rank; then the cold CLI query.
+
+Targets on 2 CPU cores: search + re-rank <= 10 ms, whole warm query <= 150 ms.
+
+    python bench/query_latency.py [--queries 100] [--cli-runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import CACHE, degraded_copy, load_avg, machine, sample_dir, sample_photos
+from refsearch import Index, build_index
+
+
+def ensure_sample_index() -> Path:
+    path = CACHE / "sample.index"
+    build_index(sample_dir(), path, progress=False)  # incremental: a no-op when it is up to date
+    return path
+
+
+def percentiles(values: list[float]) -> str:
+    return f"{np.percentile(values, 50):.1f} / {np.percentile(values, 95):.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--cli-runs", type=int, default=3)
+    args = parser.parse_args()
+    print(f"machine: {machine()}; load average at start {load_avg()}")
+    index_path = ensure_sample_index()
+    photos = sample_photos()[:: max(1, len(sample_photos()) // args.queries)][: args.queries]
+    with tempfile.TemporaryDirectory() as scratch:
+        queries = []
+        for number, photo in enumerate(photos):
+            query = Path(scratch) / f"query{number}.jpg"
+            degraded_copy(photo, short_side=256, quality=85).save(query)
+            queries.append(query)
+        with Index.open(index_path) as index:
+            index.search(queries[0], k=10)  # warm-up: backbone load, first-call allocations
+            forward, search, total = [], [], []
+            for query in queries:
+                started = time.perf_counter()
+                response = index.search(query, k=10)
+                total.append((time.perf_counter() - started) * 1000)
+                forward.append(response.forward_ms)
+                search.append(response.search_ms)
+            print(f"\nwarm queries on {len(index)} images, k=10, {index.config.global_candidates} candidates "
+                  f"({len(queries)} queries, grayscale 256px JPEGs)")
+            print("| part | p50 ms | p95 ms |\n|---|---:|---:|")
+            for name, values in (("forward (decode, histograms, network, PCA)", forward),
+                                 ("search + re-rank", search), ("whole query", total)):
+                p50, p95 = np.percentile(values, [50, 95])
+                print(f"| {name} | {p50:.1f} | {p95:.1f} |")
+
+        cold = []
+        for _ in range(args.cli_runs):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "refsearch", "query", str(queries[1]), "--index", str(index_path),
+                            "-k", "10", "--json"], check=True, capture_output=True)
+            cold.append(time.perf_counter() - started)
+    print(f"\ncold CLI query (new process: imports, backbone load, index open, one query): "
+          f"median {np.median(cold):.2f} s over {len(cold)} runs (min {min(cold):.2f} s)")
+    print(f"load average at end {load_avg()}")
+
+
+if __name__ == "__main__":
+    main()
