@@ -27,13 +27,15 @@ def main() -> None:
     index_path = ensure_sample_index()
     photos = sample_photos()
     photos = photos[:: max(1, len(photos) // args.photos)][: args.photos]
-    ranks = {"re-ranked (default)": [], "global only": [], "re-ranked, any class": []}
+    variants = {"re-ranked (default)": {}, "re-ranked, no cross-class rescue": {"rescue_candidates": 0},
+                "global only": {"rerank": False}, "global only, no rescue": {"rerank": False, "rescue_candidates": 0},
+                "re-ranked, any class": {"any_class": True}}
+    ranks = {name: [] for name in variants}
     with Index.open(index_path) as index, tempfile.TemporaryDirectory() as scratch:
         for number, photo in enumerate(photos):
             query = Path(scratch) / f"q{number}.jpg"
             degraded_copy(photo, args.crop, args.short_side, args.quality).save(query, quality=100)
-            for name, options in (("re-ranked (default)", {}), ("global only", {"rerank": False}),
-                                  ("re-ranked, any class", {"any_class": True})):
+            for name, options in variants.items():
                 response = index.search(query, k=10, **options)
                 paths = [Path(r.path).name for r in response.results]
                 ranks[name].append(paths.index(photo.name) + 1 if photo.name in paths else 11)

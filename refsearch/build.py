@@ -78,7 +78,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     files = find_images(source)
     backbone = create_backbone((config or IndexConfig()).backbone, weights=weights, device=device)
     config = (config or IndexConfig()).with_(weights=backbone.fingerprint)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
     if batch_size < 1 or workers < 0:
         raise ValueError("batch size must be at least 1 and workers at least 0")
 

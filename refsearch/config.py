@@ -24,6 +24,9 @@ class IndexConfig:
     # Search defaults, recorded so that results say how they were ranked; a query may override them.
     global_candidates: int = 200
     luminance_weight: float = 0.25
+    # A class-restricted search also considers this many all-class global neighbours, keeping those closer
+    # to the query than anything in the searched classes: a misclassified query still finds its near copies.
+    rescue_candidates: int = 20
     # Classes tried, most probable first, before a query with too few candidates searches all classes.
     widen_classes: int = 10
     # Above this many images the all-class search uses an approximate (IVF) index instead of a full scan.

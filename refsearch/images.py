@@ -13,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 MAX_PIXELS = 400_000_000
+_EXIF_ORIENTATION = 0x0112
 # Pillow's own bomb check would refuse large photos before we can decode them reduced; ours is MAX_PIXELS.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -116,6 +117,8 @@ def decode(source: ImageSource, *, min_short_side: int | None = None) -> Decoded
         image.load()
     except Exception as exc:
         raise ImageError(path, f"truncated or corrupt image data ({exc})") from None
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+        width, height = height, width
     return DecodedImage(_to_rgb_or_l(image, path), (width, height), file_digest(data))
 
 
@@ -129,7 +132,7 @@ def _to_rgb_or_l(image: Image.Image, source: object) -> Image.Image:
         return image
     if mode in ("1", "P", "PA", "LA", "RGBA", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
         if mode == "P" and "transparency" in image.info or mode in ("PA", "LA", "La", "RGBA", "RGBa"):
-            rgba = image.convert("RGBA")
+            rgba = (image.convert("LA") if mode == "La" else image).convert("RGBA")
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             flattened = Image.alpha_composite(white, rgba).convert("RGB")
             return flattened.convert("L") if mode in ("LA", "La") else flattened

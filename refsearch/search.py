@@ -13,6 +13,7 @@ from . import classes
 from .backbones import Backbone, create_backbone
 from .build import PROJECTIONS_NAME, RECORDS_NAME
 from .config import ConfigMismatchError, IndexConfig
+from .curation import CurationMixin
 from .features import Descriptors, describe, extract, load_prepared
 from .images import ImageSource
 from .manifest import IndexStateError, Manifest
@@ -32,7 +33,7 @@ class QueryFeatures:
     digest: str | None
 
 
-class Index:
+class Index(CurationMixin):
     """A built index, opened for searching. Use `Index.open(path)`."""
 
     def __init__(self, path: Path, manifest: Manifest, store: RecordStore, global_index: GlobalIndex,
@@ -67,10 +68,11 @@ class Index:
                 raise ConfigMismatchError(f"{path} was built with another configuration: {'; '.join(differences)}")
         store = RecordStore(path / RECORDS_NAME)
         global_index = GlobalIndex.load(path, manifest.files, built.ivf_nprobe)
-        if global_index.ntotal != manifest.images or len(store) != manifest.images:
+        stored = len(store)
+        if global_index.ntotal != manifest.images or stored != manifest.images:
             store.close()
             raise IndexStateError(f"{path} is inconsistent (manifest lists {manifest.images} images, the "
-                                  f"stores hold {global_index.ntotal} and {len(store)}); rebuild it")
+                                  f"stores hold {global_index.ntotal} and {stored}); rebuild it")
         projections_path = path / PROJECTIONS_NAME
         projections = Projections.load(projections_path) if projections_path.exists() else None
         return cls(path, manifest, store, global_index, projections, weights, device)
@@ -131,12 +133,13 @@ class Index:
     def search_batch(self, images: Sequence[ImageSource], k: int = 10, *, class_wnid: str | None = None,
                      any_class: bool = False, exclude_self: bool = False,
                      global_candidates: int | None = None, luminance_weight: float | None = None,
-                     rerank: bool = True) -> list[SearchResponse]:
+                     rescue_candidates: int | None = None, rerank: bool = True) -> list[SearchResponse]:
         """Search each image: restrict to its predicted class (or `class_wnid`, or none with `any_class`),
         widening to the next most probable classes and then to all when too few images are there; take
         the `global_candidates` best by global cosine; re-rank them by d_sem + luminance_weight * d_lum
         (or keep the global order with `rerank=False`). A query file that is itself in the index comes
-        back first unless `exclude_self`."""
+        back first unless `exclude_self`. A search restricted to predicted classes also keeps the images
+        among the `rescue_candidates` best of all classes that are closer than any image of those classes."""
         if k < 1:
             raise ValueError("k must be at least 1")
         if len(self) == 0:
@@ -145,7 +148,9 @@ class Index:
             classes.class_index(class_wnid)
         candidates = max(k, global_candidates or self.config.global_candidates)
         weight = self.config.luminance_weight if luminance_weight is None else luminance_weight
+        rescue = self.config.rescue_candidates if rescue_candidates is None else rescue_candidates
         params = {"k": k, "global_candidates": candidates, "luminance_weight": weight, "rerank": rerank,
+                  "rescue_candidates": rescue,
                   "class": class_wnid, "any_class": any_class, "exclude_self": exclude_self}
         started = time.perf_counter()
         queries = self.embed(images)
@@ -153,7 +158,8 @@ class Index:
         responses = []
         for query in queries:
             started = time.perf_counter()
-            response = self._search_one(query, k, class_wnid, any_class, exclude_self, candidates, weight, rerank)
+            response = self._search_one(query, k, class_wnid, any_class, exclude_self, candidates, weight, rescue,
+                                         rerank)
             response.search_ms = round((time.perf_counter() - started) * 1000, 2)
             response.forward_ms = round(forward_ms, 2)
             response.params = params
@@ -161,7 +167,8 @@ class Index:
         return responses
 
     def _search_one(self, query: QueryFeatures, k: int, class_wnid: str | None, any_class: bool,
-                    exclude_self: bool, candidates: int, weight: float, rerank: bool) -> SearchResponse:
+                    exclude_self: bool, candidates: int, weight: float, rescue: int,
+                    rerank: bool) -> SearchResponse:
         descriptors = query.descriptors
         probabilities = descriptors.probabilities[0]
         wnids = classes.wnids()
@@ -178,16 +185,32 @@ class Index:
         similarities, ids = self.global_index.search(descriptors.global_[0][None], searched, chosen)
         found = [(float(s), int(i)) for s, i in zip(similarities[0], ids[0])
                  if i >= 0 and not (exclude_self and i in self_ids)]
+        if chosen is not None and class_wnid is None and rescue > 0:
+            found.extend(self._rescued(descriptors.global_[0], rescue, found, self_ids if exclude_self else set(),
+                                       notes))
         if not exclude_self:
             missing = sorted(self_ids - {i for _, i in found})
             vectors = self.store.global_vectors_of(missing, self.global_index.dim)
             found.extend((float(v @ descriptors.global_[0]), i) for v, i in zip(vectors, missing))
+        found.sort(key=lambda pair: -pair[0])
         found = [f for f in found if f[1] in self_ids] + [f for f in found if f[1] not in self_ids][:candidates]
         if k > len(found):
             notes.append(f"only {len(found)} images to rank (k={k})")
         results = self._rank(found, descriptors, k, weight, rerank)
         searched_classes = None if chosen is None else [wnids[c] for c in chosen]
         return SearchResponse(query.source, results, predicted, searched_classes, notes)
+
+    def _rescued(self, query_global: np.ndarray, rescue: int, found: list[tuple[float, int]],
+                 excluded: set[int], notes: list[str]) -> list[tuple[float, int]]:
+        best_in_class = found[0][0] if found else -np.inf
+        similarities, ids = self.global_index.search(query_global[None], rescue, None)
+        known = {i for _, i in found} | excluded
+        rescued = [(float(s), int(i)) for s, i in zip(similarities[0], ids[0])
+                   if i >= 0 and s > best_in_class and i not in known]
+        if rescued:
+            notes.append(f"also ranked {_count(len(rescued), 'image')} from other classes, closer to the query "
+                         "than any image of the searched classes")
+        return rescued
 
     def _choose_classes(self, ranked_classes: np.ndarray, class_wnid: str | None, k: int,
                         notes: list[str]) -> list[int] | None:

@@ -54,7 +54,7 @@ class GlobalIndex:
             by_class.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(xids), faiss.swig_ptr(assign))
         all_classes = None
         if len(ids) > exact_limit:
-            nlist = int(4 * np.sqrt(len(ids)))
+            nlist = max(1, min(len(ids), int(4 * np.sqrt(len(ids)))))
             all_classes = faiss.index_factory(dim, f"IDMap2,IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
             sample = vectors[rng.choice(len(vectors), min(len(vectors), 64 * nlist), replace=False)]

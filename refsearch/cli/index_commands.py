@@ -83,6 +83,8 @@ def query_command(
                                              "(default 200)."),
     luminance_weight: Optional[float] = typer.Option(None, "--lum-weight", help="Weight w of d_lum in "
                                                      "d_sem + w*d_lum (default 0.25)."),
+    rescue: Optional[int] = typer.Option(None, "--rescue", help="All-class global neighbours also ranked when "
+                                         "closer than anything in the searched classes (default 20; 0: none)."),
     global_only: bool = typer.Option(False, "--global-only", help="Rank by global cosine, no local re-rank."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Refuse unless the index was built with it."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build time."),
@@ -98,7 +100,8 @@ def query_command(
         with Index.open(resolve_index(index), backbone=backbone, weights=weights, device=device) as opened:
             responses = opened.search_batch(images, k, class_wnid=class_wnid, any_class=any_class,
                                             exclude_self=exclude_self, global_candidates=candidates,
-                                            luminance_weight=luminance_weight, rerank=not global_only)
+                                            luminance_weight=luminance_weight, rescue_candidates=rescue,
+                                            rerank=not global_only)
     if as_json:
         rows = [{"query": r.query, **result.to_dict()} for r in responses for result in r.results]
         print_json(rows)

@@ -1,0 +1,212 @@
+"""`refsearch build-index`, `query` and `info`: a round trip on twenty demo photos, and the errors."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import refsearch.cli  # noqa: F401  (registers the commands)
+from refsearch import build
+from refsearch.cli import app
+
+QUERY_KEYS = {"query", "rank", "id", "path", "label", "label_name", "score", "semantic", "luminance",
+              "global_similarity"}
+
+
+def run(*args: str, env: dict | None = None):
+    return CliRunner(env=env).invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> str:
+    """Exit code 2 and exactly one line on stderr, starting `error: ` and containing the fragments."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    assert result.stdout == ""
+    message = result.stderr
+    assert message.startswith("error: ") and message.endswith("\n") and message.count("\n") == 1, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, demo_photos) -> list[Path]:
+    folder = tmp_path_factory.mktemp("cli") / "photos"
+    folder.mkdir()
+    chosen = demo_photos[::2] + [demo_photos[1]]  # twenty of the 37
+    return [Path(shutil.copy2(photo, folder / photo.name)).resolve() for photo in chosen]
+
+
+@pytest.fixture(scope="module")
+def built(photos) -> Path:
+    """The twenty photos indexed through the command line (checked in the first test)."""
+    index = photos[0].parent.parent / "cli.index"
+    result = run("build-index", photos[0].parent, "-o", index, "--quiet", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["images"] == summary["added"] == 20
+    return index
+
+
+def test_build_index_prints_a_json_summary_then_a_line_when_run_again(built, photos):
+    assert (built / "manifest.json").is_file()
+    result = run("build-index", photos[0].parent, "-o", built, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{built}: 20 images (0 added, 0 removed, 20 unchanged)")
+
+
+def test_query_json_lists_ranked_references(built, photos):
+    result = run("query", photos[3], "--index", built, "-k", "4", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["rank"] for row in rows] == [1, 2, 3, 4]
+    for row in rows:
+        assert set(row) == QUERY_KEYS
+        assert row["query"] == str(photos[3])
+        assert Path(row["path"]).parent == photos[0].parent
+        assert row["label"] == Path(row["path"]).name[:9]
+    assert rows[0]["path"] == str(photos[3])  # an indexed file finds itself first
+    assert [row["score"] for row in rows] == sorted(row["score"] for row in rows)
+    for row in rows:
+        assert row["score"] == pytest.approx(row["semantic"] + 0.25 * row["luminance"], abs=2e-5)
+
+
+def test_query_a_degraded_copy_and_several_queries_at_once(built, photos, degrade, tmp_path):
+    copy = tmp_path / "old-photo.jpg"
+    degrade(photos[7]).save(copy)
+    result = run("query", copy, photos[12], "--index", built, "-k", "2", "--json", "--exclude-self")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    by_query = {query: [r for r in rows if r["query"] == query] for query in (str(copy), str(photos[12]))}
+    assert [r["rank"] for r in by_query[str(copy)]] == [1, 2]
+    assert by_query[str(copy)][0]["path"] == str(photos[7])
+    assert str(photos[12]) not in [r["path"] for r in by_query[str(photos[12])]]
+
+
+def test_query_json_keeps_notes_off_stdout(built, photos):
+    result = run("query", photos[0], "--index", built, "-k", "25", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 20
+    assert "note: " in result.stderr and "only 20 images to rank (k=25)" in result.stderr
+
+
+def test_query_table_output(built, photos):
+    result = run("query", photos[5], "--index", built, "-k", "3", "--any-class", "--lum-weight", "0")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{photos[5]}  (predicted ")
+    assert lines[1].split() == ["rank", "score", "d_sem", "d_lum", "label", "path"]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert rows[0][-1] == str(photos[5])
+    for row in rows:
+        assert float(row[1]) == pytest.approx(float(row[2]), abs=1e-4)  # luminance weight 0: score = d_sem
+
+
+def test_query_global_only_and_the_default_index_from_the_environment(built, photos):
+    result = run("query", photos[9], "-k", "3", "--global-only", "--json",
+                 env={"REFSEARCH_INDEX": str(built)})
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    sims = [row["global_similarity"] for row in rows]
+    assert sims == sorted(sims, reverse=True) and rows[0]["path"] == str(photos[9])
+
+
+def test_info_text_and_json(built):
+    result = run("info", "--index", built)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"{built}: 20 images in 20 classes, 0 skipped; from ")
+    assert "backbone efficientnet-lite2 (weights " in result.stdout
+    assert "cells 7x7x64-d" in result.stdout and "all-class search: exact" in result.stdout
+    data = json.loads(run("info", "--index", built, "--json").stdout)
+    assert data["images"] == 20 and data["state"] == "complete"
+    assert data["config"]["backbone"] == "efficientnet-lite2" and data["config"]["global_dim"] == 128
+    assert data["dims"] == {"global": 1280, "cell": 64, "fitted_on": 20}
+
+
+# -- errors: exit code 2 and one line -------------------------------------------------------------
+def test_query_errors(built, photos, tmp_path):
+    assert_user_error(run("query", tmp_path / "missing.jpg", "--index", built), "missing.jpg: no such file")
+    assert_user_error(run("query", photos[0], "--index", tmp_path / "nothing.index"),
+                      "nothing.index: no such index", "refsearch build-index")
+    assert_user_error(run("query", photos[0], "--index", built, "--backbone", "vgg19"),
+                      "built with backbone 'efficientnet-lite2', not 'vgg19'")
+    assert_user_error(run("query", photos[0], "--index", built, "--class", "n00000000"),
+                      "'n00000000' is not an ImageNet-1k WordNet id")
+    assert_user_error(run("query", photos[0], "--index", built, "-k", "0"), "k must be at least 1")
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    assert_user_error(run("query", tmp_path / "notes.jpg", "--index", built), "not an image file")
+    both = run("query", photos[0], "--index", built, "--class", "n01440764", "--any-class")
+    assert both.exit_code == 2 and "--class and --any-class exclude each other" in both.stderr
+
+
+def test_query_with_other_weights_is_refused(built, photos, changed_efficientnet_weights):
+    assert_user_error(run("query", photos[0], "--index", built, "--weights", changed_efficientnet_weights),
+                      "other efficientnet-lite2 weights", "pass the same --weights")
+
+
+def test_info_errors(tmp_path):
+    assert_user_error(run("info", "--index", tmp_path / "nothing.index"), "no such index")
+    (tmp_path / "plain").mkdir()
+    assert_user_error(run("info", "--index", tmp_path / "plain"), "is not a refsearch index")
+
+
+def test_build_index_errors(built, photos, tmp_path, monkeypatch):
+    assert_user_error(run("build-index", tmp_path / "nowhere", "-o", tmp_path / "x.index"), "no such folder")
+    assert_user_error(run("build-index", "-o", tmp_path / "x.index"), "give a folder of images, or --recipe")
+    assert_user_error(run("build-index", photos[0].parent, "-o", built, "--global-dim", "64", "-q"),
+                      "global_dim: 128 vs 64", "pass --rebuild")
+    assert_user_error(run("build-index", tmp_path, "-o", built, "-q"), f"indexes {photos[0].parent}, not")
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "empty-hub"))
+    source = photos[0].parent
+    assert_user_error(run("build-index", source, "-o", tmp_path / "vgg.index", "--backbone", "vgg19"),
+                      "vgg19 needs its ImageNet weights", "--weights")
+    assert_user_error(run("build-index", source, "-o", tmp_path / "y.index", "--backbone", "resnet"),
+                      "unknown backbone 'resnet'")
+    monkeypatch.delenv("IMAGENET_TRAIN", raising=False)
+    assert_user_error(run("build-index", "--recipe", "imagenet-train", "-o", tmp_path / "z.index"),
+                      "recipe imagenet-train needs a source folder")
+    assert_user_error(run("build-index", "--recipe", "no-such-recipe"), "no recipe named 'no-such-recipe'")
+    assert not (tmp_path / "vgg.index").exists() and not (tmp_path / "y.index").exists()
+
+
+def test_an_interrupted_build_exits_130_and_resumes(tmp_path, copy_photos, monkeypatch):
+    copy_photos(tmp_path / "photos", 3)
+    real = build.extract
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "extract", interrupted)
+    result = run("build-index", tmp_path / "photos", "-o", tmp_path / "x.index", "-q")
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted: run the same command again to resume the build\n"
+    monkeypatch.setattr(build, "extract", real)
+    assert_user_error(run("info", "--index", tmp_path / "x.index"), "unfinished build", "build-index")
+    result = run("build-index", tmp_path / "photos", "-o", tmp_path / "x.index", "-q", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["images"] == 3
+
+
+def test_a_recipe_file_sets_source_output_and_configuration(tmp_path, copy_photos):
+    copy_photos(tmp_path / "photos", 2)
+    (tmp_path / "mine.toml").write_text('source = "photos"\noutput = "mine.index"\n[config]\ncell_dim = 16\n')
+    result = run("build-index", "--recipe", tmp_path / "mine.toml", "-q", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["index"] == str(tmp_path / "mine.index")
+    data = json.loads(run("info", "--index", tmp_path / "mine.index", "--json").stdout)
+    assert data["config"]["cell_dim"] == 16 and data["images"] == 2
+    assert data["source"] == str((tmp_path / "photos").resolve())
+
+
+def test_skipped_files_are_reported_by_the_build(tmp_path, copy_photos):
+    copy_photos(tmp_path / "photos", 1)
+    (tmp_path / "photos" / "empty.jpg").write_bytes(b"")
+    result = run("build-index", tmp_path / "photos", "-o", tmp_path / "s.index", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1] == (f"skipped 1 unreadable files (1 new); reasons in "
+                                             f"{tmp_path / 's.index' / 'skipped.tsv'}")
