@@ -5,13 +5,9 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import sys
 from pathlib import Path
 
-# tests/refsearch (a folder without __init__.py) would shadow the refsearch package as a namespace
-# package if tests/ stayed on sys.path, where pytest's default import mode puts it for this conftest.
 _TESTS = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != _TESTS]
 
 # The suite runs on small shared machines: one thread per library avoids OpenMP spinning against other
 # processes, which slows a forward pass down tenfold there. Set these variables to override.

@@ -16,7 +16,7 @@ from ..images import ImageError
 from ..manifest import IndexStateError
 
 USER_ERRORS = (BackboneError, ConfigMismatchError, ImageError, IndexStateError, FileNotFoundError,
-               NotADirectoryError, KeyError, ValueError, PermissionError)
+               NotADirectoryError, FileExistsError, KeyError, ValueError, PermissionError)
 
 INDEX_HELP = "Index folder (default: $REFSEARCH_INDEX or ./refsearch.index)."
 

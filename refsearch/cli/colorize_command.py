@@ -1,0 +1,127 @@
+"""`colorize`: paint a grayscale photo (or a folder of them) from references retrieved from an index or
+given with --ref."""
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+
+from colorize import (ColorizeError, ColorizeResult, DEFAULT_METHOD, colorize, colorize_folder,
+                      colorize_with_index, describe_methods)
+from colorize.api import load_reference
+from colorize.batch import Colorized, save_result
+
+from ..search import Index
+from .app import app
+from .common import INDEX_HELP, note, print_json, resolve_index, user_errors
+
+
+@app.command("colorize")
+def colorize_command(
+    image: Optional[Path] = typer.Argument(None, help="Grayscale photo, or a folder of photos (searched "
+                                           "recursively). A colour photo is colorized from its luminance."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output PNG (default ./<name>_colorized"
+                                          ".png), or for a folder the output folder (default ./<folder>_colorized)."),
+    topk: int = typer.Option(3, "--topk", "-k", help="How many retrieved references to colorize from."),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    refs: Optional[list[Path]] = typer.Option(None, "--ref", help="Use this colour reference (repeatable, best "
+                                              "first) instead of searching an index."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help="Colorize method (see --list-methods)."),
+    list_methods: bool = typer.Option(False, "--list-methods", help="List the colorize methods and exit."),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (input, references "
+                                         "with scores, result, confidence map): a PNG, or for a folder a folder."),
+    global_only: bool = typer.Option(False, "--global-only", help="Retrieve by global cosine only, without the "
+                                     "local re-rank."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Colorize a grayscale photo from its best colour references: retrieved from an index (top-k, after
+    the local re-rank), or given with --ref. The output keeps the input's gray levels exactly."""
+    if list_methods:
+        _print_methods(as_json)
+        return
+    if image is None:
+        raise typer.BadParameter("give a photo or a folder to colorize (or --list-methods)", param_hint="IMAGE")
+    if topk < 1:
+        raise typer.BadParameter(f"must be at least 1, got {topk}", param_hint="--topk")
+    if refs and index is not None:
+        raise typer.BadParameter("--ref and --index exclude each other: give references or an index to search")
+    folder = image.is_dir()
+    if folder and sheet is not None and sheet.suffix:
+        raise typer.BadParameter("for a folder, --sheet names a folder for the sheets", param_hint="--sheet")
+    with _errors(), ExitStack() as stack:
+        if refs:
+            references = [load_reference(path, i) for i, path in enumerate(refs)]
+
+            def colorize_one(path: Path) -> ColorizeResult:
+                return colorize(path, references, method)
+        else:
+            opened = stack.enter_context(Index.open(resolve_index(index), device=device))
+
+            def colorize_one(path: Path) -> ColorizeResult:
+                return colorize_with_index(opened, path, topk, method, rerank=not global_only)
+        if folder:
+            _colorize_folder(image, output, sheet, colorize_one, as_json, quiet)
+        else:
+            done = save_result(colorize_one(image), image, output or Path(f"{image.stem}_colorized.png"), sheet)
+            _report([done], [], as_json)
+
+
+def _colorize_folder(folder: Path, output: Path | None, sheet: Path | None,
+                     colorize_one: Callable[[Path], ColorizeResult], as_json: bool, quiet: bool) -> None:
+    output = output or Path(f"{folder.resolve().name}_colorized")
+    summary = colorize_folder(folder, output, colorize_one, sheet, progress=not quiet)
+    _report(summary.done, summary.failed, as_json)
+    if summary.failed and not summary.done:
+        raise typer.Exit(2)
+
+
+def _report(done: list[Colorized], failed: list[tuple[Path, str]], as_json: bool) -> None:
+    if as_json:
+        print_json({"done": [_as_dict(item) for item in done],
+                    "failed": [{"input": str(path), "error": reason} for path, reason in failed]})
+    else:
+        for item in done:
+            references = ", ".join(Path(name).name + ("" if score is None else f" ({score:.3f})")
+                                   for name, score in item.references)
+            typer.echo(f"{item.output}  ({item.method}, {item.seconds:.1f} s, mean confidence "
+                       f"{item.mean_confidence:.2f}; from {references})")
+            if item.sheet:
+                typer.echo(f"{item.sheet}  (contact sheet)")
+    for item in done:
+        for text in item.notes:
+            note(f"{item.source}: {text}")
+    for path, reason in failed:
+        typer.echo(f"skipped {path}: {reason}", err=True)
+
+
+def _as_dict(item: Colorized) -> dict:
+    return {"input": str(item.source), "output": str(item.output), "sheet": item.sheet and str(item.sheet),
+            "method": item.method, "seconds": round(item.seconds, 3),
+            "mean_confidence": round(item.mean_confidence, 4),
+            "references": [{"path": name, "score": score} for name, score in item.references], "notes": item.notes}
+
+
+def _print_methods(as_json: bool) -> None:
+    with _errors():
+        methods = describe_methods()
+    if as_json:
+        print_json([{"name": name, "description": text, "default": name == DEFAULT_METHOD}
+                    for name, text in methods.items()])
+        return
+    for name, text in methods.items():
+        typer.echo(f"{name:<12} {text}{'  (default)' if name == DEFAULT_METHOD else ''}")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """refsearch's usual error handling, plus colorize errors (a failing method names itself)."""
+    with user_errors():
+        try:
+            yield
+        except ColorizeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None

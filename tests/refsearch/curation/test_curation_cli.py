@@ -1,0 +1,106 @@
+"""`refsearch dedup`, `outliers`, `clusters` and `export` on the planted index."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from refsearch.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def index(planted, tmp_path_factory):
+    """A copy of the planted index: the session's opened one holds its LMDB environment, and LMDB
+    refuses a second one on the same file in one process."""
+    path = tmp_path_factory.mktemp("cli") / "planted.index"
+    shutil.copytree(planted.index, path)
+    return path
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_dedup_json_lists_the_planted_groups(planted, index):
+    result = _run("dedup", "--index", index, "--json")
+    assert result.exit_code == 0, result.output
+    groups = json.loads(result.stdout)
+    found = sorted(({planted.relative(m["path"]) for m in g["members"]} for g in groups), key=len)
+    assert found == [planted.exact, planted.near]
+    assert {g["kind"] for g in groups} == {"exact", "near"}
+
+
+def test_dedup_table_and_report(planted, index, tmp_path):
+    report = tmp_path / "dups.html"
+    result = _run("dedup", "--index", index, "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "2 groups, 3 redundant copies" in result.stdout
+    assert "keep" in result.stdout and "n04146614_school_bus_gray_crop.jpg" in result.stdout
+    page = report.read_text()
+    assert page.count("<img src=\"data:image/jpeg;base64,") == 5
+    assert page.count("class=keep") == 2
+
+
+def test_dedup_exact_only(planted, index):
+    result = _run("dedup", "--index", index, "--exact", "--json")
+    groups = json.loads(result.stdout)
+    assert [{planted.relative(m["path"]) for m in g["members"]} for g in groups] == [planted.exact]
+
+
+def test_outliers_json_puts_the_planted_outlier_first(planted, index, tmp_path):
+    result = _run("outliers", "--index", index, "-n", "3", "--json", "--report", tmp_path / "o.html")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 3 and planted.relative(rows[0]["path"]) == planted.outlier
+    assert {"id", "path", "label", "score", "nearest_id", "nearest_similarity"} <= set(rows[0])
+    assert (tmp_path / "o.html").read_text().count("<figure") == 6
+
+
+def test_outliers_labels_lists_the_mislabelled_photo(planted, index):
+    result = _run("outliers", "--index", index, "--labels")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if planted.mislabelled.split("/")[1] in line)
+    assert "banana" in line and "daisy" in line
+
+
+def test_clusters_json_and_table(planted, index, planted_index):
+    result = _run("clusters", "--index", index, "-n", "3", "--json")
+    clusters = json.loads(result.stdout)
+    assert len(clusters) == 3
+    assert sum(c["size"] for c in clusters) == sum(len(c["members"]) for c in clusters) == len(planted_index)
+    table = _run("clusters", "--index", index, "-n", "3")
+    assert table.exit_code == 0 and len(table.stdout.strip().splitlines()) == 1 + 3
+
+
+def test_export_drops_duplicates_and_lists_paths(planted, index, planted_index, tmp_path):
+    destination = tmp_path / "clean.txt"
+    result = _run("export", destination, "--index", index, "--mode", "list", "--drop-duplicates", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"] == len(planted_index) - 3
+    listed = {planted.relative(p) for p in destination.read_text().splitlines()}
+    assert listed & planted.near == {"photos/n04146614_school_bus.jpg"}
+    assert len(listed & planted.exact) == 1
+
+
+def test_export_of_listed_ids(planted, index, planted_index, tmp_path):
+    ids = [r.id for r in planted_index.records()][:2]
+    (tmp_path / "ids.txt").write_text(f"# chosen by hand\n{ids[0]}, {ids[1]}\n")
+    result = _run("export", tmp_path / "two", "--index", index, "--ids", tmp_path / "ids.txt",
+                  "--mode", "symlink")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("linked 2 images")
+    assert len(list((tmp_path / "two").rglob("*.*"))) == 2
+
+
+def test_export_errors_are_one_line(planted, index, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("")
+    result = _run("export", tmp_path / "taken", "--index", index)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "already exists" in result.stderr
+    missing = _run("dedup", "--index", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and missing.stderr.startswith("error: ")
