@@ -2,47 +2,24 @@
 group: the entry point names a callable that takes `weights=None` and returns a Backbone."""
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
+from ..plugins import Registry
 from .base import Backbone, BackboneError, BackboneOutput, load_state_dict, state_fingerprint
 
 ENTRY_POINT_GROUP = "refsearch.backbones"
 BackboneFactory = Callable[..., Backbone]
-_REGISTRY: dict[str, BackboneFactory] = {}
-
-
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    def add(factory: BackboneFactory) -> BackboneFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return add
-
-
-def _load_entry_points() -> None:
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in _REGISTRY:
-            try:
-                _REGISTRY[entry.name] = entry.load()
-            except Exception as exc:
-                raise BackboneError(f"backbone plugin {entry.name!r} ({entry.value}) failed to load: {exc}") from exc
-
-
-def available_backbones() -> list[str]:
-    _load_entry_points()
-    return sorted(_REGISTRY)
+_BACKBONES: Registry[BackboneFactory] = Registry("backbone", ENTRY_POINT_GROUP, BackboneError)
+register_backbone = _BACKBONES.register
+available_backbones = _BACKBONES.names
 
 
 def create_backbone(name: str, weights: str | Path | None = None, device: str = "cpu") -> Backbone:
     """Build the backbone registered as `name`, load its weights and move it to `device`."""
-    if name not in _REGISTRY:
-        _load_entry_points()
-    if name not in _REGISTRY:
-        raise BackboneError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
+    factory = _BACKBONES.get(name)
     torch_device = resolve_device(device)
-    backbone = _REGISTRY[name](weights=weights)
+    backbone = factory(weights=weights)
     return backbone.to(torch_device).eval()
 
 

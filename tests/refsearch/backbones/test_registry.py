@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import refsearch
-from refsearch import backbones
+from refsearch import backbones, plugins
 from refsearch.backbones import Backbone, BackboneError, BackboneOutput, available_backbones, create_backbone
 
 
@@ -43,8 +43,8 @@ class TinyBackbone(Backbone):
 @pytest.fixture
 def registry(monkeypatch):
     """A private copy of the registry, so registrations in a test do not leak."""
-    private = dict(backbones._REGISTRY)
-    monkeypatch.setattr(backbones, "_REGISTRY", private)
+    private = dict(backbones._BACKBONES._factories)
+    monkeypatch.setattr(backbones._BACKBONES, "_factories", private)
     return private
 
 
@@ -80,7 +80,7 @@ def test_register_backbone_makes_a_factory_creatable_by_name(registry):
 def test_a_plugin_registers_through_the_entry_point_group(registry, monkeypatch):
     entry = EntryPoint(name="tiny-plugin", value="tiny_package:make", group=backbones.ENTRY_POINT_GROUP)
     monkeypatch.setattr(EntryPoint, "load", lambda self: TinyBackbone)
-    monkeypatch.setattr(backbones, "entry_points", _fake_entry_points(entry))
+    monkeypatch.setattr(plugins, "entry_points", _fake_entry_points(entry))
     assert "tiny-plugin" in available_backbones()
     assert isinstance(create_backbone("tiny-plugin"), TinyBackbone)
     assert registry["tiny-plugin"] is TinyBackbone
@@ -88,7 +88,7 @@ def test_a_plugin_registers_through_the_entry_point_group(registry, monkeypatch)
 
 def test_a_plugin_that_fails_to_load_is_named_in_the_error(registry, monkeypatch):
     entry = EntryPoint(name="broken", value="missing_package:make", group=backbones.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(backbones, "entry_points", _fake_entry_points(entry))
+    monkeypatch.setattr(plugins, "entry_points", _fake_entry_points(entry))
     expected = r"backbone plugin 'broken' \(missing_package:make\) failed to load"
     with pytest.raises(BackboneError, match=expected):
         create_backbone("broken")
@@ -97,13 +97,13 @@ def test_a_plugin_that_fails_to_load_is_named_in_the_error(registry, monkeypatch
 def test_a_plugin_does_not_replace_a_built_in_backbone(registry, monkeypatch):
     entry = EntryPoint(name="vgg19", value="impostor:make", group=backbones.ENTRY_POINT_GROUP)
     monkeypatch.setattr(EntryPoint, "load", lambda self: TinyBackbone)
-    monkeypatch.setattr(backbones, "entry_points", _fake_entry_points(entry))
+    monkeypatch.setattr(plugins, "entry_points", _fake_entry_points(entry))
     available_backbones()
     assert registry["vgg19"] is not TinyBackbone
 
 
 def test_a_plugin_backbone_builds_and_searches_an_index(registry, monkeypatch, tmp_path, copy_photos):
-    monkeypatch.setattr(backbones, "entry_points", _fake_entry_points(
+    monkeypatch.setattr(plugins, "entry_points", _fake_entry_points(
         EntryPoint(name="tiny", value="tiny_package:make", group=backbones.ENTRY_POINT_GROUP)))
     monkeypatch.setattr(EntryPoint, "load", lambda self: TinyBackbone)
     photos = copy_photos(tmp_path / "photos", 3)
