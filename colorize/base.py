@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
@@ -25,13 +26,16 @@ class Reference:
 @dataclass
 class ColorizeResult:
     """The colorized target at its full size, with per pixel the confidence in [0, 1] of its colour and the
-    index of the reference it came from (-1 where no reference gave it)."""
+    index of the reference it came from (-1 where no reference gave it); `references` are those used, in
+    the order `source` counts them."""
 
     image: Image.Image
     confidence: np.ndarray
     source: np.ndarray
     method: str
+    references: list[Reference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 class Colorizer(ABC):

@@ -4,13 +4,13 @@ the target's own full-size gray levels."""
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .base import ColorizeError, ColorizeResult, Colorizer, Reference
+from .base import ColorizeError, Colorizer, ColorizeResult, Reference
 from .lab import gray_lightness, rgb_to_lab
 from .resample import compose_full_size, working_size
 
@@ -30,14 +30,14 @@ class WorkingImage:
         return self.luma.shape
 
     @classmethod
-    def of_gray(cls, gray: Image.Image, size: tuple[int, int]) -> "WorkingImage":
+    def of_gray(cls, gray: Image.Image, size: tuple[int, int]) -> WorkingImage:
         luma = np.asarray(_resized(gray, size))
         lab = np.zeros(luma.shape + (3,), np.float32)
         lab[..., 0] = gray_lightness(luma)
         return cls(luma, lab)
 
     @classmethod
-    def of_reference(cls, reference: Reference, short_side: int) -> "WorkingImage":
+    def of_reference(cls, reference: Reference, short_side: int) -> WorkingImage:
         rgb = _resized(reference.image.convert("RGB"), working_size(reference.image.size, short_side))
         return cls(np.asarray(rgb.convert("L")), rgb_to_lab(np.asarray(rgb)), reference.score)
 
@@ -80,6 +80,7 @@ def _check(prediction: ChromaPrediction, shape: tuple[int, int], n_references: i
     for field_name, want in expected.items():
         got = getattr(prediction, field_name).shape
         if got != want:
-            raise ColorizeError(f"colorize method {name!r} predicted {field_name} of shape {got}, expected {want}")
+            raise ColorizeError(f"colorize method {name!r} predicted {field_name} of shape {got}, "
+                                f"expected {want}")
     if prediction.source.size and (prediction.source.min() < -1 or prediction.source.max() >= n_references):
         raise ColorizeError(f"colorize method {name!r} named a reference that does not exist")

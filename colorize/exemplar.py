@@ -10,7 +10,7 @@ import numpy as np
 
 from refsearch.backbones import Backbone, create_backbone
 
-from .chroma import ChromaColorizer, ChromaPrediction, DEFAULT_WORKING_SHORT_SIDE, WorkingImage
+from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, ChromaPrediction, WorkingImage
 from .correspondence import MatchSettings, Warp, dense_features, warp_reference
 from .refine import guided_filter, propagate
 from .resample import nearest_indices, resize
@@ -22,10 +22,11 @@ DEFAULT_BACKBONE = "efficientnet-lite2"
 class ExemplarSettings:
     match: MatchSettings = field(default_factory=MatchSettings)
     fusion_temperature: float = 0.05  # softmax over references of their per-pixel confidence
-    guided_radius: int = 4
+    guided_radius: int = 4            # working-resolution pixels
     guided_eps: float = 1e-3
     smoothness: float = 2.0           # weight of the propagation's smoothness term against the data term
     edge_sigma: float = 0.05          # luminance difference (0-1 scale) across which colour stops spreading
+    max_saturation_gain: float = 2.0  # the most the chroma may be scaled back up (see restore_saturation)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Fused:
     ab: np.ndarray
     confidence: np.ndarray
     source: np.ndarray
+    magnitude: np.ndarray
 
 
 @lru_cache(maxsize=1)
@@ -43,7 +45,7 @@ def default_backbone() -> Backbone:
 class ExemplarColorizer(ChromaColorizer):
     name = "exemplar"
     description = ("dense feature correspondence with every reference, fused by confidence, refined and "
-                   "propagated along the target's edges (He et al. 2018 without training)")
+                   "propagated along the target's edges (He et al. 2018, untrained)")
 
     def __init__(self, backbone: Backbone | None = None, settings: ExemplarSettings | None = None,
                  working_short_side: int = DEFAULT_WORKING_SHORT_SIDE):
@@ -72,6 +74,7 @@ class ExemplarColorizer(ChromaColorizer):
                                                        axis=-1), settings.guided_radius, settings.guided_eps)
         ab = weighted[..., :2] / np.maximum(weighted[..., 2:], 1e-3)
         ab = propagate(guide, ab, confidence, settings.smoothness, settings.edge_sigma)
+        ab = restore_saturation(ab, float(fused.magnitude.mean()), settings.max_saturation_gain)
         return ChromaPrediction(ab, confidence, source.astype(np.int8))
 
 
@@ -79,10 +82,22 @@ def fuse(warps: list[Warp], temperature: float) -> Fused:
     """Per cell, a softmax over references of their confidence weights their chroma; the source is the most
     confident reference."""
     confidence = np.stack([w.confidence for w in warps])
-    ab = np.stack([w.ab for w in warps])
     logits = confidence / temperature
     weights = np.exp(logits - logits.max(axis=0, keepdims=True))
     weights /= weights.sum(axis=0, keepdims=True)
-    return Fused((weights[..., None] * ab).sum(axis=0), (weights * confidence).sum(axis=0),
-                 confidence.argmax(axis=0))
 
+    def weighted(values: np.ndarray) -> np.ndarray:
+        return (weights.reshape(weights.shape + (1,) * (values.ndim - weights.ndim)) * values).sum(axis=0)
+
+    return Fused(weighted(np.stack([w.ab for w in warps])), weighted(confidence), confidence.argmax(axis=0),
+                 weighted(np.stack([w.magnitude for w in warps])))
+
+
+def restore_saturation(ab: np.ndarray, reference_magnitude: float, max_gain: float) -> np.ndarray:
+    """Averaging chroma vectors (the softmax warp, the fusion, the smoothing) shortens them where they
+    disagree, which drains colour; scale the result so its mean chroma magnitude is again that of the
+    reference colours it was drawn from, by at most `max_gain`."""
+    magnitude = float(np.linalg.norm(ab, axis=-1).mean())
+    if magnitude < 1e-3:
+        return ab
+    return ab * min(max_gain, max(1.0, reference_magnitude / magnitude))

@@ -9,6 +9,8 @@ import scipy.sparse.linalg as spla
 from scipy.ndimage import uniform_filter
 
 _SOLVER_FLOOR = 1e-4
+_SOLVER_TOLERANCE = 1e-3
+_SOLVER_ITERATIONS = 400
 
 
 def guided_filter(guide: np.ndarray, values: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -30,14 +32,19 @@ def guided_filter(guide: np.ndarray, values: np.ndarray, radius: int, eps: float
 def propagate(guide: np.ndarray, values: np.ndarray, weights: np.ndarray, smoothness: float,
               sigma: float) -> np.ndarray:
     """Minimise sum_i w_i |u_i - v_i|^2 + smoothness * sum_(i~j) a_ij |u_i - u_j|^2 over the 8-connected
-    pixel grid, with affinity a_ij = exp(-(g_i - g_j)^2 / 2 sigma^2) from the guide in [0, 1]; solves the
-    sparse normal equations once for all channels of (h, w, c) `values`."""
-    height, width = guide.shape
-    laplacian = _affinity_laplacian(guide, sigma)
+    pixel grid, with affinity a_ij = exp(-(g_i - g_j)^2 / 2 sigma^2) from the guide in [0, 1]. The normal
+    equations are symmetric positive definite: Jacobi-preconditioned conjugate gradients, started from
+    `values`, solve them for each channel of (h, w, c) `values` far faster than a factorisation."""
     data = np.maximum(weights.ravel().astype(np.float64), _SOLVER_FLOOR)
-    system = (sp.diags(data) + smoothness * laplacian).tocsc()
-    right = data[:, None] * values.reshape(height * width, -1)
-    solution = spla.splu(system).solve(right)
+    system = (sp.diags(data) + smoothness * _affinity_laplacian(guide, sigma)).tocsr()
+    inverse_diagonal = 1.0 / system.diagonal()
+    preconditioner = spla.LinearOperator(system.shape, matvec=lambda v: inverse_diagonal * v)
+    flat = values.reshape(data.size, -1).astype(np.float64)
+    solution = np.empty_like(flat)
+    for channel in range(flat.shape[1]):
+        solution[:, channel], _ = spla.cg(system, data * flat[:, channel], x0=flat[:, channel],
+                                          rtol=_SOLVER_TOLERANCE, maxiter=_SOLVER_ITERATIONS,
+                                          M=preconditioner)
     return solution.reshape(values.shape).astype(np.float32)
 
 

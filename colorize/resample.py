@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from .lab import colorize_gray
 
 MIN_WORKING_SIDE = 32
-STRIP_PIXELS = 1 << 20
+STRIP_PIXELS = 1 << 18
 
 
 def working_size(size: tuple[int, int], short_side: int, max_aspect: float = 4.0) -> tuple[int, int]:
@@ -38,7 +38,7 @@ def resize_matrix(n_in: int, n_out: int) -> sp.csr_matrix:
     columns = np.clip(columns, 0, n_in - 1)
     weights /= weights.sum(axis=1, keepdims=True)
     rows = np.repeat(np.arange(n_out), columns.shape[1])
-    return sp.csr_matrix((weights.ravel(), (rows, columns.ravel())), shape=(n_out, n_in))
+    return sp.csr_matrix((weights.ravel().astype(np.float32), (rows, columns.ravel())), shape=(n_out, n_in))
 
 
 def resize(array: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .chroma import ChromaColorizer, ChromaPrediction, WorkingImage
+from refsearch.backbones import Backbone
+
+from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, ChromaPrediction, WorkingImage
 
 _FLAT = 1e-6
 
@@ -16,6 +18,11 @@ _FLAT = 1e-6
 class TransferColorizer(ChromaColorizer):
     name = "transfer"
     description = "global Lab statistics transfer from the best reference (Reinhard et al. 2001); a baseline"
+
+    def __init__(self, backbone: Backbone | None = None,
+                 working_short_side: int = DEFAULT_WORKING_SHORT_SIDE):
+        # Global statistics need no network; `backbone` is accepted because every method is offered one.
+        super().__init__(working_short_side)
 
     def predict_chroma(self, target: WorkingImage, references: list[WorkingImage]) -> ChromaPrediction:
         source_ab = references[0].lab[..., 1:].reshape(-1, 2)

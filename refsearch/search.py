@@ -166,6 +166,12 @@ class Index(CurationMixin):
             responses.append(response)
         return responses
 
+    def colorize(self, image: ImageSource, topk: int = 3, method: str = "exemplar", **search_options):
+        """Colorize `image` from its `topk` references in this index (see `colorize.colorize`)."""
+        from colorize import colorize_with_index
+
+        return colorize_with_index(self, image, topk, method, **search_options)
+
     def _search_one(self, query: QueryFeatures, k: int, class_wnid: str | None, any_class: bool,
                     exclude_self: bool, candidates: int, weight: float, rescue: int,
                     rerank: bool) -> SearchResponse:

@@ -2,13 +2,14 @@
 given with --ref."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import typer
 
-from colorize import (ColorizeError, ColorizeResult, DEFAULT_METHOD, colorize, colorize_folder,
+from colorize import (DEFAULT_METHOD, ColorizeError, ColorizeResult, colorize, colorize_folder,
                       colorize_with_index, describe_methods)
 from colorize.api import load_reference
 from colorize.batch import Colorized, save_result
@@ -22,18 +23,21 @@ from .common import INDEX_HELP, note, print_json, resolve_index, user_errors
 def colorize_command(
     image: Optional[Path] = typer.Argument(None, help="Grayscale photo, or a folder of photos (searched "
                                            "recursively). A colour photo is colorized from its luminance."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output PNG (default ./<name>_colorized"
-                                          ".png), or for a folder the output folder (default ./<folder>_colorized)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output PNG (default "
+                                          "./<name>_colorized.png), or for a folder the output folder "
+                                          "(default ./<folder>_colorized)."),
     topk: int = typer.Option(3, "--topk", "-k", help="How many retrieved references to colorize from."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
-    refs: Optional[list[Path]] = typer.Option(None, "--ref", help="Use this colour reference (repeatable, best "
-                                              "first) instead of searching an index."),
-    method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help="Colorize method (see --list-methods)."),
+    refs: Optional[list[Path]] = typer.Option(None, "--ref", help="Use this colour reference (repeatable, "
+                                              "best first) instead of searching an index."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", "-m",
+                               help="Colorize method (see --list-methods)."),
     list_methods: bool = typer.Option(False, "--list-methods", help="List the colorize methods and exit."),
-    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (input, references "
-                                         "with scores, result, confidence map): a PNG, or for a folder a folder."),
-    global_only: bool = typer.Option(False, "--global-only", help="Retrieve by global cosine only, without the "
-                                     "local re-rank."),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (input, "
+                                         "references with scores, result, confidence map): a PNG, or for a "
+                                         "folder a folder."),
+    global_only: bool = typer.Option(False, "--global-only", help="Retrieve by global cosine only, without "
+                                     "the local re-rank."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -44,11 +48,13 @@ def colorize_command(
         _print_methods(as_json)
         return
     if image is None:
-        raise typer.BadParameter("give a photo or a folder to colorize (or --list-methods)", param_hint="IMAGE")
+        raise typer.BadParameter("give a photo or a folder to colorize (or --list-methods)",
+                                 param_hint="IMAGE")
     if topk < 1:
         raise typer.BadParameter(f"must be at least 1, got {topk}", param_hint="--topk")
     if refs and index is not None:
-        raise typer.BadParameter("--ref and --index exclude each other: give references or an index to search")
+        raise typer.BadParameter("--ref and --index exclude each other: give references or an index "
+                                 "to search")
     folder = image.is_dir()
     if folder and sheet is not None and sheet.suffix:
         raise typer.BadParameter("for a folder, --sheet names a folder for the sheets", param_hint="--sheet")
@@ -66,7 +72,8 @@ def colorize_command(
         if folder:
             _colorize_folder(image, output, sheet, colorize_one, as_json, quiet)
         else:
-            done = save_result(colorize_one(image), image, output or Path(f"{image.stem}_colorized.png"), sheet)
+            output = output or Path(f"{image.stem}_colorized.png")
+            done = save_result(colorize_one(image), image, output, sheet)
             _report([done], [], as_json)
 
 
@@ -102,7 +109,8 @@ def _as_dict(item: Colorized) -> dict:
     return {"input": str(item.source), "output": str(item.output), "sheet": item.sheet and str(item.sheet),
             "method": item.method, "seconds": round(item.seconds, 3),
             "mean_confidence": round(item.mean_confidence, 4),
-            "references": [{"path": name, "score": score} for name, score in item.references], "notes": item.notes}
+            "references": [{"path": name, "score": score} for name, score in item.references],
+            "notes": item.notes}
 
 
 def _print_methods(as_json: bool) -> None:

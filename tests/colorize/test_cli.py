@@ -1,0 +1,97 @@
+"""`refsearch colorize` end to end."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import refsearch.cli.colorize_command  # noqa: F401  (registers the command)
+from colorize.lab import luma
+from refsearch.cli.app import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, ["colorize", *map(str, args)])
+
+
+@pytest.fixture
+def files(tmp_path, make_scene):
+    gray = tmp_path / "gray.jpg"
+    make_scene(seed=3).convert("L").save(gray)
+    reference = tmp_path / "ref.png"
+    make_scene((150, 100), seed=4).save(reference)
+    return gray, reference
+
+
+def test_list_methods():
+    result = run("--list-methods")
+    assert result.exit_code == 0
+    assert "exemplar" in result.stdout and "(default)" in result.stdout and "transfer" in result.stdout
+    listed = json.loads(run("--list-methods", "--json").stdout)
+    assert {m["name"] for m in listed} >= {"exemplar", "transfer"}
+
+
+def test_with_given_references_json_and_sheet(files, tmp_path):
+    gray, reference = files
+    out, sheet = tmp_path / "out.png", tmp_path / "sheet.png"
+    result = run(gray, "--ref", reference, "--ref", reference, "-o", out, "--sheet", sheet, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["done"][0]
+    assert report["output"] == str(out) and report["method"] == "exemplar" and len(report["references"]) == 2
+    assert np.array_equal(luma(np.asarray(Image.open(out))), np.asarray(Image.open(gray).convert("L")))
+    assert Image.open(sheet).width > Image.open(out).width * 3
+
+
+def test_default_output_name_and_method_choice(files, tmp_path, monkeypatch):
+    gray, reference = files
+    monkeypatch.chdir(tmp_path)
+    result = run(gray, "--ref", reference, "--method", "transfer")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "gray_colorized.png").is_file() and "transfer" in result.stdout
+
+
+def test_folder_in_folder_out(files, tmp_path):
+    gray, reference = files
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("one.jpg", "two.jpg"):
+        (folder / name).write_bytes(gray.read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    result = run(folder, "--ref", reference, "-o", tmp_path / "done", "--sheet", tmp_path / "sheets", "-q",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(report["done"]) == 2 and report["failed"][0]["input"].endswith("broken.png")
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["one.png", "two.png"]
+    assert len(list((tmp_path / "sheets").iterdir())) == 2
+
+
+def test_with_an_index(small_index, files, tmp_path):
+    gray, _ = files
+    result = run(gray, "--index", small_index, "--topk", 2, "-o", tmp_path / "o.png", "--json")
+    assert result.exit_code == 0, result.output
+    references = json.loads(result.stdout)["done"][0]["references"]
+    assert len(references) == 2 and all(r["score"] is not None for r in references)
+    global_only = run(gray, "--index", small_index, "--topk", 1, "--global-only", "-o", tmp_path / "g.png")
+    assert global_only.exit_code == 0, global_only.output
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give a photo"),
+    (["missing.jpg", "--ref", "{ref}"], "no such file"),
+    (["{gray}", "--ref", "{ref}", "--method", "nope"], "unknown colorize method 'nope'"),
+    (["{gray}", "--index", "{tmp}/no.index"], "error:"),
+    (["{gray}", "--ref", "{ref}", "--index", "{tmp}/no.index"], "exclude each other"),
+    (["{gray}", "--ref", "{ref}", "--topk", "0"], "at least 1"),
+    (["{gray}", "--ref", "{gray}.missing"], "no such file"),
+])
+def test_bad_input_exits_2_with_a_message(files, tmp_path, args, message):
+    gray, reference = files
+    filled = [a.format(gray=gray, ref=reference, tmp=tmp_path) for a in args]
+    result = run(*filled)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
