@@ -166,11 +166,12 @@ class Index(CurationMixin):
             responses.append(response)
         return responses
 
-    def colorize(self, image: ImageSource, topk: int = 3, method: str = "exemplar", **search_options):
-        """Colorize `image` from its `topk` references in this index (see `colorize.colorize`)."""
-        from colorize import colorize_with_index
+    def colorize(self, image: ImageSource, topk: int = 3, method: str | None = None, **search_options):
+        """Colorize `image` from its `topk` references in this index with `method` (default: colorize's
+        default method); see `colorize.colorize`."""
+        from colorize import DEFAULT_METHOD, colorize_with_index
 
-        return colorize_with_index(self, image, topk, method, **search_options)
+        return colorize_with_index(self, image, topk, method or DEFAULT_METHOD, **search_options)
 
     def _search_one(self, query: QueryFeatures, k: int, class_wnid: str | None, any_class: bool,
                     exclude_self: bool, candidates: int, weight: float, rescue: int,
