@@ -6,16 +6,20 @@ therefore leaves an index that refuses to load until the same command is run aga
 """
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from . import classes
@@ -67,11 +71,20 @@ def default_batch_size(device: str) -> int:
     return 4 if device == "cpu" else 64
 
 
+def default_streams(device: str) -> int:
+    # Several single-threaded forward passes side by side beat one pass spread over all cores for this
+    # small depthwise network on CPU (see docs/benchmarks.md); a GPU gets one stream of large batches.
+    return max(1, min(os.cpu_count() or 1, torch.get_num_threads())) if device == "cpu" else 1
+
+
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
                 config: IndexConfig | None = None, *, weights: str | os.PathLike | None = None,
-                batch_size: int | None = None, workers: int = 2, device: str = "cpu",
-                rebuild: bool = False, progress: bool = True) -> BuildSummary:
-    """Index every image under `source` into `output` (resuming or updating an existing index there)."""
+                batch_size: int | None = None, workers: int = 2, streams: int | None = None,
+                device: str = "cpu", rebuild: bool = False, progress: bool = True) -> BuildSummary:
+    """Index every image under `source` into `output` (resuming or updating an existing index there).
+
+    `workers` threads decode images; `streams` forward passes run side by side, each on one thread
+    when there are several (default: one per core on CPU, one on a GPU)."""
     started = time.perf_counter()
     source = Path(source).resolve()
     output = Path(output if output is not None else default_index_path())
@@ -79,8 +92,9 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     backbone = create_backbone((config or IndexConfig()).backbone, weights=weights, device=device)
     config = (config or IndexConfig()).with_(weights=backbone.fingerprint)
     batch_size = default_batch_size(device) if batch_size is None else batch_size
-    if batch_size < 1 or workers < 0:
-        raise ValueError("batch size must be at least 1 and workers at least 0")
+    streams = default_streams(device) if streams is None else streams
+    if batch_size < 1 or workers < 0 or streams < 1:
+        raise ValueError("batch size and streams must be at least 1, and workers at least 0")
 
     manifest = _start(output, config, source, rebuild)
     store = RecordStore(output / RECORDS_NAME, write=True)
@@ -88,9 +102,9 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         plan = _plan(files, store)
         removed = store.delete(plan.stale_ids)
         store.forget_skipped(plan.forgotten_skips)
-        writer = _Writer(store, backbone, config, batch_size, workers)
+        writer = _Writer(store, backbone, config, batch_size, workers, streams)
         with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
-                  dynamic_ncols=True) as bar:
+                  dynamic_ncols=True) as bar, _torch_threads(1 if streams > 1 else None):
             writer.bar = bar
             writer.run(plan.todo, output / PROJECTIONS_NAME)
         finalize(output, manifest, store)
@@ -166,13 +180,25 @@ def _safe_prepare(file: ImageFile, config: IndexConfig, input_size: int) -> Prep
         return ImageError(file.path, f"cannot decode ({type(exc).__name__}: {exc})")
 
 
+@contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with `count` torch threads (None: leave it), then put the caller's setting back."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class _Writer:
-    """Decodes on worker threads, runs the backbone in batches, projects and stores."""
+    """Decodes on worker threads, runs the backbone on batches in `streams` threads, projects and stores."""
 
     def __init__(self, store: RecordStore, backbone: Backbone, config: IndexConfig, batch_size: int,
-                 workers: int):
+                 workers: int, streams: int):
         self.store, self.backbone, self.config = store, backbone, config
-        self.batch_size, self.workers = batch_size, workers
+        self.batch_size, self.workers, self.streams = batch_size, workers, streams
         self.skipped = 0
         self.seconds = 0.0
         self.bar: tqdm | None = None
@@ -182,6 +208,9 @@ class _Writer:
         if projections_path.exists():
             projections = Projections.load(projections_path)
         else:
+            # scikit-learn takes most of a second to import; do it while the PCA sample is extracted
+            # rather than while the network waits for the fit.
+            threading.Thread(target=importlib.import_module, args=("sklearn.decomposition",), daemon=True).start()
             sample_rows = set(np.linspace(0, len(todo) - 1, min(len(todo), self.config.pca_images),
                                           dtype=np.int64).tolist()) if todo else set()
             sample = [f for i, f in enumerate(todo) if i in sample_rows]
@@ -202,6 +231,23 @@ class _Writer:
         self.seconds = time.perf_counter() - started
 
     def _extracted(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage], RawFeatures]]:
+        """Batches in file order with their features; up to `streams` batches are in the network at once."""
+        with ThreadPoolExecutor(self.streams) as pool:
+            running: deque = deque()
+            for files_, images in self._batches(files):
+                running.append((files_, images, pool.submit(extract, self.backbone, images)))
+                if len(running) >= self.streams:
+                    yield self._finished(running.popleft())
+            while running:
+                yield self._finished(running.popleft())
+
+    def _finished(self, item: tuple) -> tuple[list[ImageFile], list[PreparedImage], RawFeatures]:
+        files, images, future = item
+        raw = future.result()
+        self._advance(len(images))
+        return files, images, raw
+
+    def _batches(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage]]]:
         batch_files, batch_images = [], []
         for file, result in self._prepared_stream(files):
             if isinstance(result, ImageError):
@@ -212,12 +258,10 @@ class _Writer:
             batch_files.append(file)
             batch_images.append(result)
             if len(batch_images) == self.batch_size:
-                yield batch_files, batch_images, extract(self.backbone, batch_images)
-                self._advance(len(batch_images))
+                yield batch_files, batch_images
                 batch_files, batch_images = [], []
         if batch_images:
-            yield batch_files, batch_images, extract(self.backbone, batch_images)
-            self._advance(len(batch_images))
+            yield batch_files, batch_images
 
     def _prepared_stream(self, files: list[ImageFile]) -> Iterator[tuple[ImageFile, PreparedImage | ImageError]]:
         size = self.backbone.input_size

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .backbones import Backbone
@@ -63,7 +62,7 @@ def prepare(decoded: DecodedImage, config: IndexConfig, input_size: int) -> Prep
 
 
 def load_prepared(source: ImageSource, config: IndexConfig, input_size: int) -> PreparedImage:
-    decoded = decode(source, min_short_side=max(config.hist_short_side, input_size))
+    decoded = decode(source, min_short_side=max(config.hist_short_side, input_size), luminance=True)
     return prepare(decoded, config, input_size)
 
 
@@ -80,7 +79,8 @@ def extract(backbone: Backbone, images: list[PreparedImage]) -> RawFeatures:
 
 def describe(raw: RawFeatures, projections: Projections) -> Descriptors:
     n, cells, dim = raw.cells.shape
-    probabilities = torch.softmax(torch.from_numpy(raw.logits), dim=1).numpy()
+    exponentials = np.exp(raw.logits - raw.logits.max(axis=1, keepdims=True))
+    probabilities = exponentials / exponentials.sum(axis=1, keepdims=True)
     return Descriptors(
         probabilities=probabilities,
         global_=projections.global_(raw.global_),

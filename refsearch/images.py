@@ -76,12 +76,14 @@ def file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def decode(source: ImageSource, *, min_short_side: int | None = None) -> DecodedImage:
+def decode(source: ImageSource, *, min_short_side: int | None = None, luminance: bool = False) -> DecodedImage:
     """Decode an image from a path, a PIL image or an array into mode RGB or L.
 
     With `min_short_side`, JPEGs decode at the smallest DCT scale whose short side is still at least
-    that large, which is several times faster for big photos. Raises ImageError with a reason for
-    anything unusable: missing, empty, not an image, truncated, unsupported mode, too large.
+    that large, which is several times faster for big photos. With `luminance`, the result is mode L,
+    and a colour JPEG decodes only its luma plane (JPEG's Y is ITU-R 601 luma, what convert("L")
+    computes), skipping the colour conversion. Raises ImageError with a reason for anything unusable:
+    missing, empty, not an image, truncated, unsupported mode, too large.
     """
     if isinstance(source, Image.Image):
         return DecodedImage(_to_rgb_or_l(source, "image"), source.size, None)
@@ -109,17 +111,18 @@ def decode(source: ImageSource, *, min_short_side: int | None = None) -> Decoded
         raise ImageError(path, f"has no pixels ({width}x{height})")
     if width * height > MAX_PIXELS:
         raise ImageError(path, f"too large ({width}x{height}, over {MAX_PIXELS // 1_000_000} megapixels)")
-    if min_short_side and image.format == "JPEG" and image.mode in ("RGB", "L", "YCbCr"):
-        scale = min_short_side / min(width, height)
-        if scale < 1:
-            image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
+    if image.format == "JPEG" and image.mode in ("RGB", "L", "YCbCr") and (min_short_side or luminance):
+        scale = min(1.0, (min_short_side or min(width, height)) / min(width, height))
+        image.draft("L" if luminance else image.mode,
+                    (max(1, round(width * scale)), max(1, round(height * scale))))
     try:
         image.load()
     except Exception as exc:
         raise ImageError(path, f"truncated or corrupt image data ({exc})") from None
     if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
         width, height = height, width
-    return DecodedImage(_to_rgb_or_l(image, path), (width, height), file_digest(data))
+    decoded = _to_rgb_or_l(image, path)
+    return DecodedImage(to_luminance(decoded) if luminance else decoded, (width, height), file_digest(data))
 
 
 def _to_rgb_or_l(image: Image.Image, source: object) -> Image.Image:

@@ -32,6 +32,8 @@ def build_index_command(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass "
                                              "(default 4 on CPU, 64 on GPU)."),
     workers: int = typer.Option(2, "--workers", help="Threads decoding images while the network runs."),
+    streams: Optional[int] = typer.Option(None, "--streams", help="Forward passes run side by side, one "
+                                          "thread each (default: one per core on CPU, 1 on GPU)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Discard an existing index at the output and "
                                  "start over (needed to change backbone, dimensions or source folder)."),
@@ -59,7 +61,7 @@ def build_index_command(
             raise ValueError(f"give a folder of images, or --recipe NAME (known: {', '.join(available_recipes())})")
         config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
-                              workers=workers, device=device, rebuild=rebuild, progress=not quiet)
+                              workers=workers, streams=streams, device=device, rebuild=rebuild, progress=not quiet)
     if as_json:
         print_json(asdict(summary))
         return

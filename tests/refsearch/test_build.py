@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import refsearch
@@ -146,16 +147,31 @@ def test_an_output_that_is_not_an_index_is_never_overwritten(tree, tmp_path):
     assert (busy / "thesis.tex").read_text() == "precious"
 
 
-def test_bad_batch_size_or_workers_are_refused_before_anything_is_written(tree, tmp_path):
-    for options in ({"batch_size": -1}, {"workers": -1}):
-        with pytest.raises(ValueError, match="batch size must be at least 1"):
+def test_bad_batch_size_workers_or_streams_are_refused_before_anything_is_written(tree, tmp_path):
+    for options in ({"batch_size": -1}, {"workers": -1}, {"streams": 0}):
+        with pytest.raises(ValueError, match="batch size and streams must be at least 1"):
             _build(tree, tmp_path / "x.index", **options)
     assert not (tmp_path / "x.index").exists()
 
 
 def test_a_zero_batch_size_is_refused(tree, tmp_path):
-    with pytest.raises(ValueError, match="batch size must be at least 1"):
+    with pytest.raises(ValueError, match="batch size and streams must be at least 1"):
         _build(tree, tmp_path / "x.index", batch_size=0)
+
+
+def test_parallel_forward_streams_store_what_one_stream_stores_and_restore_torch_threads(
+        tree, tree_build, tmp_path):
+    threads = torch.get_num_threads()
+    _build(tree, tmp_path / "streams.index", batch_size=1, streams=3)
+    assert torch.get_num_threads() == threads
+    with (refsearch.Index.open(tree_build[0]) as one, refsearch.Index.open(tmp_path / "streams.index") as three):
+        assert [(r.id, r.path, r.prediction) for r in one.records()] == \
+               [(r.id, r.path, r.prediction) for r in three.records()]
+        dim = one.manifest.dims["global"]
+        ids_one, vectors_one = one.store.global_vectors(dim)
+        ids_three, vectors_three = three.store.global_vectors(dim)
+        np.testing.assert_array_equal(ids_one, ids_three)
+        np.testing.assert_allclose(vectors_three, vectors_one, atol=1e-4)
 
 
 # -- resume after a crash -------------------------------------------------------------------------
