@@ -1,7 +1,9 @@
 """Query latency on an index of the 900 sample photos: warm p50/p95 split into the network forward
 (decode, resize, histograms, backbone, PCA) and search + re-rank; then the cold CLI query.
 
-Targets on 2 CPU cores: search + re-rank <= 10 ms, whole warm query <= 150 ms.
+Targets on 2 CPU cores: search + re-rank <= 10 ms, whole warm query <= 150 ms. The sample holds one photo
+per class, so the default in-class search re-ranks only a few candidates; the same queries searched across
+all classes (--any-class) re-rank the full 200 candidates, the case the target is about.
 
     python bench/query_latency.py [--queries 100] [--cli-runs 3]
 """
@@ -26,10 +28,6 @@ def ensure_sample_index() -> Path:
     return path
 
 
-def percentiles(values: list[float]) -> str:
-    return f"{np.percentile(values, 50):.1f} / {np.percentile(values, 95):.1f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=100)
@@ -46,18 +44,21 @@ def main() -> None:
             queries.append(query)
         with Index.open(index_path) as index:
             index.search(queries[0], k=10)  # warm-up: backbone load, first-call allocations
-            forward, search, total = [], [], []
+            forward, search, total, search_all = [], [], [], []
             for query in queries:
                 started = time.perf_counter()
                 response = index.search(query, k=10)
                 total.append((time.perf_counter() - started) * 1000)
                 forward.append(response.forward_ms)
                 search.append(response.search_ms)
+                search_all.append(index.search(query, k=10, any_class=True).search_ms)
             print(f"\nwarm queries on {len(index)} images, k=10, {index.config.global_candidates} candidates "
                   f"({len(queries)} queries, grayscale 256px JPEGs)")
             print("| part | p50 ms | p95 ms |\n|---|---:|---:|")
             for name, values in (("forward (decode, histograms, network, PCA)", forward),
-                                 ("search + re-rank", search), ("whole query", total)):
+                                 ("search + re-rank (in the predicted class)", search),
+                                 ("search + re-rank, any class (200 candidates)", search_all),
+                                 ("whole query", total)):
                 p50, p95 = np.percentile(values, [50, 95])
                 print(f"| {name} | {p50:.1f} | {p95:.1f} |")
 

@@ -13,13 +13,11 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from . import classes
@@ -72,9 +70,11 @@ def default_batch_size(device: str) -> int:
 
 
 def default_streams(device: str) -> int:
-    # Several single-threaded forward passes side by side beat one pass spread over all cores for this
-    # small depthwise network on CPU (see docs/benchmarks.md); a GPU gets one stream of large batches.
-    return max(1, min(os.cpu_count() or 1, torch.get_num_threads())) if device == "cpu" else 1
+    """Forward passes on CPU are single-threaded (see Backbone.extract): one stream per usable core."""
+    if device != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
 
 
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
@@ -83,8 +83,8 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
                 device: str = "cpu", rebuild: bool = False, progress: bool = True) -> BuildSummary:
     """Index every image under `source` into `output` (resuming or updating an existing index there).
 
-    `workers` threads decode images; `streams` forward passes run side by side, each on one thread
-    when there are several (default: one per core on CPU, one on a GPU)."""
+    `workers` threads decode images; `streams` forward passes run side by side (default: one per core
+    on CPU, where each pass is single-threaded; one on a GPU)."""
     started = time.perf_counter()
     source = Path(source).resolve()
     output = Path(output if output is not None else default_index_path())
@@ -104,7 +104,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         store.forget_skipped(plan.forgotten_skips)
         writer = _Writer(store, backbone, config, batch_size, workers, streams)
         with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
-                  dynamic_ncols=True) as bar, _torch_threads(1 if streams > 1 else None):
+                  dynamic_ncols=True) as bar:
             writer.bar = bar
             writer.run(plan.todo, output / PROJECTIONS_NAME)
         finalize(output, manifest, store)
@@ -178,18 +178,6 @@ def _safe_prepare(file: ImageFile, config: IndexConfig, input_size: int) -> Prep
         return error
     except Exception as exc:  # a decoder bug on one file must not stop a million-image build
         return ImageError(file.path, f"cannot decode ({type(exc).__name__}: {exc})")
-
-
-@contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
-    """Run the block with `count` torch threads (None: leave it), then put the caller's setting back."""
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _Writer:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,20 @@ class BackboneOutput:
     global_descriptor: torch.Tensor
     cells: torch.Tensor
     feature_maps: list[torch.Tensor] = field(default_factory=list)
+
+
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """Run a CPU forward pass on one thread, then put the calling thread's count back. For these small
+    networks one pass spread over several threads is slower (on the 2-core development machine four times
+    slower at batch 1) than one thread per pass with passes side by side (docs/benchmarks.md). With
+    torch's OpenMP backend the count is per calling thread, so passes in other threads are unaffected."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class Backbone(nn.Module):
@@ -57,7 +73,10 @@ class Backbone(nn.Module):
         """Run on a (B, H, W) uint8 batch of luminance images (any H, W; `input_size` for retrieval)."""
         pixels = torch.from_numpy(np.ascontiguousarray(luminance)).to(self.device)
         pixels = pixels.unsqueeze(1).expand(-1, 3, -1, -1).float()
-        return self.features(self.normalize(pixels), feature_maps=feature_maps)
+        if self.device.type != "cpu":
+            return self.features(self.normalize(pixels), feature_maps=feature_maps)
+        with _single_threaded():
+            return self.features(self.normalize(pixels), feature_maps=feature_maps)
 
     def load_state(self, module: nn.Module, weights: str | Path) -> None:
         state = load_state_dict(weights)
