@@ -1,0 +1,128 @@
+"""How far the untrained `exemplar` is from its PSNR target, and why: the PSNR / colorfulness trade-off.
+
+Colorizes the same held-out photos as colorize_quality.py from their re-ranked top-k references, then
+puts each result's chroma back at a range of scales (0 is the grayscale input, 1 the method's output)
+and scores every scale against the colour originals. Prints, per scale, the mean PSNR against the gray
+input's and the colorfulness against the originals'. Then two bounds:
+
+- the best single scale whose colorfulness reaches --colorfulness of the originals' (what any global
+  saturation setting of this method can do);
+- the per-photo oracle: each photo at the scale that is best for it (chosen knowing the original) under
+  the same colorfulness constraint. The gap between the two is what knowing per photo how right the
+  colours are would be worth; the method's own signals (match similarity, agreement between references)
+  would have to predict it.
+
+    python bench/colorize_tradeoff.py [--holdout 100] [--topk 3] [--plot docs/colorize_tradeoff.png]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from benchlib import load_avg, machine, sample_photos
+from colorize_quality import _references, _scaled_chroma, holdout_index
+
+from colorize import colorize, create_colorizer
+from colorize.metrics import colorfulness, psnr
+from refsearch import Index
+from refsearch.images import decode, is_grayscale
+
+SCALES = np.round(np.arange(0.0, 3.01, 0.125), 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--holdout", type=int, default=100)
+    parser.add_argument("--topk", type=int, default=3)
+    parser.add_argument("--colorfulness", type=float, default=0.7, help="The colorfulness floor, as a "
+                        "fraction of the originals' mean.")
+    parser.add_argument("--plot", type=Path, default=None, help="Save the trade-off curve here.")
+    args = parser.parse_args()
+    print(f"machine: {machine()}; load average at start {load_avg()}")
+
+    photos = sample_photos()
+    step = max(1, len(photos) // args.holdout)
+    held_out = photos[::step][: args.holdout]
+    psnrs, colours, gray_psnr, original_colour = [], [], [], []
+    with Index.open(holdout_index(photos, set(held_out))) as index:
+        exemplar = create_colorizer("exemplar", backbone=index.backbone)
+        for photo in held_out:
+            original_image = decode(photo).image.convert("RGB")
+            if is_grayscale(original_image):
+                continue
+            original = np.asarray(original_image)
+            gray = original_image.convert("L")
+            result = colorize(gray, _references(index, gray, args.topk, rerank=True), exemplar).image
+            scaled = [np.asarray(_scaled_chroma(result, gray, s)) for s in SCALES]
+            psnrs.append([psnr(image, original) for image in scaled])
+            colours.append([colorfulness(image) for image in scaled])
+            gray_psnr.append(psnr(np.asarray(gray.convert("RGB")), original))
+            original_colour.append(colorfulness(original))
+    psnrs, colours = np.array(psnrs), np.array(colours)
+    gain = psnrs - np.array(gray_psnr)[:, None]
+    ratio = colours / np.mean(original_colour)
+
+    print(f"\n{len(gain)} held-out photos, exemplar from the re-ranked top-{args.topk}; mean PSNR of the gray "
+          f"input {np.mean(gray_psnr):.2f} dB")
+    print("| chroma scale | PSNR vs gray input (dB) | colorfulness vs originals | photos better than gray |")
+    print("|---:|---:|---:|---:|")
+    for column, scale in enumerate(SCALES):
+        print(f"| {scale:g} | {gain[:, column].mean():+.2f} | {ratio[:, column].mean():.2f} | "
+              f"{(gain[:, column] > 0).mean():.0%} |")
+
+    floor = args.colorfulness
+    allowed = ratio.mean(axis=0) >= floor
+    best_global = int(np.flatnonzero(allowed)[gain.mean(axis=0)[allowed].argmax()]) if allowed.any() else None
+    oracle_gain, oracle_ratio = oracle(gain, ratio, floor)
+    print(f"\nat colorfulness >= {floor:g} of the originals':")
+    if best_global is not None:
+        print(f"- best single scale: {SCALES[best_global]:g}, {gain[:, best_global].mean():+.2f} dB against the "
+              f"gray input (colorfulness {ratio[:, best_global].mean():.2f})")
+    print(f"- per-photo oracle scale: {oracle_gain:+.2f} dB (colorfulness {oracle_ratio:.2f})")
+    print(f"load average at end {load_avg()}")
+    if args.plot:
+        plot(gain, ratio, floor, (oracle_gain, oracle_ratio), args.plot)
+        print(f"plot: {args.plot}")
+
+
+def oracle(gain: np.ndarray, ratio: np.ndarray, floor: float) -> tuple[float, float]:
+    """Each photo at its own best scale, trading PSNR for colorfulness at one common price (a Lagrange
+    multiplier): the smallest price whose mean colorfulness reaches the floor."""
+    rows = np.arange(len(gain))
+    for price in np.linspace(0.0, 100.0, 4001):
+        choice = (gain + price * ratio).argmax(axis=1)
+        if ratio[rows, choice].mean() >= floor:
+            return float(gain[rows, choice].mean()), float(ratio[rows, choice].mean())
+    raise ValueError(f"no scale up to {SCALES[-1]:g} reaches colorfulness {floor:g} of the originals'")
+
+
+def plot(gain: np.ndarray, ratio: np.ndarray, floor: float, oracle_point: tuple[float, float],
+         path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    axes.plot(ratio.mean(axis=0), gain.mean(axis=0), "o-", label=f"exemplar, chroma scaled 0 to {SCALES[-1]:g}")
+    for scale in (0.5, 1.0, 1.5, 2.0, 3.0):
+        column = int(np.flatnonzero(SCALES == scale)[0])
+        axes.annotate(f"x{scale:g}", (ratio[:, column].mean(), gain[:, column].mean()),
+                      textcoords="offset points", xytext=(6, 4), fontsize=8)
+    axes.plot([oracle_point[1]], [oracle_point[0]], "*", markersize=12, label="per-photo oracle scale")
+    axes.axhline(0.0, color="gray", linewidth=0.8)
+    axes.axvline(floor, color="gray", linewidth=0.8, linestyle="--")
+    axes.fill_between([floor, max(1.0, ratio.mean(axis=0).max())], 0, axes.get_ylim()[1], color="green",
+                      alpha=0.08, label="target: above gray PSNR, colorfulness >= 0.7")
+    axes.set_xlabel("colorfulness / originals' colorfulness")
+    axes.set_ylabel("PSNR - gray input's PSNR (dB)")
+    axes.legend(fontsize=8, loc="lower left")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+if __name__ == "__main__":
+    main()
