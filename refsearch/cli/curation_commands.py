@@ -1,4 +1,4 @@
-"""`dedup`, `outliers`, `clusters` and `export`: dataset curation over an index."""
+"""`dedup`, `outliers`, `clusters`, `export` and `remove`: dataset curation over an index."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -172,3 +172,44 @@ def _read_ids(path: Path) -> list[int]:
         return [int(token) for token in text.replace(",", " ").split()]
     except ValueError as exc:
         raise ValueError(f"{path}: expected image ids (integers), {exc}") from None
+
+
+@app.command("remove")
+def remove_command(
+    image_ids: Optional[list[int]] = typer.Argument(None, help="Ids of the images to remove (as `query`, "
+                                                    "`dedup --json` and `outliers --json` print them)."),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    ids: Optional[Path] = typer.Option(None, "--ids", help="Also remove the image ids listed in this file "
+                                       "(whitespace- or comma-separated; # starts a comment)."),
+    drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Also remove every near-duplicate "
+                                         "but one per group (the one `dedup` marks keep)."),
+    threshold: float = typer.Option(NEAR_DUPLICATE_THRESHOLD, "--threshold", "-t", help="With "
+                                    "--drop-duplicates: " + THRESHOLD_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON: dry_run, the images (removed, or to "
+                                 "remove with --dry-run) and images_left."),
+) -> None:
+    """Remove images from the index (their files stay on disk).
+
+    A later `build-index` over the same folder does not add them back unless their files change. An id
+    the index does not hold is an error, and then nothing is removed."""
+    with user_errors():
+        with Index.open(resolve_index(index)) as opened:
+            chosen = list(image_ids or []) + (_read_ids(ids) if ids else [])
+            if drop_duplicates:
+                chosen += opened.near_duplicates(threshold).redundant_ids()
+            if not chosen:
+                raise ValueError("name the images to remove: ids, --ids FILE or --drop-duplicates")
+            records = opened.store.get_many(sorted(set(chosen)))
+            if not dry_run:
+                opened.remove([r.id for r in records])
+            remaining = len(opened)
+    if as_json:
+        print_json({"dry_run": dry_run, "images": [asdict(r) for r in records], "images_left": remaining})
+        return
+    for record in records:
+        typer.echo(f"  {record.id:>8}  {record.path}")
+    if dry_run:
+        typer.echo(f"would remove {len(records)} images; nothing changed ({remaining} images in the index)")
+    else:
+        typer.echo(f"removed {len(records)} images; {remaining} left (the files stay on disk)")

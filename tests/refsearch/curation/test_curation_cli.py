@@ -1,4 +1,4 @@
-"""`refsearch dedup`, `outliers`, `clusters` and `export` on the planted index."""
+"""`refsearch dedup`, `outliers`, `clusters`, `export` and `remove` on the planted index."""
 from __future__ import annotations
 
 import json
@@ -104,3 +104,52 @@ def test_export_errors_are_one_line(planted, index, tmp_path):
     assert result.stderr.startswith("error: ") and "already exists" in result.stderr
     missing = _run("dedup", "--index", tmp_path / "nowhere")
     assert missing.exit_code == 2 and missing.stderr.startswith("error: ")
+
+
+def _own_copy(planted, tmp_path):
+    path = tmp_path / "own.index"
+    shutil.copytree(planted.index, path)
+    return path
+
+
+def test_remove_dry_run_then_drop_duplicates_and_a_rebuild_keeps_them_out(planted, planted_index, tmp_path):
+    path = _own_copy(planted, tmp_path)
+    total = len(planted_index)
+    dry = _run("remove", "--index", path, "--drop-duplicates", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    planned = json.loads(dry.stdout)
+    assert planned["dry_run"] and planned["images_left"] == total and len(planned["images"]) == 3
+
+    result = _run("remove", "--index", path, "--drop-duplicates", "--json")
+    assert result.exit_code == 0, result.output
+    removed = json.loads(result.stdout)
+    assert removed["images_left"] == total - 3
+    assert [r["id"] for r in removed["images"]] == [r["id"] for r in planned["images"]]
+    assert json.loads(_run("dedup", "--index", path, "--json").stdout) == []
+
+    source = planted_index.manifest.source
+    rebuilt = _run("build-index", source, "-o", path, "--json", "-q")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert json.loads(rebuilt.stdout)["images"] == total - 3
+
+
+def test_remove_by_id_lists_what_it_removed(planted, planted_index, tmp_path):
+    path = _own_copy(planted, tmp_path)
+    record = next(planted_index.records())
+    result = _run("remove", record.id, "--index", path)
+    assert result.exit_code == 0, result.output
+    assert record.path in result.stdout
+    assert f"removed 1 images; {len(planted_index) - 1} left" in result.stdout
+
+
+def test_remove_refuses_unknown_ids_and_an_empty_request_without_changing_anything(planted, planted_index,
+                                                                                   tmp_path):
+    path = _own_copy(planted, tmp_path)
+    known = next(planted_index.records()).id
+    unknown = _run("remove", known, 999999, "--index", path)
+    assert unknown.exit_code == 2
+    assert unknown.stderr.startswith("error: ") and "no image with id 999999" in unknown.stderr
+    nothing = _run("remove", "--index", path)
+    assert nothing.exit_code == 2 and "name the images to remove" in nothing.stderr
+    assert json.loads(_run("remove", known, "--index", path, "--dry-run", "--json").stdout)["images_left"] == \
+        len(planted_index)
