@@ -24,8 +24,8 @@ def colorize_command(
     image: Optional[Path] = typer.Argument(None, help="Grayscale photo, or a folder of photos (searched "
                                            "recursively). A colour photo is colorized from its luminance."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output PNG (default "
-                                          "./<name>_colorized.png), or for a folder the output folder "
-                                          "(default ./<folder>_colorized)."),
+                                          "./NAME_colorized.png), or for a folder the output folder "
+                                          "(default ./FOLDER_colorized)."),
     topk: int = typer.Option(3, "--topk", "-k", help="How many retrieved references to colorize from."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     refs: Optional[list[Path]] = typer.Option(None, "--ref", help="Use this colour reference (repeatable, "

@@ -176,8 +176,8 @@ def _read_ids(path: Path) -> list[int]:
 
 @app.command("remove")
 def remove_command(
-    image_ids: Optional[list[int]] = typer.Argument(None, help="Ids of the images to remove (as `query`, "
-                                                    "`dedup --json` and `outliers --json` print them)."),
+    image_ids: Optional[list[int]] = typer.Argument(None, help="Ids of the images to remove (the `id` "
+                                                    "field of query, dedup and outliers --json output)."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     ids: Optional[Path] = typer.Option(None, "--ids", help="Also remove the image ids listed in this file "
                                        "(whitespace- or comma-separated; # starts a comment)."),
