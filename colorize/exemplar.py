@@ -3,12 +3,13 @@ correspondence stands in for the similarity sub-net, and confidence-weighted, lu
 and propagation stand in for the colorization sub-net."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from refsearch.backbones import Backbone, create_backbone
+from refsearch.backbones import Backbone, create_backbone, forward_streams
 
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, ChromaPrediction, WorkingImage
 from .correspondence import MatchSettings, Warp, dense_features, warp_reference
@@ -56,10 +57,12 @@ class ExemplarColorizer(ChromaColorizer):
     def predict_chroma(self, target: WorkingImage, references: list[WorkingImage]) -> ChromaPrediction:
         settings = self.settings
         backbone = self.backbone or default_backbone()
-        target_features = dense_features(backbone, target.luma, settings.match)
+        images = [target.luma] + [reference.luma for reference in references]
+        with ThreadPoolExecutor(min(len(images), forward_streams(backbone.device.type))) as pool:
+            target_features, *features = pool.map(
+                lambda luma: dense_features(backbone, luma, settings.match), images)
         warps = []
-        for reference in references:
-            reference_features = dense_features(backbone, reference.luma, settings.match)
+        for reference, reference_features in zip(references, features):
             reference_ab = resize(reference.lab[..., 1:], *reference_features.grid)
             warps.append(warp_reference(target_features, reference_features, reference_ab, settings.match))
         fused = fuse(warps, settings.fusion_temperature)

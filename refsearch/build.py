@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import classes
-from .backbones import Backbone, create_backbone
+from .backbones import Backbone, create_backbone, forward_streams
 from .config import ConfigMismatchError, IndexConfig
 from .features import PreparedImage, RawFeatures, describe, extract, load_prepared
 from .images import ImageError, ImageFile, find_images
@@ -69,14 +69,6 @@ def default_batch_size(device: str) -> int:
     return 4 if device == "cpu" else 64
 
 
-def default_streams(device: str) -> int:
-    """Forward passes on CPU are single-threaded (see Backbone.extract): one stream per usable core."""
-    if device != "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
-
-
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
                 config: IndexConfig | None = None, *, weights: str | os.PathLike | None = None,
                 batch_size: int | None = None, workers: int = 2, streams: int | None = None,
@@ -92,7 +84,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     backbone = create_backbone((config or IndexConfig()).backbone, weights=weights, device=device)
     config = (config or IndexConfig()).with_(weights=backbone.fingerprint)
     batch_size = default_batch_size(device) if batch_size is None else batch_size
-    streams = default_streams(device) if streams is None else streams
+    streams = forward_streams(device) if streams is None else streams
     if batch_size < 1 or workers < 0 or streams < 1:
         raise ValueError("batch size and streams must be at least 1, and workers at least 0")
 
@@ -198,7 +190,8 @@ class _Writer:
         else:
             # scikit-learn takes most of a second to import; do it while the PCA sample is extracted
             # rather than while the network waits for the fit.
-            threading.Thread(target=importlib.import_module, args=("sklearn.decomposition",), daemon=True).start()
+            threading.Thread(target=importlib.import_module, args=("sklearn.decomposition",),
+                             daemon=True).start()
             sample_rows = set(np.linspace(0, len(todo) - 1, min(len(todo), self.config.pca_images),
                                           dtype=np.int64).tolist()) if todo else set()
             sample = [f for i, f in enumerate(todo) if i in sample_rows]

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..plugins import Registry
-from .base import Backbone, BackboneError, BackboneOutput, load_state_dict, state_fingerprint
+from .base import (Backbone, BackboneError, BackboneOutput, forward_streams, load_state_dict,
+                   state_fingerprint)
 
 ENTRY_POINT_GROUP = "refsearch.backbones"
 BackboneFactory = Callable[..., Backbone]
@@ -49,4 +50,4 @@ register_backbone("efficientnet-lite2")(_efficientnet_lite2)
 register_backbone("vgg19")(_vgg19)
 
 __all__ = ["Backbone", "BackboneError", "BackboneOutput", "available_backbones", "create_backbone",
-           "load_state_dict", "register_backbone", "resolve_device", "state_fingerprint"]
+           "forward_streams", "load_state_dict", "register_backbone", "resolve_device", "state_fingerprint"]

@@ -2,13 +2,14 @@
 count comes back afterwards, also when passes overlap in several threads."""
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
 import torch
 from torch import nn
 
-from refsearch.backbones import Backbone, BackboneOutput
+from refsearch.backbones import Backbone, BackboneOutput, forward_streams
 
 
 class ThreadCountSpy(Backbone):
@@ -73,3 +74,8 @@ def test_overlapping_passes_in_several_threads_are_each_single_threaded_and_leav
     finally:
         hold.set()
         torch.set_num_threads(before)
+
+
+def test_one_stream_per_usable_core_on_cpu_and_one_on_a_gpu():
+    assert forward_streams("cpu") == len(os.sched_getaffinity(0))
+    assert forward_streams("cuda") == 1
