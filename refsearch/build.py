@@ -215,8 +215,8 @@ class _Writer:
         """Batches in file order with their features; up to `streams` batches are in the network at once."""
         with ThreadPoolExecutor(self.streams) as pool:
             running: deque = deque()
-            for files_, images in self._batches(files):
-                running.append((files_, images, pool.submit(extract, self.backbone, images)))
+            for batch_files, images in self._batches(files):
+                running.append((batch_files, images, pool.submit(extract, self.backbone, images)))
                 if len(running) >= self.streams:
                     yield self._finished(running.popleft())
             while running:

@@ -86,9 +86,12 @@ def decode(source: ImageSource, *, min_short_side: int | None = None, luminance:
     missing, empty, not an image, truncated, unsupported mode, too large.
     """
     if isinstance(source, Image.Image):
-        return DecodedImage(_to_rgb_or_l(source, "image"), source.size, None)
+        decoded = _to_rgb_or_l(source, "image")
+        return DecodedImage(to_luminance(decoded) if luminance else decoded, source.size, None)
     if isinstance(source, np.ndarray):
-        return DecodedImage(_from_array(source), (source.shape[1], source.shape[0]), None)
+        decoded = _from_array(source)
+        return DecodedImage(to_luminance(decoded) if luminance else decoded, (source.shape[1], source.shape[0]),
+                            None)
     path = Path(source)
     try:
         data = path.read_bytes()

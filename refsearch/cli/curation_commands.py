@@ -200,7 +200,7 @@ def remove_command(
                 chosen += opened.near_duplicates(threshold).redundant_ids()
             if not chosen:
                 raise ValueError("name the images to remove: ids, --ids FILE or --drop-duplicates")
-            records = opened.store.get_many(sorted(set(chosen)))
+            records = [opened.record(image_id) for image_id in sorted(set(chosen))]
             if not dry_run:
                 opened.remove([r.id for r in records])
             remaining = len(opened)

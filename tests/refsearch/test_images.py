@@ -215,6 +215,25 @@ def test_large_jpegs_decode_reduced_but_report_their_full_size(tmp_path, write_i
     assert full.digest == reduced.digest == images.file_digest(path.read_bytes())
 
 
+def test_luminance_decoding_gives_the_luma_of_every_kind_of_source(tmp_path, write_image, demo_photos):
+    photo = decode(demo_photos[0], luminance=True)
+    assert photo.image.mode == "L"
+    from_rgb = np.asarray(decode(demo_photos[0]).image.convert("L")).astype(int)
+    difference = np.abs(np.asarray(photo.image).astype(int) - from_rgb)
+    assert np.mean(difference == 0) > 0.95 and np.percentile(difference, 99.9) <= 2  # differs only where RGB clips
+    large = write_image("large.jpg", size=(1600, 1200), quality=90)
+    reduced = decode(large, min_short_side=256, luminance=True)
+    assert reduced.image.mode == "L" and 256 <= min(reduced.image.size) < 512
+    assert reduced.digest == decode(large).digest
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(cmyk, quality=95)
+    assert decode(cmyk, luminance=True).image.mode == "L"
+    oriented = decode(_oriented_jpeg(tmp_path / "rotated.jpg", 6), luminance=True)
+    assert oriented.image.mode == "L" and oriented.image.size == (20, 40)
+    for source in (Image.new("RGB", (8, 8), (255, 0, 0)), np.zeros((8, 8, 3), np.uint8)):
+        assert decode(source, luminance=True).image.mode == "L"
+
+
 def test_digest_depends_on_the_bytes_only(tmp_path, write_image):
     a = write_image("a.png", pattern="noise", seed=1)
     b = tmp_path / "b.png"
