@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..plugins import Registry
-from .base import (Backbone, BackboneError, BackboneOutput, forward_streams, load_state_dict,
-                   state_fingerprint)
+from .base import Backbone, BackboneError, BackboneOutput, forward_streams, load_state_dict, state_fingerprint
 
 ENTRY_POINT_GROUP = "refsearch.backbones"
 BackboneFactory = Callable[..., Backbone]
