@@ -25,7 +25,7 @@ from benchlib import CACHE, load_avg, machine, sample_photos
 from PIL import Image, ImageDraw, ImageFont
 
 from colorize import Reference, colorize, create_colorizer
-from colorize.lab import colorize_gray, rgb_to_lab
+from colorize.lab import scale_chroma
 from colorize.metrics import colorfulness, psnr, ssim
 from refsearch import Index, build_index
 from refsearch.classes import class_index, label_from_path
@@ -136,7 +136,8 @@ def main() -> None:
                 ROWS[2]: _timed(colorize, gray, global_only, exemplar),
                 ROWS[3]: _timed(colorize, gray, reranked, exemplar),
             }
-            results[ROWS[4]] = (_scaled_chroma(results[ROWS[3]][0], gray, 0.5), None)
+            halved = scale_chroma(np.array(results[ROWS[3]][0]), np.asarray(gray), 0.5)
+            results[ROWS[4]] = (Image.fromarray(halved, "RGB"), None)
             results[ROWS[5]] = (original_image, None)
             label = class_index(label_from_path(photo))
             predicted = classifier.top1([image for image, _ in results.values()])
@@ -164,12 +165,6 @@ def main() -> None:
 def _references(index: Index, gray: Image.Image, k: int, rerank: bool) -> list[Reference]:
     response = index.search(gray, k=k, rerank=rerank)
     return [Reference(decode(r.path, min_short_side=512).image, r.score, r.path) for r in response.results]
-
-
-def _scaled_chroma(image: Image.Image, gray: Image.Image, factor: float) -> Image.Image:
-    """The same colours at `factor` times their chroma: a point lower on the saturation/PSNR trade-off."""
-    ab = rgb_to_lab(np.asarray(image))[..., 1:] * factor
-    return Image.fromarray(colorize_gray(np.asarray(gray), ab), "RGB")
 
 
 def _timed(function, *args):

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from benchlib import load_avg, machine, sample_photos
-from colorize_quality import _references, _scaled_chroma, holdout_index
+from colorize_quality import _references, holdout_index
 
 from colorize import colorize, create_colorizer
+from colorize.lab import scale_chroma
 from colorize.metrics import colorfulness, psnr
 from refsearch import Index
 from refsearch.images import decode, is_grayscale
@@ -55,7 +56,7 @@ def main() -> None:
             original = np.asarray(original_image)
             gray = original_image.convert("L")
             result = colorize(gray, _references(index, gray, args.topk, rerank=True), exemplar).image
-            scaled = [np.asarray(_scaled_chroma(result, gray, s)) for s in SCALES]
+            scaled = [scale_chroma(np.array(result), np.asarray(gray), s) for s in SCALES]
             psnrs.append([psnr(image, original) for image in scaled])
             colours.append([colorfulness(image) for image in scaled])
             gray_psnr.append(psnr(np.asarray(gray.convert("RGB")), original))

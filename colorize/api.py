@@ -14,7 +14,7 @@ from refsearch.images import ImageSource, decode, is_grayscale, to_luminance
 
 from .base import ColorizeError, Colorizer, ColorizeResult, Reference
 from .chroma import DEFAULT_WORKING_SHORT_SIDE
-from .lab import colorize_gray, rgb_to_lab
+from .lab import colorize_gray, rgb_to_lab, scale_chroma
 from .registry import DEFAULT_METHOD, create_colorizer
 
 if TYPE_CHECKING:
@@ -23,12 +23,19 @@ if TYPE_CHECKING:
 ReferenceSource = Union[Reference, ImageSource, tuple]
 
 
+MAX_SATURATION = 4.0
+
+
 def colorize(target: ImageSource, references: Sequence[ReferenceSource],
-             method: str | Colorizer = DEFAULT_METHOD, *, backbone: Backbone | None = None) -> ColorizeResult:
+             method: str | Colorizer = DEFAULT_METHOD, *, backbone: Backbone | None = None,
+             saturation: float = 1.0) -> ColorizeResult:
     """Colorize `target` (a path, PIL image or array; a colour image is used as its luminance) from
     `references`, best first: Reference objects, images, or (image, score) pairs. `method` is a registered
-    method's name or a Colorizer. Raises refsearch.ImageError for an unusable image and ColorizeError,
-    naming the method, when the method fails or returns something malformed."""
+    method's name or a Colorizer. `saturation` scales the result's chroma: below 1 is closer to the true
+    colours on average (PSNR), above 1 more vivid, 0 gives the gray input back (docs/colorize.md has the
+    trade-off). Raises refsearch.ImageError for an unusable image and ColorizeError, naming the method,
+    when the method fails or returns something malformed."""
+    _check_saturation(saturation)
     started = time.perf_counter()
     gray, notes = load_target(target)
     loaded = [load_reference(r, i) for i, r in enumerate(references)]
@@ -45,6 +52,9 @@ def colorize(target: ImageSource, references: Sequence[ReferenceSource],
     except Exception as exc:
         raise ColorizeError(f"colorize method {name!r} failed: {type(exc).__name__}: {exc}") from exc
     result = _checked(result, gray, name, len(loaded))
+    if saturation != 1.0:
+        rgb = scale_chroma(np.array(result.image), np.asarray(gray), saturation)
+        result.image = Image.fromarray(rgb, "RGB")
     result.references = loaded
     result.notes = notes + result.notes
     result.seconds = time.perf_counter() - started
@@ -52,19 +62,26 @@ def colorize(target: ImageSource, references: Sequence[ReferenceSource],
 
 
 def colorize_with_index(index: Index, target: ImageSource, topk: int = 3,
-                        method: str | Colorizer = DEFAULT_METHOD, **search_options) -> ColorizeResult:
+                        method: str | Colorizer = DEFAULT_METHOD, *, saturation: float = 1.0,
+                        **search_options) -> ColorizeResult:
     """Retrieve the `topk` best references for `target` from an opened index (search options as for
     Index.search, e.g. rerank=False), then colorize from them with the index's own network."""
     if topk < 1:
         raise ValueError(f"topk must be at least 1, got {topk}")
+    _check_saturation(saturation)
     gray, notes = load_target(target)
     response = index.search(gray, k=topk, **search_options)
     if not response.results:
         raise ColorizeError(f"the index {index.path} returned no references")
     references = [Reference(_open_reference(r.path), r.score, r.path) for r in response.results]
-    result = colorize(gray, references, method, backbone=index.backbone)
+    result = colorize(gray, references, method, backbone=index.backbone, saturation=saturation)
     result.notes = notes + [f"retrieval: {n}" for n in response.notes] + result.notes
     return result
+
+
+def _check_saturation(saturation: float) -> None:
+    if not 0.0 <= saturation <= MAX_SATURATION:
+        raise ValueError(f"saturation must be between 0 and {MAX_SATURATION:g}, got {saturation:g}")
 
 
 def load_target(source: ImageSource) -> tuple[Image.Image, list[str]]:

@@ -11,7 +11,7 @@ import typer
 
 from colorize import (DEFAULT_METHOD, ColorizeError, ColorizeResult, colorize, colorize_folder,
                       colorize_with_index, describe_methods)
-from colorize.api import load_reference
+from colorize.api import MAX_SATURATION, load_reference
 from colorize.batch import Colorized, save_result
 
 from ..search import Index
@@ -38,6 +38,9 @@ def colorize_command(
                                          "folder a folder."),
     global_only: bool = typer.Option(False, "--global-only", help="Retrieve by global cosine only, without "
                                      "the local re-rank."),
+    saturation: float = typer.Option(1.0, "--saturation", "-s", min=0.0, max=MAX_SATURATION, help="Scale the result's colour: below 1 "
+                                     "is closer to the true colours on average (higher PSNR), above 1 more "
+                                     "vivid, 0 the gray input (0 to 4; docs/colorize.md has the trade-off)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -63,12 +66,13 @@ def colorize_command(
             references = [load_reference(path, i) for i, path in enumerate(refs)]
 
             def colorize_one(path: Path) -> ColorizeResult:
-                return colorize(path, references, method)
+                return colorize(path, references, method, saturation=saturation)
         else:
             opened = stack.enter_context(Index.open(resolve_index(index), device=device))
 
             def colorize_one(path: Path) -> ColorizeResult:
-                return colorize_with_index(opened, path, topk, method, rerank=not global_only)
+                return colorize_with_index(opened, path, topk, method, saturation=saturation,
+                                           rerank=not global_only)
         if folder:
             _colorize_folder(image, output, sheet, colorize_one, as_json, quiet)
         else:

@@ -87,6 +87,8 @@ def test_with_an_index(small_index, files, tmp_path):
     (["{gray}", "--ref", "{ref}", "--index", "{tmp}/no.index"], "exclude each other"),
     (["{gray}", "--ref", "{ref}", "--topk", "0"], "at least 1"),
     (["{gray}", "--ref", "{gray}.missing"], "no such file"),
+    (["{gray}", "--ref", "{ref}", "--saturation", "5"], "Invalid value for '--saturation'"),
+    (["{gray}", "--ref", "{ref}", "--saturation", "-1"], "Invalid value for '--saturation'"),
 ])
 def test_bad_input_exits_2_with_a_message(files, tmp_path, args, message):
     gray, reference = files
@@ -95,3 +97,21 @@ def test_bad_input_exits_2_with_a_message(files, tmp_path, args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_saturation_scales_the_colour_and_keeps_the_gray_levels(files, tmp_path):
+    gray, reference = files
+    outputs = {}
+    for saturation in (1, 0.5, 0):
+        output = tmp_path / f"s{saturation}.png"
+        result = run(gray, "--ref", reference, "--saturation", saturation, "-o", output)
+        assert result.exit_code == 0, result.output
+        rgb = np.asarray(Image.open(output))
+        assert np.array_equal(luma(rgb), np.asarray(Image.open(gray)))
+        outputs[saturation] = rgb.astype(int)
+
+    def spread(rgb):
+        return np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()
+
+    assert spread(outputs[0]) == 0
+    assert 0.35 * spread(outputs[1]) < spread(outputs[0.5]) < 0.65 * spread(outputs[1])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorize import ColorizeError, Reference, colorize
+from colorize import ColorizeError, Reference, colorize, colorize_with_index
 from colorize.exemplar import ExemplarColorizer
 from colorize.lab import luma
 from refsearch.images import ImageError
@@ -114,3 +114,11 @@ def test_huge_target_stays_within_bounded_memory(make_scene, fast):
         tracemalloc.stop()
     assert result.image.size == (width, height)
     assert peak / (width * height) < 16
+
+
+def test_a_saturation_out_of_range_is_refused_before_any_work(gray_scene, colour_scene):
+    for saturation in (-0.1, 4.5):
+        with pytest.raises(ValueError, match="saturation must be between 0 and 4"):
+            colorize(gray_scene, [colour_scene], "transfer", saturation=saturation)
+        with pytest.raises(ValueError, match="saturation must be between 0 and 4"):
+            colorize_with_index(None, gray_scene, saturation=saturation)  # refused before it searches
