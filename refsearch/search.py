@@ -113,6 +113,13 @@ class Index(CurationMixin):
     def record(self, record_id: int) -> ImageRecord:
         return self.store.get(int(record_id))
 
+    def record_of_path(self, path: str | os.PathLike) -> ImageRecord:
+        """The record of an indexed file, by its path (relative paths are taken from the current folder)."""
+        record_id = self.store.id_of_path(str(Path(path).resolve()))
+        if record_id is None:
+            raise KeyError(f"{path} is not in this index")
+        return self.store.get(record_id)
+
     def records(self) -> Iterator[ImageRecord]:
         return self.store.records()
 

@@ -162,6 +162,11 @@ class RecordStore:
             return [SkippedFile(path=key.decode(), **json.loads(raw))
                     for key, raw in txn.cursor(db=self.db["skipped"])]
 
+    def id_of_path(self, path: str) -> int | None:
+        with self.env.begin() as txn:
+            key = txn.get(path.encode(), db=self.db["paths"])
+        return None if key is None else _id(key)
+
     def ids_with_digest(self, digest: str) -> list[int]:
         with self.env.begin() as txn:
             cursor = txn.cursor(db=self.db["digests"])

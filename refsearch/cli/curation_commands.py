@@ -176,8 +176,8 @@ def _read_ids(path: Path) -> list[int]:
 
 @app.command("remove")
 def remove_command(
-    image_ids: Optional[list[int]] = typer.Argument(None, help="Ids of the images to remove (the `id` "
-                                                    "field of query, dedup and outliers --json output)."),
+    images: Optional[list[str]] = typer.Argument(None, help="Images to remove: ids (the `id` field of "
+                                                 "query, dedup and outliers --json output) or file paths."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     ids: Optional[Path] = typer.Option(None, "--ids", help="Also remove the image ids listed in this file "
                                        "(whitespace- or comma-separated; # starts a comment)."),
@@ -192,14 +192,15 @@ def remove_command(
     """Remove images from the index (their files stay on disk).
 
     A later `build-index` over the same folder does not add them back unless their files change. An id
-    the index does not hold is an error, and then nothing is removed."""
+    or path the index does not hold is an error, and then nothing is removed."""
     with user_errors():
         with Index.open(resolve_index(index)) as opened:
-            chosen = list(image_ids or []) + (_read_ids(ids) if ids else [])
+            named = [opened.record(int(i)) if i.isdigit() else opened.record_of_path(i) for i in images or []]
+            chosen = [r.id for r in named] + (_read_ids(ids) if ids else [])
             if drop_duplicates:
                 chosen += opened.near_duplicates(threshold).redundant_ids()
             if not chosen:
-                raise ValueError("name the images to remove: ids, --ids FILE or --drop-duplicates")
+                raise ValueError("name the images to remove: ids or paths, --ids FILE or --drop-duplicates")
             records = [opened.record(image_id) for image_id in sorted(set(chosen))]
             if not dry_run:
                 opened.remove([r.id for r in records])

@@ -249,13 +249,18 @@ def test_responses_serialise_to_json(grouped, grouped_root):
     assert len(data["predicted"]) == 5 and data["forward_ms"] > 0
 
 
-def test_records_by_id(grouped, grouped_root):
+def test_records_by_id_and_by_path(grouped, grouped_root, monkeypatch):
     response = grouped.search(grouped_root / PUG / "pug.jpg", k=1)
     record = grouped.record(response[0].id)
     assert record.path == response[0].path and record.label == PUG and record.label_source == "folder"
     with pytest.raises(KeyError, match="no image with id 9999"):
         grouped.record(9999)
     assert len(list(grouped.records())) == len(grouped) == 15
+    assert grouped.record_of_path(record.path) == record
+    monkeypatch.chdir(grouped_root)
+    assert grouped.record_of_path(f"{PUG}/pug.jpg") == record  # relative to the current folder
+    with pytest.raises(KeyError, match="elsewhere.jpg is not in this index"):
+        grouped.record_of_path("elsewhere.jpg")
 
 
 # -- opening an index -----------------------------------------------------------------------------

@@ -133,13 +133,13 @@ def test_remove_dry_run_then_drop_duplicates_and_a_rebuild_keeps_them_out(plante
     assert json.loads(rebuilt.stdout)["images"] == total - 3
 
 
-def test_remove_by_id_lists_what_it_removed(planted, planted_index, tmp_path):
+def test_remove_by_id_and_by_path_lists_what_it_removed(planted, planted_index, tmp_path):
     path = _own_copy(planted, tmp_path)
-    record = next(planted_index.records())
-    result = _run("remove", record.id, "--index", path)
+    first, second = list(planted_index.records())[:2]
+    result = _run("remove", first.id, second.path, "--index", path)
     assert result.exit_code == 0, result.output
-    assert record.path in result.stdout
-    assert f"removed 1 images; {len(planted_index) - 1} left" in result.stdout
+    assert first.path in result.stdout and second.path in result.stdout
+    assert f"removed 2 images; {len(planted_index) - 2} left" in result.stdout
 
 
 def test_remove_refuses_unknown_ids_and_an_empty_request_without_changing_anything(planted, planted_index,
@@ -149,6 +149,8 @@ def test_remove_refuses_unknown_ids_and_an_empty_request_without_changing_anythi
     unknown = _run("remove", known, 999999, "--index", path)
     assert unknown.exit_code == 2
     assert unknown.stderr.startswith("error: ") and "no image with id 999999" in unknown.stderr
+    stranger = _run("remove", known, tmp_path / "not-indexed.jpg", "--index", path)
+    assert stranger.exit_code == 2 and "not-indexed.jpg is not in this index" in stranger.stderr
     nothing = _run("remove", "--index", path)
     assert nothing.exit_code == 2 and "name the images to remove" in nothing.stderr
     assert json.loads(_run("remove", known, "--index", path, "--dry-run", "--json").stdout)["images_left"] == \
