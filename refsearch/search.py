@@ -173,12 +173,13 @@ class Index(CurationMixin):
             responses.append(response)
         return responses
 
-    def colorize(self, image: ImageSource, topk: int = 3, method: str | None = None, **search_options):
+    def colorize(self, image: ImageSource, topk: int = 3, method: str | None = None, **options):
         """Colorize `image` from its `topk` references in this index with `method` (default: colorize's
-        default method); see `colorize.colorize`."""
+        default method). `options` are `saturation` (see `colorize.colorize`) and search options (see
+        `search_batch`)."""
         from colorize import DEFAULT_METHOD, colorize_with_index
 
-        return colorize_with_index(self, image, topk, method or DEFAULT_METHOD, **search_options)
+        return colorize_with_index(self, image, topk, method or DEFAULT_METHOD, **options)
 
     def _search_one(self, query: QueryFeatures, k: int, class_wnid: str | None, any_class: bool,
                     exclude_self: bool, candidates: int, weight: float, rescue: int,

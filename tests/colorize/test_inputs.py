@@ -122,3 +122,19 @@ def test_a_saturation_out_of_range_is_refused_before_any_work(gray_scene, colour
             colorize(gray_scene, [colour_scene], "transfer", saturation=saturation)
         with pytest.raises(ValueError, match="saturation must be between 0 and 4"):
             colorize_with_index(None, gray_scene, saturation=saturation)  # refused before it searches
+
+
+def test_index_colorize_retrieves_references_and_takes_saturation_and_search_options(small_index, demo_queries):
+    import refsearch
+
+    query = next(q for q in demo_queries if "Eskimo_dog" in q.name)
+    gray = np.asarray(Image.open(query).convert("L"))
+    with refsearch.Index.open(small_index) as index:
+        result = index.colorize(query, topk=2, rerank=False)
+        pale = index.colorize(query, topk=2, rerank=False, saturation=0.0)
+    assert len(result.references) == 2 and all(r.score is not None for r in result.references)
+    assert any("husky" in r.name or "malamute" in r.name or "Samoyed" in r.name for r in result.references)
+    colour = np.asarray(result.image).astype(int)
+    assert np.array_equal(luma(colour.astype(np.uint8)), gray)
+    assert np.abs(colour - colour.mean(axis=2, keepdims=True)).mean() > 1.0
+    assert (np.asarray(pale.image) == gray[..., None]).all()
