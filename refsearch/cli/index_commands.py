@@ -117,10 +117,10 @@ def query_command(
                    f"{response.forward_ms:.0f} ms network, {response.search_ms:.1f} ms search)")
         for text in response.notes:
             note(text)
-        typer.echo(f"{'rank':>4}  {'score':>7}  {'d_sem':>6}  {'d_lum':>6}  {'label':<24}  path")
+        typer.echo(f"{'rank':>4}  {'score':>7}  {'d_sem':>6}  {'d_lum':>6}  {'id':>7}  {'label':<24}  path")
         for result in response.results:
             typer.echo(f"{result.rank:>4}  {result.score:7.4f}  {result.semantic:6.4f}  {result.luminance:6.4f}  "
-                       f"{result.label_name[:24]:<24}  {result.path}")
+                       f"{result.id:>7}  {result.label_name[:24]:<24}  {result.path}")
 
 
 @app.command("info")

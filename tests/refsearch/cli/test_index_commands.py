@@ -100,10 +100,12 @@ def test_query_table_output(built, photos):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{photos[5]}  (predicted ")
-    assert lines[1].split() == ["rank", "score", "d_sem", "d_lum", "label", "path"]
+    assert lines[1].split() == ["rank", "score", "d_sem", "d_lum", "id", "label", "path"]
     rows = [line.split() for line in lines[2:]]
     assert [row[0] for row in rows] == ["1", "2", "3"]
     assert rows[0][-1] == str(photos[5])
+    with refsearch.Index.open(built) as index:
+        assert index.record(int(rows[0][4])).path == str(photos[5])  # the id column names the record
     for row in rows:
         assert float(row[1]) == pytest.approx(float(row[2]), abs=1e-4)  # luminance weight 0: score = d_sem
 
