@@ -43,12 +43,13 @@ def _single_threaded() -> Iterator[None]:
 
 
 def forward_streams(device: str) -> int:
-    """How many forward passes to run side by side: on CPU, where each pass is single-threaded, one per
-    usable core; on a GPU, one."""
+    """How many forward passes to run side by side: on a GPU, one; on CPU, where each pass is
+    single-threaded, one per thread torch would use (its count follows OMP_NUM_THREADS and
+    torch.set_num_threads, so that budget is kept), at most one per usable core."""
     if device != "cpu":
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
+    return max(1, min(cores or 1, torch.get_num_threads()))
 
 
 class Backbone(nn.Module):

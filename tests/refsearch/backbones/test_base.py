@@ -76,6 +76,13 @@ def test_overlapping_passes_in_several_threads_are_each_single_threaded_and_leav
         torch.set_num_threads(before)
 
 
-def test_one_stream_per_usable_core_on_cpu_and_one_on_a_gpu():
-    assert forward_streams("cpu") == len(os.sched_getaffinity(0))
+def test_one_stream_per_torch_thread_and_usable_core_on_cpu_and_one_on_a_gpu():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert forward_streams("cpu") == 1
+        torch.set_num_threads(64)
+        assert forward_streams("cpu") == min(64, len(os.sched_getaffinity(0)))
+    finally:
+        torch.set_num_threads(before)
     assert forward_streams("cuda") == 1
