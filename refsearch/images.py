@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Union
 
@@ -76,7 +76,8 @@ def file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def decode(source: ImageSource, *, min_short_side: int | None = None, luminance: bool = False) -> DecodedImage:
+def decode(source: ImageSource, *, min_short_side: int | None = None,
+           luminance: bool = False) -> DecodedImage:
     """Decode an image from a path, a PIL image or an array into mode RGB or L.
 
     With `min_short_side`, JPEGs decode at the smallest DCT scale whose short side is still at least
@@ -86,13 +87,15 @@ def decode(source: ImageSource, *, min_short_side: int | None = None, luminance:
     missing, empty, not an image, truncated, unsupported mode, too large.
     """
     if isinstance(source, Image.Image):
-        decoded = _to_rgb_or_l(source, "image")
-        return DecodedImage(to_luminance(decoded) if luminance else decoded, source.size, None)
-    if isinstance(source, np.ndarray):
-        decoded = _from_array(source)
-        return DecodedImage(to_luminance(decoded) if luminance else decoded, (source.shape[1], source.shape[0]),
-                            None)
-    path = Path(source)
+        decoded = DecodedImage(_to_rgb_or_l(source, "image"), source.size, None)
+    elif isinstance(source, np.ndarray):
+        decoded = DecodedImage(_from_array(source), (source.shape[1], source.shape[0]), None)
+    else:
+        decoded = _decode_file(Path(source), min_short_side, luminance)
+    return replace(decoded, image=to_luminance(decoded.image)) if luminance else decoded
+
+
+def _decode_file(path: Path, min_short_side: int | None, luminance: bool) -> DecodedImage:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -124,8 +127,7 @@ def decode(source: ImageSource, *, min_short_side: int | None = None, luminance:
         raise ImageError(path, f"truncated or corrupt image data ({exc})") from None
     if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
         width, height = height, width
-    decoded = _to_rgb_or_l(image, path)
-    return DecodedImage(to_luminance(decoded) if luminance else decoded, (width, height), file_digest(data))
+    return DecodedImage(_to_rgb_or_l(image, path), (width, height), file_digest(data))
 
 
 def _to_rgb_or_l(image: Image.Image, source: object) -> Image.Image:
