@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,9 +84,7 @@ class Backbone(nn.Module):
         """Run on a (B, H, W) uint8 batch of luminance images (any H, W; `input_size` for retrieval)."""
         pixels = torch.from_numpy(np.ascontiguousarray(luminance)).to(self.device)
         pixels = pixels.unsqueeze(1).expand(-1, 3, -1, -1).float()
-        if self.device.type != "cpu":
-            return self.features(self.normalize(pixels), feature_maps=feature_maps)
-        with _single_threaded():
+        with _single_threaded() if self.device.type == "cpu" else nullcontext():
             return self.features(self.normalize(pixels), feature_maps=feature_maps)
 
     def load_state(self, module: nn.Module, weights: str | Path) -> None:
