@@ -25,7 +25,7 @@ from benchlib import CACHE, load_avg, machine, sample_photos
 from PIL import Image, ImageDraw, ImageFont
 
 from colorize import Reference, colorize, create_colorizer
-from colorize.lab import scale_chroma
+from colorize.resample import scale_chroma
 from colorize.metrics import colorfulness, psnr, ssim
 from refsearch import Index, build_index
 from refsearch.classes import class_index, label_from_path

@@ -24,7 +24,7 @@ from benchlib import load_avg, machine, sample_photos
 from colorize_quality import _references, holdout_index
 
 from colorize import colorize, create_colorizer
-from colorize.lab import scale_chroma
+from colorize.resample import scale_chroma
 from colorize.metrics import colorfulness, psnr
 from refsearch import Index
 from refsearch.images import decode, is_grayscale

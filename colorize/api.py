@@ -14,8 +14,9 @@ from refsearch.images import ImageSource, decode, is_grayscale, to_luminance
 
 from .base import ColorizeError, Colorizer, ColorizeResult, Reference
 from .chroma import DEFAULT_WORKING_SHORT_SIDE
-from .lab import colorize_gray, rgb_to_lab, scale_chroma
+from .lab import colorize_gray, rgb_to_lab
 from .registry import DEFAULT_METHOD, create_colorizer
+from .resample import scale_chroma
 
 if TYPE_CHECKING:
     from refsearch.search import Index

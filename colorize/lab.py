@@ -75,17 +75,6 @@ def colorize_gray(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
     return _fix_rounding(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), gray)
 
 
-def scale_chroma(rgb: np.ndarray, gray: np.ndarray, factor: float, strip_pixels: int = 1 << 18) -> np.ndarray:
-    """Scale the Lab chroma of an (H, W, 3) uint8 image whose luma is the (H, W) `gray` by `factor`, in
-    place and in row strips (so memory stays bounded for huge images); the luma stays `gray` exactly."""
-    height, width = gray.shape
-    rows = max(1, strip_pixels // max(1, width))
-    for top in range(0, height, rows):
-        strip = slice(top, top + rows)
-        rgb[strip] = colorize_gray(gray[strip], rgb_to_lab(rgb[strip])[..., 1:] * np.float32(factor))
-    return rgb
-
-
 def _gamut_scale(gray: np.ndarray, chroma: np.ndarray) -> np.ndarray:
     """The largest s in [0, 1] for which gray + s * chroma stays within [0, 255] in every channel."""
     headroom = np.where(chroma > 0, np.float32(255.0) - gray[..., None], gray[..., None])

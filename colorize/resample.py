@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .lab import colorize_gray
+from .lab import colorize_gray, rgb_to_lab
 
 MIN_WORKING_SIDE = 32
 STRIP_PIXELS = 1 << 18
@@ -87,3 +87,15 @@ def compose_full_size(gray: np.ndarray, ab: np.ndarray, confidence: np.ndarray,
 
 def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
     return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.int64), n_in - 1)
+
+
+def scale_chroma(rgb: np.ndarray, gray: np.ndarray, factor: float,
+                 strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+    """Scale the Lab chroma of an (H, W, 3) uint8 image whose luma is the (H, W) `gray` by `factor`, in
+    place and in row strips (so memory stays bounded for huge images); the luma stays `gray` exactly."""
+    height, width = gray.shape
+    rows = max(1, strip_pixels // max(1, width))
+    for top in range(0, height, rows):
+        strip = slice(top, top + rows)
+        rgb[strip] = colorize_gray(gray[strip], rgb_to_lab(rgb[strip])[..., 1:] * np.float32(factor))
+    return rgb

@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from colorize.lab import colorize_gray, gray_lightness, lab_to_rgb, luma, rgb_to_lab, scale_chroma
+from colorize.lab import colorize_gray, gray_lightness, lab_to_rgb, luma, rgb_to_lab
 
 
 def test_lab_round_trip_is_exact_to_a_fraction_of_a_level():
@@ -42,15 +42,3 @@ def test_zero_chroma_is_plain_gray():
     rgb = colorize_gray(gray, np.zeros((16, 16, 2)))
     assert np.array_equal(rgb, np.repeat(gray[..., None], 3, axis=2))
     assert np.allclose(rgb_to_lab(rgb)[..., 0], gray_lightness(gray), atol=1e-3)
-
-
-def test_scale_chroma_keeps_the_luma_scales_the_chroma_and_works_in_strips():
-    rgb = np.random.default_rng(4).integers(40, 215, (90, 30, 3)).astype(np.uint8)
-    gray = luma(rgb)
-    half = scale_chroma(rgb.copy(), gray, 0.5)
-    assert np.array_equal(luma(half), gray)
-    ratio = np.linalg.norm(rgb_to_lab(half)[..., 1:], axis=-1).mean() / np.linalg.norm(
-        rgb_to_lab(rgb)[..., 1:], axis=-1).mean()
-    assert 0.45 < ratio < 0.55
-    assert np.array_equal(scale_chroma(rgb.copy(), gray, 0.5, strip_pixels=30 * 7), half)  # 7-row strips
-    assert (scale_chroma(rgb.copy(), gray, 0.0) == gray[..., None]).all()

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from colorize import resample
-from colorize.resample import compose_full_size, resize, resize_matrix, working_size
+from colorize.lab import luma, rgb_to_lab
+from colorize.resample import compose_full_size, resize, resize_matrix, scale_chroma, working_size
 
 
 @pytest.mark.parametrize("size, expected", [
@@ -44,3 +45,15 @@ def test_compose_by_strips_matches_one_pass(monkeypatch):
     assert np.array_equal(whole.rgb, strips.rgb)
     assert np.allclose(whole.confidence, strips.confidence)
     assert np.array_equal(whole.source, strips.source)
+
+
+def test_scale_chroma_keeps_the_luma_scales_the_chroma_and_works_in_strips():
+    rgb = np.random.default_rng(4).integers(40, 215, (90, 30, 3)).astype(np.uint8)
+    gray = luma(rgb)
+    half = scale_chroma(rgb.copy(), gray, 0.5)
+    assert np.array_equal(luma(half), gray)
+    ratio = np.linalg.norm(rgb_to_lab(half)[..., 1:], axis=-1).mean() / np.linalg.norm(
+        rgb_to_lab(rgb)[..., 1:], axis=-1).mean()
+    assert 0.45 < ratio < 0.55
+    assert np.array_equal(scale_chroma(rgb.copy(), gray, 0.5, strip_pixels=30 * 7), half)  # 7-row strips
+    assert (scale_chroma(rgb.copy(), gray, 0.0) == gray[..., None]).all()
