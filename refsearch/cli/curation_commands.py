@@ -195,8 +195,8 @@ def remove_command(
     or path the index does not hold is an error, and then nothing is removed."""
     with user_errors():
         with Index.open(resolve_index(index)) as opened:
-            named = [opened.record(int(i)) if i.isdigit() else opened.record_of_path(i) for i in images or []]
-            chosen = [r.id for r in named] + (_read_ids(ids) if ids else [])
+            chosen = [int(i) if i.isdigit() else opened.record_of_path(i).id for i in images or []]
+            chosen += _read_ids(ids) if ids else []
             if drop_duplicates:
                 chosen += opened.near_duplicates(threshold).redundant_ids()
             if not chosen:
