@@ -3,9 +3,12 @@ photos' grayscale versions from their retrieved references, and compare with the
 
     python bench/colorize_quality.py [--holdout 100] [--topk 3] [--figure docs/colorize_examples.png]
 
-Rows: the grayscale input itself, `transfer` (Reinhard) from the re-ranked best reference, `exemplar` from
-the global-only top-k, `exemplar` from the re-ranked top-k, the latter with its chroma halved (to show the
-saturation/PSNR trade-off), and the originals. Held-out photos that are themselves grayscale are left out.
+Rows: the grayscale input itself, `transfer` (Reinhard) from the re-ranked best reference,
+`exemplar-untrained` (exemplar without its learned chroma prior) from the re-ranked top-k, `exemplar`
+from the global-only top-k, `exemplar` from the re-ranked top-k, and the originals. Held-out photos that
+are themselves grayscale are left out. The bundled chroma prior was trained on the photos of neither the
+held-out nor the development split (colorize.training --skip-every 9 --skip-offsets 0,4), so it has not
+seen the photos scored here.
 Columns: PSNR and SSIM against the original, colorfulness (Hasler and Suesstrunk 2003) and its ratio to
 the originals', top-1 accuracy of an ImageNet classifier (EfficientNet-Lite2 on RGB input, the family of
 the retrieval backbone) on the result, and seconds per colorization.
@@ -25,14 +28,13 @@ from benchlib import CACHE, load_avg, machine, sample_photos
 from PIL import Image, ImageDraw, ImageFont
 
 from colorize import Reference, colorize, create_colorizer
-from colorize.resample import scale_chroma
 from colorize.metrics import colorfulness, psnr, ssim
 from refsearch import Index, build_index
 from refsearch.classes import class_index, label_from_path
 from refsearch.images import decode, is_grayscale
 
-ROWS = ["grayscale input", "transfer (re-ranked top-1)", "exemplar, global-only top-k",
-        "exemplar, re-ranked top-k", "exemplar, re-ranked top-k, chroma halved", "original"]
+ROWS = ["grayscale input", "transfer (re-ranked top-1)", "exemplar-untrained, re-ranked top-k",
+        "exemplar, global-only top-k", "exemplar, re-ranked top-k", "original"]
 
 
 class Classifier:
@@ -120,6 +122,7 @@ def main() -> None:
     examples, skipped = [], []
     with Index.open(index_path) as index:
         exemplar = create_colorizer("exemplar", backbone=index.backbone)
+        untrained = create_colorizer("exemplar-untrained", backbone=index.backbone)
         transfer = create_colorizer("transfer")
         for number, photo in enumerate(targets):
             original_image = decode(photo).image.convert("RGB")
@@ -133,22 +136,22 @@ def main() -> None:
             results = {
                 ROWS[0]: (gray, None),
                 ROWS[1]: _timed(colorize, gray, reranked[:1], transfer),
-                ROWS[2]: _timed(colorize, gray, global_only, exemplar),
-                ROWS[3]: _timed(colorize, gray, reranked, exemplar),
+                ROWS[2]: _timed(colorize, gray, reranked, untrained),
+                ROWS[3]: _timed(colorize, gray, global_only, exemplar),
+                ROWS[4]: _timed(colorize, gray, reranked, exemplar),
+                ROWS[5]: (original_image, None),
             }
-            halved = scale_chroma(np.array(results[ROWS[3]][0]), np.asarray(gray), 0.5)
-            results[ROWS[4]] = (Image.fromarray(halved, "RGB"), None)
-            results[ROWS[5]] = (original_image, None)
             label = class_index(label_from_path(photo))
             predicted = classifier.top1([image for image, _ in results.values()])
             for (row, (image, seconds)), guess in zip(results.items(), predicted):
                 scores[row].add(image, original, guess, label, seconds)
             if number % max(1, len(targets) // args.examples) == 0 and len(examples) < args.examples:
-                examples.append((gray, reranked, results[ROWS[1]][0], results[ROWS[3]][0], original_image))
-            exemplar_scores = scores[ROWS[3]]
+                examples.append((gray, reranked, results[ROWS[1]][0], results[ROWS[2]][0],
+                                 results[ROWS[4]][0], original_image))
+            exemplar_scores = scores[ROWS[4]]
             print(f"{number + 1}/{len(targets)} {photo.name}: PSNR gray {scores[ROWS[0]].psnr[-1]:.2f}, "
-                  f"exemplar {exemplar_scores.psnr[-1]:.2f} ({exemplar_scores.seconds[-1]:.2f} s)",
-                  flush=True)
+                  f"untrained {scores[ROWS[2]].psnr[-1]:.2f}, exemplar {exemplar_scores.psnr[-1]:.2f} "
+                  f"({exemplar_scores.seconds[-1]:.2f} s)", flush=True)
 
     print(f"\n{len(targets) - len(skipped)} held-out photos (every {step}th of {len(photos)}, less "
           f"{len(skipped)} whose original is itself grayscale: {', '.join(skipped) or 'none'}), index of the "
@@ -189,13 +192,14 @@ def table(scores: dict[str, Scores]) -> str:
 
 
 def example_figure(examples: list, height: int = 150, gap: int = 4, caption: int = 16) -> Image.Image:
-    """One row per example: input, the references, transfer, exemplar, original."""
+    """One row per example: input, the references, transfer, exemplar-untrained, exemplar, original."""
     font = ImageFont.load_default()
     rows = []
-    for gray, references, transfer, exemplar, original in examples:
+    for gray, references, transfer, untrained, exemplar, original in examples:
         tiles = [(gray, "input")]
         tiles += [(r.image, f"ref {i + 1}: {_short_name(r.name)}") for i, r in enumerate(references)]
-        tiles += [(transfer, "transfer"), (exemplar, "exemplar"), (original, "original")]
+        tiles += [(transfer, "transfer"), (untrained, "untrained"), (exemplar, "exemplar"),
+                  (original, "original")]
         rows.append([(_to_height(image, height), text) for image, text in tiles])
     width = max(sum(t.width + gap for t, _ in row) for row in rows) + gap
     figure = Image.new("RGB", (width, len(rows) * (height + caption + gap) + gap), "white")

@@ -1,4 +1,5 @@
-"""How far the untrained `exemplar` is from its PSNR target, and why: the PSNR / colorfulness trade-off.
+"""The PSNR / colorfulness trade-off of colorize methods, against the target (above the gray input's PSNR at
+0.7 of the originals' colorfulness).
 
 Colorizes the same held-out photos as colorize_quality.py from their re-ranked top-k references, then
 puts each result's chroma back at a range of scales (0 is the grayscale input, 1 the method's output)
@@ -12,7 +13,11 @@ input's and the colorfulness against the originals'. Then two bounds:
   colours are would be worth; the method's own signals (match similarity, agreement between references)
   would have to predict it.
 
-    python bench/colorize_tradeoff.py [--holdout 100] [--topk 3] [--plot docs/colorize_tradeoff.png]
+With `--split dev`, the development photos instead (every 9th from the 5th, which the index holds; each
+photo's own file is dropped from its references): the split on which settings are tuned.
+
+    python bench/colorize_tradeoff.py [--methods exemplar,exemplar-untrained] [--split holdout|dev]
+                                      [--holdout 100] [--topk 3] [--plot docs/colorize_tradeoff.png]
 """
 from __future__ import annotations
 
@@ -21,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 from benchlib import load_avg, machine, sample_photos
-from colorize_quality import _references, holdout_index
+from colorize_quality import holdout_index
 
-from colorize import colorize, create_colorizer
-from colorize.resample import scale_chroma
+from colorize import Reference, colorize, create_colorizer
 from colorize.metrics import colorfulness, psnr
+from colorize.resample import scale_chroma
 from refsearch import Index
 from refsearch.images import decode, is_grayscale
 
@@ -39,34 +44,58 @@ def main() -> None:
     parser.add_argument("--topk", type=int, default=3)
     parser.add_argument("--colorfulness", type=float, default=0.7, help="The colorfulness floor, as a "
                         "fraction of the originals' mean.")
-    parser.add_argument("--plot", type=Path, default=None, help="Save the trade-off curve here.")
+    parser.add_argument("--plot", type=Path, default=None, help="Save the trade-off curves here.")
+    parser.add_argument("--methods", default="exemplar", help="Comma-separated colorize methods.")
+    parser.add_argument("--split", choices=("holdout", "dev"), default="holdout")
     args = parser.parse_args()
     print(f"machine: {machine()}; load average at start {load_avg()}")
 
     photos = sample_photos()
     step = max(1, len(photos) // args.holdout)
     held_out = photos[::step][: args.holdout]
-    psnrs, colours, gray_psnr, original_colour = [], [], [], []
+    targets = held_out if args.split == "holdout" else photos[4::step][: args.holdout]
+    curves = {}
     with Index.open(holdout_index(photos, set(held_out))) as index:
-        exemplar = create_colorizer("exemplar", backbone=index.backbone)
-        for photo in held_out:
-            original_image = decode(photo).image.convert("RGB")
-            if is_grayscale(original_image):
-                continue
-            original = np.asarray(original_image)
-            gray = original_image.convert("L")
-            result = colorize(gray, _references(index, gray, args.topk, rerank=True), exemplar).image
-            scaled = [scale_chroma(np.array(result), np.asarray(gray), s) for s in SCALES]
-            psnrs.append([psnr(image, original) for image in scaled])
-            colours.append([colorfulness(image) for image in scaled])
-            gray_psnr.append(psnr(np.asarray(gray.convert("RGB")), original))
-            original_colour.append(colorfulness(original))
-    psnrs, colours = np.array(psnrs), np.array(colours)
-    gain = psnrs - np.array(gray_psnr)[:, None]
-    ratio = colours / np.mean(original_colour)
+        for method in args.methods.split(","):
+            colorizer = create_colorizer(method, backbone=index.backbone)
+            curves[method] = scale_curve(index, colorizer, targets, args.topk)
+    for method, (gain, ratio, gray_psnr) in curves.items():
+        report(method, gain, ratio, gray_psnr, args)
+    print(f"load average at end {load_avg()}")
+    if args.plot:
+        plot(curves, args.colorfulness, args.plot)
+        print(f"plot: {args.plot}")
 
-    print(f"\n{len(gain)} held-out photos, exemplar from the re-ranked top-{args.topk}; mean PSNR of the gray "
-          f"input {np.mean(gray_psnr):.2f} dB")
+
+def scale_curve(index: Index, colorizer, targets: list[Path], topk: int):
+    """Per photo and chroma scale: PSNR gain over the gray input, and colorfulness over the originals'
+    mean."""
+    psnrs, colours, gray_psnr, original_colour = [], [], [], []
+    for photo in targets:
+        original_image = decode(photo).image.convert("RGB")
+        if is_grayscale(original_image):
+            continue
+        original = np.asarray(original_image)
+        gray = original_image.convert("L")
+        result = colorize(gray, _references_without(index, gray, topk, photo.name), colorizer).image
+        scaled = [scale_chroma(np.array(result), np.asarray(gray), s) for s in SCALES]
+        psnrs.append([psnr(image, original) for image in scaled])
+        colours.append([colorfulness(image) for image in scaled])
+        gray_psnr.append(psnr(np.asarray(gray.convert("RGB")), original))
+        original_colour.append(colorfulness(original))
+    gain = np.array(psnrs) - np.array(gray_psnr)[:, None]
+    return gain, np.array(colours) / np.mean(original_colour), np.array(gray_psnr)
+
+
+def _references_without(index: Index, gray, k: int, own_name: str) -> list[Reference]:
+    """The re-ranked top-k, the target's own file left out (it is in the index for the dev split)."""
+    results = [r for r in index.search(gray, k=k + 1).results if Path(r.path).name != own_name][:k]
+    return [Reference(decode(r.path, min_short_side=512).image, r.score, r.path) for r in results]
+
+
+def report(method: str, gain: np.ndarray, ratio: np.ndarray, gray_psnr: np.ndarray, args) -> None:
+    print(f"\n{method}: {len(gain)} {args.split} photos, from the re-ranked top-{args.topk}; mean PSNR of "
+          f"the gray input {np.mean(gray_psnr):.2f} dB")
     print("| chroma scale | PSNR vs gray input (dB) | colorfulness vs originals | photos better than gray |")
     print("|---:|---:|---:|---:|")
     for column, scale in enumerate(SCALES):
@@ -79,13 +108,9 @@ def main() -> None:
     oracle_gain, oracle_ratio = oracle(gain, ratio, floor)
     print(f"\nat colorfulness >= {floor:g} of the originals':")
     if best_global is not None:
-        print(f"- best single scale: {SCALES[best_global]:g}, {gain[:, best_global].mean():+.2f} dB against the "
-              f"gray input (colorfulness {ratio[:, best_global].mean():.2f})")
+        print(f"- best single scale: {SCALES[best_global]:g}, {gain[:, best_global].mean():+.2f} dB against "
+              f"the gray input (colorfulness {ratio[:, best_global].mean():.2f})")
     print(f"- per-photo oracle scale: {oracle_gain:+.2f} dB (colorfulness {oracle_ratio:.2f})")
-    print(f"load average at end {load_avg()}")
-    if args.plot:
-        plot(gain, ratio, floor, (oracle_gain, oracle_ratio), args.plot)
-        print(f"plot: {args.plot}")
 
 
 def oracle(gain: np.ndarray, ratio: np.ndarray, floor: float) -> tuple[float, float]:
@@ -99,24 +124,28 @@ def oracle(gain: np.ndarray, ratio: np.ndarray, floor: float) -> tuple[float, fl
     raise ValueError(f"no scale up to {SCALES[-1]:g} reaches colorfulness {floor:g} of the originals'")
 
 
-def plot(gain: np.ndarray, ratio: np.ndarray, floor: float, oracle_point: tuple[float, float],
-         path: Path) -> None:
+def plot(curves: dict, floor: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    axes.plot(ratio.mean(axis=0), gain.mean(axis=0), "o-", label=f"exemplar, chroma scaled 0 to {SCALES[-1]:g}")
-    for scale in (0.5, 1.0, 1.5, 2.0, 3.0):
-        column = int(np.flatnonzero(SCALES == scale)[0])
-        axes.annotate(f"x{scale:g}", (ratio[:, column].mean(), gain[:, column].mean()),
-                      textcoords="offset points", xytext=(6, 4), fontsize=8)
-    axes.plot([oracle_point[1]], [oracle_point[0]], "*", markersize=12, label="per-photo oracle scale")
+    for method, (gain, ratio, _) in curves.items():
+        line, = axes.plot(ratio.mean(axis=0), gain.mean(axis=0), "o-", markersize=4,
+                          label=f"{method}, chroma scaled 0 to {SCALES[-1]:g}")
+        for scale in (0.5, 1.0, 2.0):
+            column = int(np.flatnonzero(SCALES == scale)[0])
+            axes.annotate(f"x{scale:g}", (ratio[:, column].mean(), gain[:, column].mean()),
+                          textcoords="offset points", xytext=(6, 4), fontsize=8, color=line.get_color())
+        oracle_gain, oracle_ratio = oracle(gain, ratio, floor)
+        axes.plot([oracle_ratio], [oracle_gain], "*", markersize=11, color=line.get_color(),
+                  label=f"{method}, per-photo oracle scale")
+    right = max(1.0, max(ratio.mean(axis=0).max() for _, ratio, _ in curves.values()))
     axes.axhline(0.0, color="gray", linewidth=0.8)
     axes.axvline(floor, color="gray", linewidth=0.8, linestyle="--")
-    axes.fill_between([floor, max(1.0, ratio.mean(axis=0).max())], 0, axes.get_ylim()[1], color="green",
-                      alpha=0.08, label="target: above gray PSNR, colorfulness >= 0.7")
+    axes.fill_between([floor, right], 0, axes.get_ylim()[1], color="green", alpha=0.08,
+                      label=f"target: above gray PSNR, colorfulness >= {floor:g}")
     axes.set_xlabel("colorfulness / originals' colorfulness")
     axes.set_ylabel("PSNR - gray input's PSNR (dB)")
     axes.legend(fontsize=8, loc="lower left")

@@ -7,11 +7,12 @@ from .api import colorize, colorize_with_index
 from .base import ColorizeError, Colorizer, ColorizeResult, Reference
 from .batch import FolderSummary, colorize_folder
 from .chroma import ChromaColorizer, ChromaPrediction, WorkingImage
+from .prior import ChromaPrior
 from .registry import (DEFAULT_METHOD, ENTRY_POINT_GROUP, available_methods, create_colorizer,
                        describe_methods, register_colorizer)
 from .sheet import contact_sheet
 
-__all__ = ["DEFAULT_METHOD", "ENTRY_POINT_GROUP", "ChromaColorizer", "ChromaPrediction", "ColorizeError",
-           "ColorizeResult", "Colorizer", "FolderSummary", "Reference", "WorkingImage", "available_methods",
-           "colorize", "colorize_folder", "colorize_with_index", "contact_sheet", "create_colorizer",
-           "describe_methods", "register_colorizer"]
+__all__ = ["DEFAULT_METHOD", "ENTRY_POINT_GROUP", "ChromaColorizer", "ChromaPrediction", "ChromaPrior",
+           "ColorizeError", "ColorizeResult", "Colorizer", "FolderSummary", "Reference", "WorkingImage",
+           "available_methods", "colorize", "colorize_folder", "colorize_with_index", "contact_sheet",
+           "create_colorizer", "describe_methods", "register_colorizer"]

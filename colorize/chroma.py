@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -44,12 +44,13 @@ class WorkingImage:
 
 @dataclass
 class ChromaPrediction:
-    """Working-resolution chroma (h, w, 2) in Lab a and b, confidence (h, w) in [0, 1], and the index of
-    the reference each pixel's chroma came from (h, w), -1 for none."""
+    """Working-resolution chroma (h, w, 2) in Lab a and b, confidence (h, w) in [0, 1], the index of
+    the reference each pixel's chroma came from (h, w), -1 for none, and notes for the user."""
 
     ab: np.ndarray
     confidence: np.ndarray
     source: np.ndarray
+    notes: list[str] = field(default_factory=list)
 
 
 class ChromaColorizer(Colorizer):
@@ -68,7 +69,8 @@ class ChromaColorizer(Colorizer):
         prediction = self.predict_chroma(work_target, work_references)
         _check(prediction, work_target.shape, len(references), self.name)
         full = compose_full_size(np.asarray(target), prediction.ab, prediction.confidence, prediction.source)
-        return ColorizeResult(Image.fromarray(full.rgb, "RGB"), full.confidence, full.source, self.name)
+        return ColorizeResult(Image.fromarray(full.rgb, "RGB"), full.confidence, full.source, self.name,
+                              notes=list(prediction.notes))
 
 
 def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -24,10 +24,13 @@ class MatchSettings:
 
 @dataclass(frozen=True)
 class DenseFeatures:
-    """Unit-length descriptors (gh * gw, C) on a grid of (gh, gw) cells."""
+    """Unit-length descriptors (gh * gw, C) on a grid of (gh, gw) cells, the same levels before
+    normalisation (C, gh, gw), and the image's global descriptor (D,)."""
 
     vectors: torch.Tensor
     grid: tuple[int, int]
+    levels: torch.Tensor
+    global_descriptor: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,14 @@ def dense_features(backbone: Backbone, luma: np.ndarray, settings: MatchSettings
     and concatenated with equal weight per level."""
     height, width = luma.shape
     grid = (max(1, -(-height // settings.stride)), max(1, -(-width // settings.stride)))
-    maps = backbone.extract(np.array(luma[None]), feature_maps=True).feature_maps
-    levels = []
-    for feature_map in maps:
-        if height / feature_map.shape[2] < settings.min_feature_stride * 0.75:
-            continue
-        on_grid = F.interpolate(feature_map.float(), size=grid, mode="bilinear", align_corners=False,
-                                antialias=feature_map.shape[2] > grid[0])
-        levels.append(F.normalize(on_grid, dim=1))
-    stacked = torch.cat(levels, dim=1) / len(levels) ** 0.5
-    return DenseFeatures(stacked[0].flatten(1).T.contiguous(), grid)
+    output = backbone.extract(np.array(luma[None]), feature_maps=True)
+    levels = [F.interpolate(feature_map.float(), size=grid, mode="bilinear", align_corners=False,
+                            antialias=feature_map.shape[2] > grid[0])
+              for feature_map in output.feature_maps
+              if height / feature_map.shape[2] >= settings.min_feature_stride * 0.75]
+    stacked = torch.cat([F.normalize(level, dim=1) for level in levels], dim=1) / len(levels) ** 0.5
+    return DenseFeatures(stacked[0].flatten(1).T.contiguous(), grid, torch.cat(levels, dim=1)[0],
+                         output.global_descriptor[0].float())
 
 
 def warp_reference(target: DenseFeatures, reference: DenseFeatures, reference_ab: np.ndarray,

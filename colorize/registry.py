@@ -9,7 +9,7 @@ from refsearch.backbones import Backbone
 from refsearch.plugins import Registry
 
 from .base import ColorizeError, Colorizer
-from .exemplar import ExemplarColorizer
+from .exemplar import ExemplarColorizer, UntrainedExemplarColorizer
 from .transfer import TransferColorizer
 
 ENTRY_POINT_GROUP = "refsearch.colorizers"
@@ -51,3 +51,4 @@ def create_colorizer(name: str, backbone: Backbone | None = None) -> Colorizer:
 
 register_colorizer("transfer")(TransferColorizer)
 register_colorizer("exemplar")(ExemplarColorizer)
+register_colorizer("exemplar-untrained")(UntrainedExemplarColorizer)

@@ -1,0 +1,244 @@
+"""Training a chroma prior (colorize.prior) from colour photos and an index that gives each its references.
+
+    python -m colorize.training PHOTOS_DIR --index INDEX -o prior.pt [--skip-every 9 --skip-offsets 0,4]
+
+Each photo is seen as exemplar sees a gray target: its luminance at working resolution, its top references
+from the index (its own file left out) warped onto it; the targets are the photo's own colours per cell.
+Photos and their mirror images are both used. Every few photos also
+appear with a crop of themselves as their first reference, so the network learns to copy a reference that
+truly matches (a colour original of the target). An ensemble of networks, each from its own seed, is trained
+on random crops of cells with two losses: cross-entropy against each cell's colour histogram, and the
+squared error of the expected chroma, divided per photo by the photo's chroma energy (plus a floor) so that
+photos weigh as PSNR, a logarithm of the error, weighs them.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from refsearch.backbones import Backbone
+from refsearch.images import decode, find_images, is_grayscale
+
+from .base import Reference
+from .chroma import DEFAULT_WORKING_SHORT_SIDE, WorkingImage
+from .correspondence import MatchSettings, dense_features, warp_reference
+from .prior import (REFERENCES_SEEN, ChromaPrior, Normalisation, PriorInputs, PriorNetwork, bin_centres,
+                    bin_of, spread_over_bins)
+from .resample import resize
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    networks: int = 5
+    steps: int = 1500
+    width: int = 64
+    crop: int = 14                 # cells a side
+    batch: int = 24                # crops a step
+    learning_rate: float = 2e-3    # peak of a one-cycle schedule
+    weight_decay: float = 1e-5
+    dropout: float = 0.1           # on the backbone features
+    error_weight: float = 5.0      # of the per-photo weighted squared chroma error against cross-entropy
+    error_floor: float = 10.0      # added to a photo's mean chroma energy before dividing by it
+    seed: int = 0
+    self_reference_every: int = 4  # every n-th photo is also seen with a crop of itself as a reference
+    self_reference_crop: float = 0.9  # of each side
+    short_side: int = DEFAULT_WORKING_SHORT_SIDE
+    match: MatchSettings = field(default_factory=MatchSettings)
+
+
+@dataclass
+class Example:
+    """One photo (or its mirror image) on its cell grid: the prior's inputs and what it should predict,
+    the histogram of its pixels' colour bins per cell (Q, gh, gw), their mean (2, gh, gw) and the photo's
+    mean chroma energy."""
+
+    inputs: PriorInputs
+    colour_bins: torch.Tensor
+    cell_ab: torch.Tensor
+    energy: float
+
+
+def cell_targets(ab: np.ndarray, grid: tuple[int, int], stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w, 2) chroma -> per cell of the (gh, gw) grid of `stride` px: the share of its pixels in each
+    colour bin (Q, gh, gw) and their mean chroma (2, gh, gw)."""
+    height, width = ab.shape[:2]
+    rows = np.minimum(np.arange(height) // stride, grid[0] - 1)
+    columns = np.minimum(np.arange(width) // stride, grid[1] - 1)
+    cell = (rows[:, None] * grid[1] + columns[None, :]).ravel()
+    cells, bins = grid[0] * grid[1], len(bin_centres())
+    counts = np.bincount(cell, minlength=cells).astype(np.float32)
+    histogram = np.bincount(cell * bins + bin_of(ab).ravel(), minlength=cells * bins).reshape(cells, bins)
+    mean = np.stack([np.bincount(cell, ab[..., c].ravel(), minlength=cells) for c in range(2)], axis=-1)
+    histogram = histogram / counts[:, None]
+    mean = mean / counts[:, None]
+    return (histogram.T.reshape(bins, *grid).astype(np.float32),
+            mean.T.reshape(2, *grid).astype(np.float32))
+
+
+def photo_examples(backbone: Backbone, photo: Image.Image, references: Sequence[Image.Image],
+                   settings: TrainingSettings) -> list[Example]:
+    """The photo and its mirror image, each with the references warped onto it."""
+    working = WorkingImage.of_reference(Reference(photo), settings.short_side)
+    reference_images = [WorkingImage.of_reference(Reference(r), settings.short_side) for r in references]
+    reference_features = [dense_features(backbone, r.luma, settings.match) for r in reference_images]
+    reference_ab = [resize(r.lab[..., 1:], *f.grid) for r, f in zip(reference_images, reference_features)]
+    examples = []
+    for luma, ab in ((working.luma, working.lab[..., 1:]), (working.luma[:, ::-1], working.lab[:, ::-1, 1:])):
+        target = dense_features(backbone, np.ascontiguousarray(luma), settings.match)
+        warps = [warp_reference(target, features, colours, settings.match)
+                 for features, colours in zip(reference_features, reference_ab)]
+        inputs = PriorInputs.of(target, warps)
+        histogram, cell_ab = cell_targets(ab, target.grid, settings.match.stride)
+        examples.append(Example(
+            PriorInputs(inputs.levels.half(), inputs.global_descriptor, inputs.exemplar, inputs.reference_ab),
+            torch.from_numpy(histogram).half(), torch.from_numpy(cell_ab),
+            float((ab.astype(np.float64) ** 2).sum(axis=-1).mean())))
+    return examples
+
+
+def collect_examples(index, photos: Sequence[Path], settings: TrainingSettings = TrainingSettings(),
+                     progress: bool = True) -> list[Example]:
+    """Examples from colour photos, each with its top REFERENCES_SEEN references from the opened `index`
+    (a photo the index holds is left out of its own references), and for every `self_reference_every`-th
+    photo also with a crop of itself in first place. Grayscale photos are passed over."""
+    examples = []
+    for number, photo in enumerate(tqdm(photos, unit="photo", desc="preparing", disable=not progress)):
+        image = decode(photo).image.convert("RGB")
+        if is_grayscale(image):
+            continue
+        own = Path(photo).resolve()
+        response = index.search(image.convert("L"), k=REFERENCES_SEEN + 1)
+        paths = [r.path for r in response.results if Path(r.path).resolve() != own][:REFERENCES_SEEN]
+        references = [decode(path, min_short_side=2 * settings.short_side).image for path in paths]
+        if references:
+            examples += photo_examples(index.backbone, image, references, settings)
+        if settings.self_reference_every and number % settings.self_reference_every == 0:
+            own_crop = _centre_crop(image, settings.self_reference_crop)
+            examples += photo_examples(index.backbone, image, [own_crop] + references[:REFERENCES_SEEN - 1],
+                                       settings)
+    return examples
+
+
+def _centre_crop(image: Image.Image, keep: float) -> Image.Image:
+    width, height = image.size
+    left, top = round(width * (1 - keep) / 2), round(height * (1 - keep) / 2)
+    return image.crop((left, top, width - left, height - top))
+
+
+def train_prior(examples: Sequence[Example], backbone: Backbone,
+                settings: TrainingSettings = TrainingSettings(), progress: bool = True,
+                metadata: dict | None = None) -> ChromaPrior:
+    if not examples:
+        raise ValueError("no training examples: give colour photos")
+    used_bins = (torch.stack([e.colour_bins.float().sum(dim=(1, 2)) for e in examples]).sum(0) > 0).numpy()
+    normalisation = _normalisation(examples)
+    centres = torch.from_numpy(bin_centres()[used_bins])
+    networks = []
+    for member in range(settings.networks):
+        network = PriorNetwork(len(normalisation.feature_mean), len(normalisation.global_mean),
+                               int(used_bins.sum()), settings.width)
+        _fit(network, examples, normalisation, used_bins, centres, settings, settings.seed + member, progress,
+             f"network {member + 1}/{settings.networks}")
+        networks.append(network)
+    info = {"examples": len(examples), "settings": {k: v for k, v in vars(settings).items() if k != "match"}}
+    return ChromaPrior(networks, normalisation, used_bins, backbone.name, backbone.fingerprint,
+                       {**info, **(metadata or {})})
+
+
+def _normalisation(examples: Sequence[Example]) -> Normalisation:
+    levels = [e.inputs.levels.float().flatten(1) for e in examples]
+    feature_mean = torch.stack([level.mean(dim=1) for level in levels]).mean(0)
+    feature_std = torch.stack([level.var(dim=1, unbiased=False) for level in levels]).mean(0).add(1e-6).sqrt()
+    descriptors = torch.stack([e.inputs.global_descriptor for e in examples])
+    return Normalisation(feature_mean, feature_std, descriptors.mean(0),
+                         descriptors.std(0, unbiased=False) + 1e-3)
+
+
+def _fit(network: PriorNetwork, examples: Sequence[Example], normalisation: Normalisation,
+         used_bins: np.ndarray, centres: torch.Tensor, settings: TrainingSettings, seed: int, progress: bool,
+         description: str) -> None:
+    generator = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    used = torch.from_numpy(used_bins)
+    crop_rows = min(settings.crop, min(e.cell_ab.shape[1] for e in examples))
+    crop_columns = min(settings.crop, min(e.cell_ab.shape[2] for e in examples))
+    optimiser = torch.optim.Adam(network.parameters(), settings.learning_rate / 2,
+                                 weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, settings.learning_rate,
+                                                   total_steps=settings.steps)
+    network.train()
+    for _ in tqdm(range(settings.steps), unit="step", desc=description, disable=not progress):
+        batch = [_crop(examples[i], crop_rows, crop_columns, generator)
+                 for i in generator.integers(0, len(examples), settings.batch)]
+        levels, global_descriptor = normalisation.apply(torch.stack([b[0] for b in batch]),
+                                                        torch.stack([b[1] for b in batch]))
+        levels = F.dropout(levels, settings.dropout)
+        reference_bins = spread_over_bins(torch.stack([b[3] for b in batch]), centres)
+        logits = network(levels, global_descriptor, torch.stack([b[2] for b in batch]), reference_bins)
+        log_probabilities = torch.log_softmax(logits, dim=1)
+        histograms = torch.stack([b[4] for b in batch])[:, used]
+        loss = -(histograms * log_probabilities).sum(dim=1).mean()
+        expected = torch.einsum("bqhw,qc->bchw", log_probabilities.exp(), centres)
+        error = ((expected - torch.stack([b[5] for b in batch])) ** 2).sum(dim=1).mean(dim=(1, 2))
+        energy = torch.tensor([b[6] for b in batch], dtype=torch.float32)
+        loss = loss + settings.error_weight * (error / (energy + settings.error_floor)).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    network.eval()
+
+
+def _crop(example: Example, rows: int, columns: int, generator: np.random.Generator) -> tuple:
+    grid_rows, grid_columns = example.cell_ab.shape[1:]
+    top = int(generator.integers(0, grid_rows - rows + 1))
+    left = int(generator.integers(0, grid_columns - columns + 1))
+    window = (slice(None), slice(top, top + rows), slice(left, left + columns))
+    inputs = example.inputs
+    return (inputs.levels[window].float(), inputs.global_descriptor, inputs.exemplar[window],
+            inputs.reference_ab[window], example.colour_bins[window].float(), example.cell_ab[window],
+            example.energy)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from refsearch import Index
+
+    parser = argparse.ArgumentParser(prog="python -m colorize.training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", type=Path, help="A folder of colour photos to learn from.")
+    parser.add_argument("--index", type=Path, required=True, help="The index that gives each photo its "
+                        "references (its backbone is the one the prior is for).")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="Where to save the prior.")
+    parser.add_argument("--skip-every", type=int, default=0, help="With --skip-offsets: leave out the photos "
+                        "whose position in the sorted list, modulo this, is one of the offsets.")
+    parser.add_argument("--skip-offsets", default="", help="Comma-separated, e.g. 0,4.")
+    parser.add_argument("--networks", type=int, default=TrainingSettings.networks)
+    parser.add_argument("--steps", type=int, default=TrainingSettings.steps)
+    parser.add_argument("--width", type=int, default=TrainingSettings.width)
+    parser.add_argument("--seed", type=int, default=TrainingSettings.seed)
+    args = parser.parse_args(argv)
+    photos = [image.path for image in find_images(args.photos)]
+    offsets = {int(o) for o in args.skip_offsets.split(",") if o.strip()}
+    if args.skip_every:
+        photos = [p for i, p in enumerate(photos) if i % args.skip_every not in offsets]
+    settings = TrainingSettings(networks=args.networks, steps=args.steps, width=args.width, seed=args.seed)
+    with Index.open(args.index) as index:
+        examples = collect_examples(index, photos, settings)
+        skipped = f"every {args.skip_every}th from {sorted(offsets)}" if args.skip_every else "none"
+        prior = train_prior(examples, index.backbone, settings, metadata={
+            "photos": len(photos), "photo_folder": args.photos.name, "skipped": skipped})
+    prior.save(args.output)
+    print(f"saved {args.output}: {settings.networks} networks from {len(examples)} examples "
+          f"({len(photos)} photos, their mirror images and some with themselves as a reference)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from colorize.prior import ChromaPrior, bin_centres, bin_of
+from colorize.training import TrainingSettings, cell_targets, collect_examples, photo_examples, train_prior
+
+SMALL = TrainingSettings(networks=1, steps=150, width=32, crop=6, batch=8, short_side=64)
+
+
+def test_cell_targets_histogram_and_mean_per_cell():
+    ab = np.zeros((16, 24, 2), np.float32)
+    ab[:, :12] = (40.0, -20.0)
+    ab[:, 12:] = (-30.0, 10.0)
+    ab[8:, 4:12] = (0.0, 0.0)           # half of the cell at row 1, column 0
+    histogram, mean = cell_targets(ab, (2, 3), stride=8)
+    assert histogram.shape == (len(bin_centres()), 2, 3) and mean.shape == (2, 2, 3)
+    assert np.allclose(histogram.sum(axis=0), 1.0)
+    assert histogram[bin_of(np.array([40.0, -20.0])), 0, 0] == 1.0
+    assert histogram[bin_of(np.array([-30.0, 10.0])), 0, 2] == 1.0
+    assert histogram[bin_of(np.array([0.0, 0.0])), 1, 0] == 0.5
+    assert np.allclose(mean[:, 1, 0], (20.0, -10.0)) and np.allclose(mean[:, 0, 2], (-30.0, 10.0))
+
+
+def test_examples_are_the_photo_and_its_mirror_image(make_scene, backbone):
+    photo = make_scene((96, 64), seed=1)
+    examples = photo_examples(backbone, photo, [make_scene((80, 80), seed=2)], SMALL)
+    assert len(examples) == 2
+    straight, mirrored = examples
+    assert torch.allclose(straight.cell_ab, mirrored.cell_ab.flip(-1), atol=1e-4)
+    assert straight.inputs.levels.shape[1:] == straight.cell_ab.shape[1:] == (8, 12)
+    assert straight.energy == pytest.approx(mirrored.energy) and straight.energy > 100
+
+
+def test_training_learns_colours_that_follow_from_the_content(make_scene, backbone):
+    photos = [make_scene((96, 64), seed=seed, shift=shift)
+              for seed, shift in [(1, 0), (2, 6), (3, -6), (4, 3)]]
+    examples = []
+    for number, photo in enumerate(photos):
+        examples += photo_examples(backbone, photo, [photos[(number + 1) % len(photos)]], SMALL)
+    prior = train_prior(examples, backbone, SMALL, progress=False, metadata={"photos": len(photos)})
+    assert prior.fits(backbone.name, backbone.fingerprint) and prior.metadata["photos"] == 4
+    held_out = photo_examples(backbone, make_scene((96, 64), seed=9, shift=2), [photos[0]], SMALL)[0]
+    predicted = torch.from_numpy(prior.predict(held_out.inputs).ab).permute(2, 0, 1)
+    error = (predicted - held_out.cell_ab).norm(dim=0).mean()
+    gray_error = held_out.cell_ab.norm(dim=0).mean()
+    assert error < 0.5 * gray_error
+
+
+def test_collect_examples_leaves_a_photo_out_of_its_own_references(small_index, monkeypatch):
+    import colorize.training as training
+    import refsearch
+
+    seen = []
+
+    def record(backbone, photo, references, settings):
+        seen.append((photo.size, [np.asarray(r) for r in references]))
+        return ["example"]
+
+    monkeypatch.setattr(training, "photo_examples", record)
+    settings = TrainingSettings(self_reference_every=2)
+    with refsearch.Index.open(small_index) as index:
+        indexed = [r.path for r in index.records()][:2]
+        examples = collect_examples(index, indexed, settings, progress=False)
+    assert examples == ["example"] * 3  # two photos, the first also with a crop of itself
+    for (size, references), path in zip([seen[0], seen[2]], indexed):
+        own = np.asarray(training.decode(path, min_short_side=2 * settings.short_side).image)
+        assert len(references) == 3
+        assert not any(r.shape == own.shape and np.array_equal(r, own) for r in references)
+    (width, height), with_itself = seen[1]
+    assert np.allclose(with_itself[0].shape[:2], (height * 0.9, width * 0.9), atol=1)
+    assert all(np.array_equal(a, b) for a, b in zip(with_itself[1:], seen[0][1][:2]))
+
+
+def test_a_saved_prior_trains_once_and_loads_in_another_process_shape(tmp_path, make_scene, backbone):
+    examples = photo_examples(backbone, make_scene((64, 64), seed=5), [make_scene((64, 64), seed=6)], SMALL)
+    prior = train_prior(examples, backbone, TrainingSettings(networks=2, steps=3, width=8, crop=4, batch=2,
+                                                             short_side=64), progress=False)
+    prior.save(tmp_path / "p.pt")
+    assert len(ChromaPrior.load(tmp_path / "p.pt").networks) == 2
+    with pytest.raises(ValueError, match="no training examples"):
+        train_prior([], backbone, SMALL, progress=False)
