@@ -58,7 +58,7 @@ def main() -> None:
     with Index.open(holdout_index(photos, set(held_out))) as index:
         for method in args.methods.split(","):
             colorizer = create_colorizer(method, backbone=index.backbone)
-            curves[method] = scale_curve(index, colorizer, targets, args.topk)
+            curves[method] = scale_curve(index, colorizer, targets, args.topk, args.split == "dev")
     for method, (gain, ratio, gray_psnr) in curves.items():
         report(method, gain, ratio, gray_psnr, args)
     print(f"load average at end {load_avg()}")
@@ -67,7 +67,7 @@ def main() -> None:
         print(f"plot: {args.plot}")
 
 
-def scale_curve(index: Index, colorizer, targets: list[Path], topk: int):
+def scale_curve(index: Index, colorizer, targets: list[Path], topk: int, indexed: bool):
     """Per photo and chroma scale: PSNR gain over the gray input, and colorfulness over the originals'
     mean."""
     psnrs, colours, gray_psnr, original_colour = [], [], [], []
@@ -77,7 +77,8 @@ def scale_curve(index: Index, colorizer, targets: list[Path], topk: int):
             continue
         original = np.asarray(original_image)
         gray = original_image.convert("L")
-        result = colorize(gray, _references_without(index, gray, topk, photo.name), colorizer).image
+        references = _references_without(index, gray, topk, photo.name, indexed)
+        result = colorize(gray, references, colorizer).image
         scaled = [scale_chroma(np.array(result), np.asarray(gray), s) for s in SCALES]
         psnrs.append([psnr(image, original) for image in scaled])
         colours.append([colorfulness(image) for image in scaled])
@@ -87,9 +88,11 @@ def scale_curve(index: Index, colorizer, targets: list[Path], topk: int):
     return gain, np.array(colours) / np.mean(original_colour), np.array(gray_psnr)
 
 
-def _references_without(index: Index, gray, k: int, own_name: str) -> list[Reference]:
-    """The re-ranked top-k, the target's own file left out (it is in the index for the dev split)."""
-    results = [r for r in index.search(gray, k=k + 1).results if Path(r.path).name != own_name][:k]
+def _references_without(index: Index, gray, k: int, own_name: str, indexed: bool) -> list[Reference]:
+    """The re-ranked top-k, the target's own file left out when the index holds it (the dev split; asking
+    for one more only then, since k changes how far a search widens beyond the predicted class)."""
+    response = index.search(gray, k=k + 1 if indexed else k)
+    results = [r for r in response.results if Path(r.path).name != own_name][:k]
     return [Reference(decode(r.path, min_short_side=512).image, r.score, r.path) for r in results]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from refsearch.backbones import Backbone
+from refsearch.backbones import Backbone, forward_streams
 from refsearch.images import decode, find_images, is_grayscale
 
 from .base import Reference
@@ -50,6 +51,7 @@ class TrainingSettings:
     seed: int = 0
     self_reference_every: int = 4  # every n-th photo is also seen with a crop of itself as a reference
     self_reference_crop: float = 0.9  # of each side
+    scales: tuple[float, ...] = (1.0,)  # working resolutions, relative to short_side, each photo is seen at
     short_side: int = DEFAULT_WORKING_SHORT_SIDE
     match: MatchSettings = field(default_factory=MatchSettings)
 
@@ -84,10 +86,12 @@ def cell_targets(ab: np.ndarray, grid: tuple[int, int], stride: int) -> tuple[np
 
 
 def photo_examples(backbone: Backbone, photo: Image.Image, references: Sequence[Image.Image],
-                   settings: TrainingSettings) -> list[Example]:
-    """The photo and its mirror image, each with the references warped onto it."""
-    working = WorkingImage.of_reference(Reference(photo), settings.short_side)
-    reference_images = [WorkingImage.of_reference(Reference(r), settings.short_side) for r in references]
+                   settings: TrainingSettings, short_side: int | None = None) -> list[Example]:
+    """The photo and its mirror image, each with the references warped onto it, at working resolution
+    (`short_side`, by default the settings')."""
+    short_side = short_side or settings.short_side
+    working = WorkingImage.of_reference(Reference(photo), short_side)
+    reference_images = [WorkingImage.of_reference(Reference(r), short_side) for r in references]
     reference_features = [dense_features(backbone, r.luma, settings.match) for r in reference_images]
     reference_ab = [resize(r.lab[..., 1:], *f.grid) for r, f in zip(reference_images, reference_features)]
     examples = []
@@ -105,26 +109,41 @@ def photo_examples(backbone: Backbone, photo: Image.Image, references: Sequence[
 
 
 def collect_examples(index, photos: Sequence[Path], settings: TrainingSettings = TrainingSettings(),
-                     progress: bool = True) -> list[Example]:
+                     progress: bool = True, workers: int | None = None) -> list[Example]:
     """Examples from colour photos, each with its top REFERENCES_SEEN references from the opened `index`
     (a photo the index holds is left out of its own references), and for every `self_reference_every`-th
-    photo also with a crop of itself in first place. Grayscale photos are passed over."""
-    examples = []
-    for number, photo in enumerate(tqdm(photos, unit="photo", desc="preparing", disable=not progress)):
-        image = decode(photo).image.convert("RGB")
-        if is_grayscale(image):
-            continue
-        own = Path(photo).resolve()
-        response = index.search(image.convert("L"), k=REFERENCES_SEEN + 1)
-        paths = [r.path for r in response.results if Path(r.path).resolve() != own][:REFERENCES_SEEN]
-        references = [decode(path, min_short_side=2 * settings.short_side).image for path in paths]
-        if references:
-            examples += photo_examples(index.backbone, image, references, settings)
-        if settings.self_reference_every and number % settings.self_reference_every == 0:
-            own_crop = _centre_crop(image, settings.self_reference_crop)
-            examples += photo_examples(index.backbone, image, [own_crop] + references[:REFERENCES_SEEN - 1],
-                                       settings)
-    return examples
+    photo also with a crop of itself in first place; at each of the settings' scales. Grayscale photos are
+    passed over. Searches run in turn; the examples of `workers` photos (default: one per forward stream)
+    are made side by side."""
+    workers = workers or forward_streams(index.backbone.device.type)
+    with ThreadPoolExecutor(workers) as pool, \
+            tqdm(total=len(photos), unit="photo", desc="preparing", disable=not progress) as bar:
+        futures = []
+        for number, photo in enumerate(photos):
+            image = decode(photo).image.convert("RGB")
+            if is_grayscale(image):
+                bar.update()
+                continue
+            own = Path(photo).resolve()
+            response = index.search(image.convert("L"), k=REFERENCES_SEEN + 1)
+            paths = [r.path for r in response.results if Path(r.path).resolve() != own][:REFERENCES_SEEN]
+            references = [decode(path, min_short_side=2 * settings.short_side).image for path in paths]
+            with_itself = bool(settings.self_reference_every) and number % settings.self_reference_every == 0
+            future = pool.submit(_examples_of_photo, index.backbone, image, references, with_itself, settings)
+            future.add_done_callback(lambda _: bar.update())
+            futures.append(future)
+        return [example for future in futures for example in future.result()]
+
+
+def _examples_of_photo(backbone: Backbone, image: Image.Image, references: list[Image.Image],
+                       with_itself: bool, settings: TrainingSettings) -> list[Example]:
+    reference_sets = [references] if references else []
+    if with_itself:
+        own_crop = _centre_crop(image, settings.self_reference_crop)
+        reference_sets.append([own_crop] + references[:REFERENCES_SEEN - 1])
+    return [example for scale in settings.scales for chosen in reference_sets
+            for example in photo_examples(backbone, image, chosen, settings,
+                                          round(settings.short_side * scale))]
 
 
 def _centre_crop(image: Image.Image, keep: float) -> Image.Image:
@@ -223,13 +242,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--networks", type=int, default=TrainingSettings.networks)
     parser.add_argument("--steps", type=int, default=TrainingSettings.steps)
     parser.add_argument("--width", type=int, default=TrainingSettings.width)
+    parser.add_argument("--scales", default="1", help="Comma-separated working resolutions relative to "
+                        f"{DEFAULT_WORKING_SHORT_SIDE} px at which every photo is seen, e.g. 0.8,1.")
     parser.add_argument("--seed", type=int, default=TrainingSettings.seed)
     args = parser.parse_args(argv)
     photos = [image.path for image in find_images(args.photos)]
     offsets = {int(o) for o in args.skip_offsets.split(",") if o.strip()}
     if args.skip_every:
         photos = [p for i, p in enumerate(photos) if i % args.skip_every not in offsets]
-    settings = TrainingSettings(networks=args.networks, steps=args.steps, width=args.width, seed=args.seed)
+    settings = TrainingSettings(networks=args.networks, steps=args.steps, width=args.width, seed=args.seed,
+                                scales=tuple(float(scale) for scale in args.scales.split(",")))
     with Index.open(args.index) as index:
         examples = collect_examples(index, photos, settings)
         skipped = f"every {args.skip_every}th from {sorted(offsets)}" if args.skip_every else "none"

@@ -30,6 +30,8 @@ def test_examples_are_the_photo_and_its_mirror_image(make_scene, backbone):
     assert torch.allclose(straight.cell_ab, mirrored.cell_ab.flip(-1), atol=1e-4)
     assert straight.inputs.levels.shape[1:] == straight.cell_ab.shape[1:] == (8, 12)
     assert straight.energy == pytest.approx(mirrored.energy) and straight.energy > 100
+    halved = photo_examples(backbone, photo, [make_scene((80, 80), seed=2)], SMALL, short_side=32)
+    assert halved[0].cell_ab.shape[1:] == halved[0].inputs.exemplar.shape[1:] == (4, 6)
 
 
 def test_training_learns_colours_that_follow_from_the_content(make_scene, backbone):
@@ -53,7 +55,7 @@ def test_collect_examples_leaves_a_photo_out_of_its_own_references(small_index, 
 
     seen = []
 
-    def record(backbone, photo, references, settings):
+    def record(backbone, photo, references, settings, short_side):
         seen.append((photo.size, [np.asarray(r) for r in references]))
         return ["example"]
 
@@ -61,7 +63,7 @@ def test_collect_examples_leaves_a_photo_out_of_its_own_references(small_index, 
     settings = TrainingSettings(self_reference_every=2)
     with refsearch.Index.open(small_index) as index:
         indexed = [r.path for r in index.records()][:2]
-        examples = collect_examples(index, indexed, settings, progress=False)
+        examples = collect_examples(index, indexed, settings, progress=False, workers=1)
     assert examples == ["example"] * 3  # two photos, the first also with a crop of itself
     for (size, references), path in zip([seen[0], seen[2]], indexed):
         own = np.asarray(training.decode(path, min_short_side=2 * settings.short_side).image)
