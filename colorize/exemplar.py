@@ -122,7 +122,8 @@ class ExemplarColorizer(ChromaColorizer):
         cells = prior.predict(PriorInputs.of(target_features, warps))
         span = settings.trust_full - settings.trust_from
         trust = np.clip((fused.confidence - settings.trust_from) / span, 0.0, 1.0)
-        cell_ab = trust[..., None] * fused.ab + (1.0 - trust[..., None]) * settings.prior_saturation * cells.ab
+        prior_ab = settings.prior_saturation * cells.ab
+        cell_ab = prior_ab + trust[..., None] * (fused.ab - prior_ab)
         height, width = target.shape
         guide = target.luma.astype(np.float32) / 255.0
         ab = guided_filter(guide, resize(cell_ab, height, width), settings.guided_radius, settings.guided_eps)

@@ -39,7 +39,7 @@ from .resample import resize
 @dataclass(frozen=True)
 class TrainingSettings:
     networks: int = 5
-    steps: int = 1500
+    steps: int = 2000
     width: int = 64
     crop: int = 14                 # cells a side
     batch: int = 24                # crops a step
@@ -51,7 +51,7 @@ class TrainingSettings:
     seed: int = 0
     self_reference_every: int = 4  # every n-th photo is also seen with a crop of itself as a reference
     self_reference_crop: float = 0.9  # of each side
-    scales: tuple[float, ...] = (1.0,)  # working resolutions, relative to short_side, each photo is seen at
+    scales: tuple[float, ...] = (0.8, 1.0)  # working resolutions each photo is seen at, x short_side
     short_side: int = DEFAULT_WORKING_SHORT_SIDE
     match: MatchSettings = field(default_factory=MatchSettings)
 
@@ -239,12 +239,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--skip-every", type=int, default=0, help="With --skip-offsets: leave out the photos "
                         "whose position in the sorted list, modulo this, is one of the offsets.")
     parser.add_argument("--skip-offsets", default="", help="Comma-separated, e.g. 0,4.")
-    parser.add_argument("--networks", type=int, default=TrainingSettings.networks)
-    parser.add_argument("--steps", type=int, default=TrainingSettings.steps)
-    parser.add_argument("--width", type=int, default=TrainingSettings.width)
-    parser.add_argument("--scales", default="1", help="Comma-separated working resolutions relative to "
-                        f"{DEFAULT_WORKING_SHORT_SIDE} px at which every photo is seen, e.g. 0.8,1.")
-    parser.add_argument("--seed", type=int, default=TrainingSettings.seed)
+    parser.add_argument("--networks", type=int, default=TrainingSettings.networks,
+                        help="How many networks to train and average (default %(default)s).")
+    parser.add_argument("--steps", type=int, default=TrainingSettings.steps,
+                        help="Training steps per network (default %(default)s).")
+    parser.add_argument("--width", type=int, default=TrainingSettings.width,
+                        help="Channels of each network's hidden layers (default %(default)s).")
+    parser.add_argument("--scales", default=",".join(f"{x:g}" for x in TrainingSettings.scales),
+                        help="Comma-separated working resolutions, relative to "
+                        f"{DEFAULT_WORKING_SHORT_SIDE} px, at which every photo is seen.")
+    parser.add_argument("--seed", type=int, default=TrainingSettings.seed,
+                        help="Seed of the first network; the others take the next ones.")
     args = parser.parse_args(argv)
     photos = [image.path for image in find_images(args.photos)]
     offsets = {int(o) for o in args.skip_offsets.split(",") if o.strip()}

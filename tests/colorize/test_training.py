@@ -5,7 +5,7 @@ import torch
 from colorize.prior import ChromaPrior, bin_centres, bin_of
 from colorize.training import TrainingSettings, cell_targets, collect_examples, photo_examples, train_prior
 
-SMALL = TrainingSettings(networks=1, steps=150, width=32, crop=6, batch=8, short_side=64)
+SMALL = TrainingSettings(networks=1, steps=150, width=32, crop=6, batch=8, short_side=64, scales=(1.0,))
 
 
 def test_cell_targets_histogram_and_mean_per_cell():
@@ -55,12 +55,15 @@ def test_collect_examples_leaves_a_photo_out_of_its_own_references(small_index, 
 
     seen = []
 
+    sides = []
+
     def record(backbone, photo, references, settings, short_side):
         seen.append((photo.size, [np.asarray(r) for r in references]))
+        sides.append(short_side)
         return ["example"]
 
     monkeypatch.setattr(training, "photo_examples", record)
-    settings = TrainingSettings(self_reference_every=2)
+    settings = TrainingSettings(self_reference_every=2, scales=(1.0,))
     with refsearch.Index.open(small_index) as index:
         indexed = [r.path for r in index.records()][:2]
         examples = collect_examples(index, indexed, settings, progress=False, workers=1)
@@ -72,6 +75,12 @@ def test_collect_examples_leaves_a_photo_out_of_its_own_references(small_index, 
     (width, height), with_itself = seen[1]
     assert np.allclose(with_itself[0].shape[:2], (height * 0.9, width * 0.9), atol=1)
     assert all(np.array_equal(a, b) for a, b in zip(with_itself[1:], seen[0][1][:2]))
+    assert sides == [256] * 3
+    sides.clear()
+    with refsearch.Index.open(small_index) as index:
+        scaled = TrainingSettings(self_reference_every=0, scales=(0.5, 1.0))
+        assert len(collect_examples(index, indexed[:1], scaled, progress=False, workers=2)) == 2
+    assert sides == [128, 256]
 
 
 def test_a_saved_prior_trains_once_and_loads_in_another_process_shape(tmp_path, make_scene, backbone):
