@@ -63,9 +63,8 @@ BUNDLED = "bundled"
 
 class ExemplarColorizer(ChromaColorizer):
     name = "exemplar"
-    description = ("dense feature correspondence with every reference, then a learned chroma prior that "
-                   "weighs the warped colours against what the photo's content suggests (He et al. 2018); "
-                   "untrained propagation for a backbone without a trained prior")
+    description = ("dense feature correspondence with the references, then a learned chroma prior weighs "
+                   "their colours against what the photo's content suggests (after He et al. 2018)")
 
     def __init__(self, backbone: Backbone | None = None, settings: ExemplarSettings | None = None,
                  working_short_side: int = DEFAULT_WORKING_SHORT_SIDE,

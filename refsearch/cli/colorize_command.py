@@ -124,8 +124,9 @@ def _print_methods(as_json: bool) -> None:
         print_json([{"name": name, "description": text, "default": name == DEFAULT_METHOD}
                     for name, text in methods.items()])
         return
+    width = max(map(len, methods)) + 2
     for name, text in methods.items():
-        typer.echo(f"{name:<12} {text}{'  (default)' if name == DEFAULT_METHOD else ''}")
+        typer.echo(f"{name:<{width}}{text}{'  (default)' if name == DEFAULT_METHOD else ''}")
 
 
 @contextmanager
