@@ -95,7 +95,8 @@ class PriorInputs:
         per_reference = np.concatenate([ab / _AB_SCALE, confidence[:, None], magnitude[:, None] / _AB_SCALE],
                                        axis=1).reshape(-1, *confidence.shape[1:])
         exemplar = np.concatenate([per_reference, fused_ab / _AB_SCALE, (weights * confidence).sum(0)[None]])
-        return cls(target.levels.float(), target.global_descriptor.float(),
+        # The prior is small enough to run on CPU whatever device the backbone uses.
+        return cls(target.levels.float().cpu(), target.global_descriptor.float().cpu(),
                    torch.from_numpy(exemplar.astype(np.float32)),
                    torch.from_numpy(fused_ab.astype(np.float32)))
 
