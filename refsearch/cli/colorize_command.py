@@ -13,6 +13,7 @@ from colorize import (DEFAULT_METHOD, ColorizeError, ColorizeResult, colorize, c
                       colorize_with_index, describe_methods)
 from colorize.api import MAX_SATURATION, load_reference
 from colorize.batch import Colorized, save_result
+from colorize.exemplar import ExemplarColorizer
 
 from ..search import Index
 from .app import app
@@ -32,15 +33,19 @@ def colorize_command(
                                               "best first) instead of searching an index."),
     method: str = typer.Option(DEFAULT_METHOD, "--method", "-m",
                                help="Colorize method (see --list-methods)."),
+    prior: Optional[Path] = typer.Option(None, "--prior", help="For the exemplar method: a chroma prior "
+                                         "trained with `python -m colorize.training` (default: the one "
+                                         "shipped for the network, if any)."),
     list_methods: bool = typer.Option(False, "--list-methods", help="List the colorize methods and exit."),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (input, "
                                          "references with scores, result, confidence map): a PNG, or for a "
                                          "folder a folder."),
     global_only: bool = typer.Option(False, "--global-only", help="Retrieve by global cosine only, without "
                                      "the local re-rank."),
-    saturation: float = typer.Option(1.0, "--saturation", "-s", min=0.0, max=MAX_SATURATION, help="Scale the result's colour: below 1 "
-                                     "is closer to the true colours on average (higher PSNR), above 1 more "
-                                     "vivid, 0 the gray input (0 to 4; docs/colorize.md has the trade-off)."),
+    saturation: float = typer.Option(1.0, "--saturation", "-s", min=0.0, max=MAX_SATURATION,
+                                     help="Scale the result's colour: below 1 is closer to the true colours "
+                                     "on average (higher PSNR), above 1 more vivid, 0 the gray input (0 to 4; "
+                                     "docs/colorize.md has the trade-off)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -55,6 +60,9 @@ def colorize_command(
                                  param_hint="IMAGE")
     if topk < 1:
         raise typer.BadParameter(f"must be at least 1, got {topk}", param_hint="--topk")
+    if prior is not None and method != "exemplar":
+        raise typer.BadParameter(f"a chroma prior is for the exemplar method, not {method!r}",
+                                 param_hint="--prior")
     if refs and index is not None:
         raise typer.BadParameter("--ref and --index exclude each other: give references or an index "
                                  "to search")
@@ -64,14 +72,16 @@ def colorize_command(
     with _errors(), ExitStack() as stack:
         if refs:
             references = [load_reference(path, i) for i, path in enumerate(refs)]
+            colorizer = ExemplarColorizer(prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
-                return colorize(path, references, method, saturation=saturation)
+                return colorize(path, references, colorizer, saturation=saturation)
         else:
             opened = stack.enter_context(Index.open(resolve_index(index), device=device))
+            colorizer = ExemplarColorizer(opened.backbone, prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
-                return colorize_with_index(opened, path, topk, method, saturation=saturation,
+                return colorize_with_index(opened, path, topk, colorizer, saturation=saturation,
                                            rerank=not global_only)
         if folder:
             _colorize_folder(image, output, sheet, colorize_one, as_json, quiet)

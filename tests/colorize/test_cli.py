@@ -45,6 +45,23 @@ def test_with_given_references_json_and_sheet(files, tmp_path):
     assert Image.open(sheet).width > Image.open(out).width * 3
 
 
+def test_a_chroma_prior_file_for_exemplar(files, tmp_path, backbone):
+    from colorize.prior import ChromaPrior, bundled_prior_path
+
+    gray, reference = files
+    copy = tmp_path / "prior.pt"
+    ChromaPrior.load(bundled_prior_path(backbone.name)).save(copy)
+    with_file, default = tmp_path / "with_file.png", tmp_path / "default.png"
+    assert run(gray, "--ref", reference, "--prior", copy, "-o", with_file).exit_code == 0
+    assert run(gray, "--ref", reference, "-o", default).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(with_file)), np.asarray(Image.open(default)))
+    wrong_method = run(gray, "--ref", reference, "--prior", copy, "--method", "transfer")
+    assert wrong_method.exit_code == 2 and "exemplar method" in wrong_method.output
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    junk = run(gray, "--ref", reference, "--prior", tmp_path / "junk.pt")
+    assert junk.exit_code == 2 and "is not a chroma prior" in junk.output
+
+
 def test_default_output_name_and_method_choice(files, tmp_path, monkeypatch):
     gray, reference = files
     monkeypatch.chdir(tmp_path)
