@@ -44,8 +44,8 @@ def colorize_command(
                                      "the local re-rank."),
     saturation: float = typer.Option(1.0, "--saturation", "-s", min=0.0, max=MAX_SATURATION,
                                      help="Scale the result's colour: below 1 is closer to the true colours "
-                                     "on average (higher PSNR), above 1 more vivid, 0 the gray input (0 to 4; "
-                                     "docs/colorize.md has the trade-off)."),
+                                     "on average (higher PSNR), above 1 more vivid, 0 the gray input "
+                                     "(0 to 4; docs/colorize.md has the trade-off)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
