@@ -43,6 +43,17 @@ class Warp:
     magnitude: np.ndarray
 
 
+@dataclass(frozen=True)
+class Fused:
+    """Several references' warps fused per cell: chroma (gh, gw, 2), confidence, the most confident
+    reference and the mean chroma magnitude (gh, gw each)."""
+
+    ab: np.ndarray
+    confidence: np.ndarray
+    source: np.ndarray
+    magnitude: np.ndarray
+
+
 def dense_features(backbone: Backbone, luma: np.ndarray, settings: MatchSettings) -> DenseFeatures:
     """Each feature map at least `min_feature_stride` coarse, resampled to the grid, unit-normalised per cell
     and concatenated with equal weight per level."""
@@ -76,3 +87,18 @@ def warp_reference(target: DenseFeatures, reference: DenseFeatures, reference_ab
         confidence = gaussian_filter(confidence, settings.confidence_blur, mode="nearest")
     grid = target.grid
     return Warp(ab.reshape(grid + (2,)).cpu().numpy(), confidence, magnitude.reshape(grid).cpu().numpy())
+
+
+def fuse(warps: list[Warp], temperature: float) -> Fused:
+    """Per cell, a softmax over references of their confidence weights their chroma; the source is the most
+    confident reference."""
+    confidence = np.stack([w.confidence for w in warps])
+    logits = confidence / temperature
+    weights = np.exp(logits - logits.max(axis=0, keepdims=True))
+    weights /= weights.sum(axis=0, keepdims=True)
+
+    def weighted(values: np.ndarray) -> np.ndarray:
+        return (weights.reshape(weights.shape + (1,) * (values.ndim - weights.ndim)) * values).sum(axis=0)
+
+    return Fused(weighted(np.stack([w.ab for w in warps])), weighted(confidence), confidence.argmax(axis=0),
+                 weighted(np.stack([w.magnitude for w in warps])))

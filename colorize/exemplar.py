@@ -14,7 +14,7 @@ import numpy as np
 from refsearch.backbones import Backbone, create_backbone, forward_streams
 
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, ChromaPrediction, WorkingImage
-from .correspondence import DenseFeatures, MatchSettings, Warp, dense_features, warp_reference
+from .correspondence import DenseFeatures, Fused, MatchSettings, Warp, dense_features, fuse, warp_reference
 from .prior import ChromaPrior, PriorInputs, bundled_prior_path
 from .refine import guided_filter, propagate
 from .resample import nearest_indices, resize
@@ -38,14 +38,6 @@ class ExemplarSettings:
     # stayed below 0.71 in 99.9% of cells.
     trust_from: float = 0.65
     trust_full: float = 0.8
-
-
-@dataclass(frozen=True)
-class Fused:
-    ab: np.ndarray
-    confidence: np.ndarray
-    source: np.ndarray
-    magnitude: np.ndarray
 
 
 @lru_cache(maxsize=1)
@@ -159,21 +151,6 @@ class UntrainedExemplarColorizer(ExemplarColorizer):
 
 def _nearest(cells: np.ndarray, height: int, width: int) -> np.ndarray:
     return cells[nearest_indices(cells.shape[0], height)][:, nearest_indices(cells.shape[1], width)]
-
-
-def fuse(warps: list[Warp], temperature: float) -> Fused:
-    """Per cell, a softmax over references of their confidence weights their chroma; the source is the most
-    confident reference."""
-    confidence = np.stack([w.confidence for w in warps])
-    logits = confidence / temperature
-    weights = np.exp(logits - logits.max(axis=0, keepdims=True))
-    weights /= weights.sum(axis=0, keepdims=True)
-
-    def weighted(values: np.ndarray) -> np.ndarray:
-        return (weights.reshape(weights.shape + (1,) * (values.ndim - weights.ndim)) * values).sum(axis=0)
-
-    return Fused(weighted(np.stack([w.ab for w in warps])), weighted(confidence), confidence.argmax(axis=0),
-                 weighted(np.stack([w.magnitude for w in warps])))
 
 
 def restore_saturation(ab: np.ndarray, reference_magnitude: float, max_gain: float) -> np.ndarray:

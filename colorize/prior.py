@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ColorizeError
-from .correspondence import DenseFeatures, Warp
+from .correspondence import DenseFeatures, Warp, fuse
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 BIN_STEP = 10.0
 AB_LIMIT = 110.0
 REFERENCES_SEEN = 3            # reference warps the network takes as input
-REFERENCE_TEMPERATURE = 0.05   # softmax over references of their confidence, as exemplar's fusion
+REFERENCE_TEMPERATURE = 0.05   # of the fusion of the references the prior sees (correspondence.fuse)
 REFERENCE_BIN_SIGMA = 8.0      # spread, in ab units, of a warped colour over the bins
 _AB_SCALE = 50.0
 EXEMPLAR_CHANNELS = 4 * REFERENCES_SEEN + 3
@@ -89,12 +89,11 @@ class PriorInputs:
         ab = np.stack([w.ab for w in warps]).transpose(0, 3, 1, 2)
         confidence = np.stack([w.confidence for w in warps])
         magnitude = np.stack([w.magnitude for w in warps])
-        weights = np.exp((confidence - confidence.max(axis=0)) / REFERENCE_TEMPERATURE)
-        weights /= weights.sum(axis=0)
-        fused_ab = (weights[:, None] * ab).sum(axis=0)
+        fused = fuse(warps, REFERENCE_TEMPERATURE)
+        fused_ab = fused.ab.transpose(2, 0, 1)
         per_reference = np.concatenate([ab / _AB_SCALE, confidence[:, None], magnitude[:, None] / _AB_SCALE],
                                        axis=1).reshape(-1, *confidence.shape[1:])
-        exemplar = np.concatenate([per_reference, fused_ab / _AB_SCALE, (weights * confidence).sum(0)[None]])
+        exemplar = np.concatenate([per_reference, fused_ab / _AB_SCALE, fused.confidence[None]])
         # The prior is small enough to run on CPU whatever device the backbone uses.
         return cls(target.levels.float().cpu(), target.global_descriptor.float().cpu(),
                    torch.from_numpy(exemplar.astype(np.float32)),
