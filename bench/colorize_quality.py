@@ -131,8 +131,8 @@ def main() -> None:
                 continue
             original = np.asarray(original_image)
             gray = original_image.convert("L")
-            reranked = _references(index, gray, args.topk, rerank=True)
-            global_only = _references(index, gray, args.topk, rerank=False)
+            reranked = retrieve_references(index, gray, args.topk, rerank=True)
+            global_only = retrieve_references(index, gray, args.topk, rerank=False)
             results = {
                 ROWS[0]: (gray, None),
                 ROWS[1]: _timed(colorize, gray, reranked[:1], transfer),
@@ -165,9 +165,13 @@ def main() -> None:
         args.json.write_text(json.dumps({row: vars(s) for row, s in scores.items()}, indent=1))
 
 
-def _references(index: Index, gray: Image.Image, k: int, rerank: bool) -> list[Reference]:
-    response = index.search(gray, k=k, rerank=rerank)
-    return [Reference(decode(r.path, min_short_side=512).image, r.score, r.path) for r in response.results]
+def retrieve_references(index: Index, gray: Image.Image, k: int, rerank: bool,
+                own_name: str | None = None) -> list[Reference]:
+    """The top-k references; with `own_name` (a target the index holds), that file is left out, asking for
+    one more only then, since k changes how far a search widens beyond the predicted class."""
+    response = index.search(gray, k=k if own_name is None else k + 1, rerank=rerank)
+    results = [r for r in response.results if Path(r.path).name != own_name][:k]
+    return [Reference(decode(r.path, min_short_side=512).image, r.score, r.path) for r in results]
 
 
 def _timed(function, *args):

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 from benchlib import load_avg, machine, sample_photos
-from colorize_quality import holdout_index
+from colorize_quality import holdout_index, retrieve_references
 
-from colorize import Reference, colorize, create_colorizer
+from colorize import colorize, create_colorizer
 from colorize.metrics import colorfulness, psnr
 from colorize.resample import scale_chroma
 from refsearch import Index
@@ -77,7 +77,8 @@ def scale_curve(index: Index, colorizer, targets: list[Path], topk: int, indexed
             continue
         original = np.asarray(original_image)
         gray = original_image.convert("L")
-        references = _references_without(index, gray, topk, photo.name, indexed)
+        own_name = photo.name if indexed else None
+        references = retrieve_references(index, gray, topk, rerank=True, own_name=own_name)
         result = colorize(gray, references, colorizer).image
         scaled = [scale_chroma(np.array(result), np.asarray(gray), s) for s in SCALES]
         psnrs.append([psnr(image, original) for image in scaled])
@@ -86,14 +87,6 @@ def scale_curve(index: Index, colorizer, targets: list[Path], topk: int, indexed
         original_colour.append(colorfulness(original))
     gain = np.array(psnrs) - np.array(gray_psnr)[:, None]
     return gain, np.array(colours) / np.mean(original_colour), np.array(gray_psnr)
-
-
-def _references_without(index: Index, gray, k: int, own_name: str, indexed: bool) -> list[Reference]:
-    """The re-ranked top-k, the target's own file left out when the index holds it (the dev split; asking
-    for one more only then, since k changes how far a search widens beyond the predicted class)."""
-    response = index.search(gray, k=k + 1 if indexed else k)
-    results = [r for r in response.results if Path(r.path).name != own_name][:k]
-    return [Reference(decode(r.path, min_short_side=512).image, r.score, r.path) for r in results]
 
 
 def report(method: str, gain: np.ndarray, ratio: np.ndarray, gray_psnr: np.ndarray, args) -> None:
