@@ -197,17 +197,18 @@ def _fit(network: PriorNetwork, examples: Sequence[Example], normalisation: Norm
     for _ in tqdm(range(settings.steps), unit="step", desc=description, disable=not progress):
         batch = [_crop(examples[i], crop_rows, crop_columns, generator)
                  for i in generator.integers(0, len(examples), settings.batch)]
-        levels, global_descriptor = normalisation.apply(torch.stack([b[0] for b in batch]),
-                                                        torch.stack([b[1] for b in batch]))
+        inputs = [b.inputs for b in batch]
+        levels, global_descriptor = normalisation.apply(torch.stack([i.levels for i in inputs]),
+                                                        torch.stack([i.global_descriptor for i in inputs]))
         levels = F.dropout(levels, settings.dropout)
-        reference_bins = spread_over_bins(torch.stack([b[3] for b in batch]), centres)
-        logits = network(levels, global_descriptor, torch.stack([b[2] for b in batch]), reference_bins)
+        reference_bins = spread_over_bins(torch.stack([i.reference_ab for i in inputs]), centres)
+        logits = network(levels, global_descriptor, torch.stack([i.exemplar for i in inputs]), reference_bins)
         log_probabilities = torch.log_softmax(logits, dim=1)
-        histograms = torch.stack([b[4] for b in batch])[:, used]
+        histograms = torch.stack([b.colour_bins for b in batch])[:, used]
         loss = -(histograms * log_probabilities).sum(dim=1).mean()
         expected = torch.einsum("bqhw,qc->bchw", log_probabilities.exp(), centres)
-        error = ((expected - torch.stack([b[5] for b in batch])) ** 2).sum(dim=1).mean(dim=(1, 2))
-        energy = torch.tensor([b[6] for b in batch], dtype=torch.float32)
+        error = ((expected - torch.stack([b.cell_ab for b in batch])) ** 2).sum(dim=1).mean(dim=(1, 2))
+        energy = torch.tensor([b.energy for b in batch], dtype=torch.float32)
         loss = loss + settings.error_weight * (error / (energy + settings.error_floor)).mean()
         optimiser.zero_grad()
         loss.backward()
@@ -216,15 +217,15 @@ def _fit(network: PriorNetwork, examples: Sequence[Example], normalisation: Norm
     network.eval()
 
 
-def _crop(example: Example, rows: int, columns: int, generator: np.random.Generator) -> tuple:
+def _crop(example: Example, rows: int, columns: int, generator: np.random.Generator) -> Example:
     grid_rows, grid_columns = example.cell_ab.shape[1:]
     top = int(generator.integers(0, grid_rows - rows + 1))
     left = int(generator.integers(0, grid_columns - columns + 1))
     window = (slice(None), slice(top, top + rows), slice(left, left + columns))
     inputs = example.inputs
-    return (inputs.levels[window].float(), inputs.global_descriptor, inputs.exemplar[window],
-            inputs.reference_ab[window], example.colour_bins[window].float(), example.cell_ab[window],
-            example.energy)
+    cropped = PriorInputs(inputs.levels[window].float(), inputs.global_descriptor, inputs.exemplar[window],
+                          inputs.reference_ab[window])
+    return Example(cropped, example.colour_bins[window].float(), example.cell_ab[window], example.energy)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
