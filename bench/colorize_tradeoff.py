@@ -11,7 +11,12 @@ input's and the colorfulness against the originals'. Then two bounds:
 - the per-photo oracle: each photo at the scale that is best for it (chosen knowing the original) under
   the same colorfulness constraint. The gap between the two is what knowing per photo how right the
   colours are would be worth; the method's own signals (match similarity, agreement between references)
-  would have to predict it.
+  would have to predict it;
+- a weaker oracle that knows only how colourful each original is, not its colours: each photo's chroma
+  scaled in proportion to its original's RMS chroma difference from gray (from the gray input's PSNR).
+
+And where the PSNR is lost: the mean gain at the method's own output (scale 1), by how colourless the
+originals are (bands of the gray input's PSNR: a nearly colourless original has a high one).
 
 With `--split dev`, the development photos instead (every 9th from the 5th, which the index holds; each
 photo's own file is dropped from its references): the split on which settings are tuned.
@@ -35,6 +40,7 @@ from refsearch import Index
 from refsearch.images import decode, is_grayscale
 
 SCALES = np.round(np.arange(0.0, 3.01, 0.125), 3)
+GRAY_PSNR_BANDS = [(0.0, 22.0), (22.0, 26.0), (26.0, 30.0), (30.0, np.inf)]
 
 
 def main() -> None:
@@ -107,6 +113,21 @@ def report(method: str, gain: np.ndarray, ratio: np.ndarray, gray_psnr: np.ndarr
         print(f"- best single scale: {SCALES[best_global]:g}, {gain[:, best_global].mean():+.2f} dB against "
               f"the gray input (colorfulness {ratio[:, best_global].mean():.2f})")
     print(f"- per-photo oracle scale: {oracle_gain:+.2f} dB (colorfulness {oracle_ratio:.2f})")
+    known_gain, known_ratio = colourfulness_oracle(gain, ratio, gray_psnr, floor)
+    print(f"- scale in proportion to each original's RMS chroma: {known_gain:+.2f} dB "
+          f"(colorfulness {known_ratio:.2f})")
+
+    own = int(np.flatnonzero(SCALES == 1.0)[0])
+    print("\nat the method's own output (scale 1), by the gray input's PSNR (high: a nearly colourless "
+          "original):")
+    print("| gray input's PSNR (dB) | photos | mean PSNR vs gray input (dB) | share of the mean (dB) |")
+    print("|---|---:|---:|---:|")
+    for low, high in GRAY_PSNR_BANDS:
+        band = (gray_psnr >= low) & (gray_psnr < high)
+        label = f"{low:g} to {high:g}" if np.isfinite(high) else f"{low:g} and above"
+        share = gain[band, own].sum() / len(gain)
+        mean = f"{gain[band, own].mean():+.2f}" if band.any() else "-"
+        print(f"| {label} | {band.sum()} | {mean} | {share:+.2f} |")
 
 
 def oracle(gain: np.ndarray, ratio: np.ndarray, floor: float) -> tuple[float, float]:
@@ -118,6 +139,22 @@ def oracle(gain: np.ndarray, ratio: np.ndarray, floor: float) -> tuple[float, fl
         if ratio[rows, choice].mean() >= floor:
             return float(gain[rows, choice].mean()), float(ratio[rows, choice].mean())
     raise ValueError(f"no scale up to {SCALES[-1]:g} reaches colorfulness {floor:g} of the originals'")
+
+
+def colourfulness_oracle(gain: np.ndarray, ratio: np.ndarray, gray_psnr: np.ndarray,
+                         floor: float) -> tuple[float, float]:
+    """Each photo's chroma scaled by a common factor times its original's RMS chroma difference from gray
+    (relative to the mean; 10^(-PSNR/20) of the gray input), the smallest factor whose mean colorfulness
+    reaches the floor; the tables are interpolated between scales."""
+    weight = 10.0 ** (-gray_psnr / 20.0)
+    weight = weight / weight.mean()
+    for factor in np.linspace(0.0, SCALES[-1], 1201):
+        scales = np.clip(factor * weight, 0.0, SCALES[-1])
+        ratios = np.array([np.interp(scale, SCALES, row) for scale, row in zip(scales, ratio)])
+        if ratios.mean() >= floor:
+            gains = np.array([np.interp(scale, SCALES, row) for scale, row in zip(scales, gain)])
+            return float(gains.mean()), float(ratios.mean())
+    raise ValueError(f"no factor reaches colorfulness {floor:g} of the originals'")
 
 
 def plot(curves: dict, floor: float, path: Path) -> None:

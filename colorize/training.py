@@ -2,6 +2,10 @@
 
     python -m colorize.training PHOTOS_DIR --index INDEX -o prior.pt [--skip-every 9 --skip-offsets 0,4]
 
+Examples are prepared into a folder (--examples, by default beside the output), one file per photo, so a
+large collection needs the memory of a few photos only and an interrupted run, started again with the same
+command, goes on where it stopped; the folder is removed once the prior is saved (--keep-examples keeps it).
+
 Each photo is seen as exemplar sees a gray target: its luminance at working resolution, its top references
 from the index (its own file left out) warped onto it; the targets are the photo's own colours per cell.
 Photos and their mirror images are both used. Every few photos also
@@ -14,9 +18,11 @@ photos weigh as PSNR, a logarithm of the error, weighs them.
 from __future__ import annotations
 
 import argparse
+import shutil
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +32,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from refsearch.backbones import Backbone, forward_streams
-from refsearch.images import decode, find_images, is_grayscale
+from refsearch.images import ImageError, decode, find_images, is_grayscale
 
 from .base import Reference
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, WorkingImage
 from .correspondence import MatchSettings, dense_features, warp_reference
+from .example_store import DEFAULT_MEMORY_BUDGET, Example, ExampleStore, photo_key
 from .prior import (REFERENCES_SEEN, ChromaPrior, Normalisation, PriorInputs, PriorNetwork, bin_centres,
                     bin_of, spread_over_bins)
 from .resample import resize
@@ -54,18 +61,6 @@ class TrainingSettings:
     scales: tuple[float, ...] = (0.8, 1.0)  # working resolutions each photo is seen at, x short_side
     short_side: int = DEFAULT_WORKING_SHORT_SIDE
     match: MatchSettings = field(default_factory=MatchSettings)
-
-
-@dataclass
-class Example:
-    """One photo (or its mirror image) on its cell grid: the prior's inputs and what it should predict,
-    the histogram of its pixels' colour bins per cell (Q, gh, gw), their mean (2, gh, gw) and the photo's
-    mean chroma energy."""
-
-    inputs: PriorInputs
-    colour_bins: torch.Tensor
-    cell_ab: torch.Tensor
-    energy: float
 
 
 def cell_targets(ab: np.ndarray, grid: tuple[int, int], stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,20 +103,52 @@ def photo_examples(backbone: Backbone, photo: Image.Image, references: Sequence[
     return examples
 
 
-def collect_examples(index, photos: Sequence[Path], settings: TrainingSettings = TrainingSettings(),
-                     progress: bool = True, workers: int | None = None) -> list[Example]:
-    """Examples from colour photos, each with its top REFERENCES_SEEN references from the opened `index`
-    (a photo the index holds is left out of its own references), and for every `self_reference_every`-th
-    photo also with a crop of itself in first place; at each of the settings' scales. Grayscale photos are
-    passed over. Searches run in turn; the examples of `workers` photos (default: one per forward stream)
-    are made side by side."""
+NORMALISATION_SAMPLE = 4000  # examples the feature statistics are taken from, at most
+
+
+def open_example_store(index, directory: str | Path, settings: TrainingSettings = TrainingSettings(),
+                       memory_budget: int = DEFAULT_MEMORY_BUDGET) -> ExampleStore:
+    """The folder of examples for photos searched in the opened `index` under `settings`: new, or one
+    prepared before under the same index and settings (anything else is refused). Up to `memory_budget`
+    bytes of examples stay in memory once written or read."""
+    example_settings = {name: value for name, value in asdict(settings).items() if name in _EXAMPLE_SETTINGS}
+    return ExampleStore(directory, {
+        "backbone": index.backbone.name, "fingerprint": index.backbone.fingerprint,
+        "index": str(Path(index.path).resolve()), "index_images": len(index),
+        "references": REFERENCES_SEEN, "settings": example_settings}, memory_budget)
+
+
+_EXAMPLE_SETTINGS = ("self_reference_every", "self_reference_crop", "scales", "short_side", "match")
+
+
+def collect_examples(index, photos: Sequence[Path], store: ExampleStore,
+                     settings: TrainingSettings = TrainingSettings(), progress: bool = True,
+                     workers: int | None = None) -> list[str]:
+    """Into `store`, the examples of colour photos, each with its top REFERENCES_SEEN references from the
+    opened `index` (a photo the index holds is left out of its own references), and for every
+    `self_reference_every`-th photo also with a crop of itself in first place; at each of the settings'
+    scales. Photos the store already holds are passed over, as are grayscale photos. Searches run in turn;
+    the examples of `workers` photos (default: one per forward stream) are made side by side, and only a
+    few photos are in memory at once. Returns the photos that could not be read, with the reason."""
     workers = workers or forward_streams(index.backbone.device.type)
+    unreadable = []
     with ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(photos), unit="photo", desc="preparing", disable=not progress) as bar:
-        futures = []
+        pending = deque()
+
+        def finish_oldest() -> None:
+            key, future = pending.popleft()
+            store.add(key, future.result())
+            bar.update()
+
         for number, photo in enumerate(photos):
-            image = decode(photo).image.convert("RGB")
-            if is_grayscale(image):
+            key = photo_key(photo)
+            try:
+                image = None if key in store else decode(photo).image.convert("RGB")
+            except ImageError as error:
+                unreadable.append(str(error))
+                image = None
+            if image is None or is_grayscale(image):
                 bar.update()
                 continue
             own = Path(photo).resolve()
@@ -129,10 +156,13 @@ def collect_examples(index, photos: Sequence[Path], settings: TrainingSettings =
             paths = [r.path for r in response.results if Path(r.path).resolve() != own][:REFERENCES_SEEN]
             references = [decode(path, min_short_side=2 * settings.short_side).image for path in paths]
             with_itself = bool(settings.self_reference_every) and number % settings.self_reference_every == 0
-            future = pool.submit(_examples_of_photo, index.backbone, image, references, with_itself, settings)
-            future.add_done_callback(lambda _: bar.update())
-            futures.append(future)
-        return [example for future in futures for example in future.result()]
+            made = pool.submit(_examples_of_photo, index.backbone, image, references, with_itself, settings)
+            pending.append((key, made))
+            if len(pending) > 2 * workers:
+                finish_oldest()
+        while pending:
+            finish_oldest()
+    return unreadable
 
 
 def _examples_of_photo(backbone: Backbone, image: Image.Image, references: list[Image.Image],
@@ -155,17 +185,23 @@ def _centre_crop(image: Image.Image, keep: float) -> Image.Image:
 def train_prior(examples: Sequence[Example], backbone: Backbone,
                 settings: TrainingSettings = TrainingSettings(), progress: bool = True,
                 metadata: dict | None = None) -> ChromaPrior:
+    """An ensemble trained on `examples`: an ExampleStore, or a list of Examples."""
     if not examples:
         raise ValueError("no training examples: give colour photos")
-    used_bins = (torch.stack([e.colour_bins.float().sum(dim=(1, 2)) for e in examples]).sum(0) > 0).numpy()
+    if isinstance(examples, ExampleStore):
+        used_bins, grids = examples.bins_seen, examples.grids
+    else:
+        used_bins = np.logical_or.reduce([e.bins_seen() for e in examples])
+        grids = [e.grid for e in examples]
     normalisation = _normalisation(examples)
     centres = torch.from_numpy(bin_centres()[used_bins])
     networks = []
     for member in range(settings.networks):
+        torch.manual_seed(settings.seed + member)  # the initial weights too, whatever ran before
         network = PriorNetwork(len(normalisation.feature_mean), len(normalisation.global_mean),
                                int(used_bins.sum()), settings.width)
-        _fit(network, examples, normalisation, used_bins, centres, settings, settings.seed + member, progress,
-             f"network {member + 1}/{settings.networks}")
+        _fit(network, examples, grids, normalisation, used_bins, centres, settings, settings.seed + member,
+             progress, f"network {member + 1}/{settings.networks}")
         networks.append(network)
     info = {"examples": len(examples), "settings": {k: v for k, v in vars(settings).items() if k != "match"}}
     return ChromaPrior(networks, normalisation, used_bins, backbone.name, backbone.fingerprint,
@@ -173,22 +209,30 @@ def train_prior(examples: Sequence[Example], backbone: Backbone,
 
 
 def _normalisation(examples: Sequence[Example]) -> Normalisation:
-    levels = [e.inputs.levels.float().flatten(1) for e in examples]
-    feature_mean = torch.stack([level.mean(dim=1) for level in levels]).mean(0)
-    feature_std = torch.stack([level.var(dim=1, unbiased=False) for level in levels]).mean(0).add(1e-6).sqrt()
-    descriptors = torch.stack([e.inputs.global_descriptor for e in examples])
-    return Normalisation(feature_mean, feature_std, descriptors.mean(0),
-                         descriptors.std(0, unbiased=False) + 1e-3)
+    """Per-channel statistics, the mean over examples of each example's mean and variance, from all
+    examples or NORMALISATION_SAMPLE of them spread evenly; read one at a time."""
+    chosen = np.unique(np.linspace(0, len(examples) - 1, min(len(examples), NORMALISATION_SAMPLE)).round())
+    mean_sum = variance_sum = 0.0
+    descriptors = []
+    for number in chosen:
+        inputs = examples[int(number)].inputs
+        levels = inputs.levels.float().flatten(1)
+        mean_sum = mean_sum + levels.mean(dim=1)
+        variance_sum = variance_sum + levels.var(dim=1, unbiased=False)
+        descriptors.append(inputs.global_descriptor)
+    descriptors = torch.stack(descriptors)
+    return Normalisation(mean_sum / len(chosen), (variance_sum / len(chosen)).add(1e-6).sqrt(),
+                         descriptors.mean(0), descriptors.std(0, unbiased=False) + 1e-3)
 
 
-def _fit(network: PriorNetwork, examples: Sequence[Example], normalisation: Normalisation,
-         used_bins: np.ndarray, centres: torch.Tensor, settings: TrainingSettings, seed: int, progress: bool,
-         description: str) -> None:
+def _fit(network: PriorNetwork, examples: Sequence[Example], grids: list[tuple[int, int]],
+         normalisation: Normalisation, used_bins: np.ndarray, centres: torch.Tensor,
+         settings: TrainingSettings, seed: int, progress: bool, description: str) -> None:
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
     used = torch.from_numpy(used_bins)
-    crop_rows = min(settings.crop, min(e.cell_ab.shape[1] for e in examples))
-    crop_columns = min(settings.crop, min(e.cell_ab.shape[2] for e in examples))
+    crop_rows = min(settings.crop, min(rows for rows, _ in grids))
+    crop_columns = min(settings.crop, min(columns for _, columns in grids))
     optimiser = torch.optim.Adam(network.parameters(), settings.learning_rate / 2,
                                  weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, settings.learning_rate,
@@ -251,6 +295,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                         f"{DEFAULT_WORKING_SHORT_SIDE} px, at which every photo is seen.")
     parser.add_argument("--seed", type=int, default=TrainingSettings.seed,
                         help="Seed of the first network; the others take the next ones.")
+    parser.add_argument("--examples", type=Path, default=None, help="Folder for the prepared examples "
+                        "(default: OUTPUT with .examples in place of its suffix); a run cut short goes on "
+                        "from what it holds.")
+    parser.add_argument("--memory", type=float, default=DEFAULT_MEMORY_BUDGET / 2**30,
+                        help="GiB of prepared examples to keep in memory (default %(default)g); the rest are "
+                        "read from the examples folder as training samples them.")
+    parser.add_argument("--keep-examples", action="store_true",
+                        help="Keep the examples folder after saving the prior (to train again from it).")
     args = parser.parse_args(argv)
     photos = [image.path for image in find_images(args.photos)]
     offsets = {int(o) for o in args.skip_offsets.split(",") if o.strip()}
@@ -258,14 +310,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         photos = [p for i, p in enumerate(photos) if i % args.skip_every not in offsets]
     settings = TrainingSettings(networks=args.networks, steps=args.steps, width=args.width, seed=args.seed,
                                 scales=tuple(float(scale) for scale in args.scales.split(",")))
+    folder = args.examples or args.output.with_suffix(".examples")
     with Index.open(args.index) as index:
-        examples = collect_examples(index, photos, settings)
+        examples = open_example_store(index, folder, settings, int(args.memory * 2**30))
+        if examples.photos:
+            print(f"{folder}: going on from {examples.photos} photos prepared before")
+        for reason in collect_examples(index, photos, examples, settings):
+            print(f"skipped: {reason}")
         skipped = f"every {args.skip_every}th from {sorted(offsets)}" if args.skip_every else "none"
         prior = train_prior(examples, index.backbone, settings, metadata={
             "photos": len(photos), "photo_folder": args.photos.name, "skipped": skipped})
     prior.save(args.output)
     print(f"saved {args.output}: {settings.networks} networks from {len(examples)} examples "
-          f"({len(photos)} photos, their mirror images and some with themselves as a reference)")
+          f"({examples.photos} photos, their mirror images and some with themselves as a reference)")
+    if not args.keep_examples:
+        shutil.rmtree(folder)
 
 
 if __name__ == "__main__":

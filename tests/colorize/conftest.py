@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import refsearch
+from colorize.example_store import Example
+from colorize.prior import PriorInputs, bin_centres
 
 
 def scene(size=(128, 96), seed=0, shift=0) -> Image.Image:
@@ -28,6 +31,24 @@ def scene(size=(128, 96), seed=0, shift=0) -> Image.Image:
     square = (abs(x - width * 0.72 - shift) < width * 0.1) & (abs(y - height * 0.25) < height * 0.12)
     rgb[square] = (240, 215, 40)
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+
+
+def example(seed: int, grid=(3, 4)) -> Example:
+    """A made-up training example of the chroma prior, different for each seed."""
+    generator = torch.Generator().manual_seed(seed)
+    bins = torch.zeros(len(bin_centres()), *grid)
+    bins[seed % 50, :, :2] = 1.0
+    bins[100 + seed % 50, :, 2:] = 1.0
+    return Example(PriorInputs(torch.randn(6, *grid, generator=generator).half(),
+                               torch.randn(5, generator=generator),
+                               torch.randn(15, *grid, generator=generator),
+                               torch.randn(2, *grid, generator=generator)),
+                   bins.half(), torch.randn(2, *grid, generator=generator), 100.0 + seed)
+
+
+@pytest.fixture(scope="session")
+def make_example():
+    return example
 
 
 @pytest.fixture(scope="session")

@@ -124,7 +124,8 @@ def test_a_saturation_out_of_range_is_refused_before_any_work(gray_scene, colour
             colorize_with_index(None, gray_scene, saturation=saturation)  # refused before it searches
 
 
-def test_index_colorize_retrieves_references_and_takes_saturation_and_search_options(small_index, demo_queries):
+def test_index_colorize_retrieves_references_and_takes_saturation_and_search_options(small_index,
+                                                                                     demo_queries):
     import refsearch
 
     query = next(q for q in demo_queries if "Eskimo_dog" in q.name)
