@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from refsearch.backbones import Backbone, forward_streams
 from refsearch.images import ImageError, decode, find_images, is_grayscale
+from refsearch.manifest import IndexStateError
 
 from .base import Reference
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, WorkingImage
@@ -273,8 +275,6 @@ def _crop(example: Example, rows: int, columns: int, generator: np.random.Genera
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from refsearch import Index
-
     parser = argparse.ArgumentParser(prog="python -m colorize.training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", type=Path, help="A folder of colour photos to learn from.")
@@ -304,6 +304,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--keep-examples", action="store_true",
                         help="Keep the examples folder after saving the prior (to train again from it).")
     args = parser.parse_args(argv)
+    try:
+        _train_from_folder(args)
+    except (OSError, ValueError, IndexStateError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _train_from_folder(args: argparse.Namespace) -> None:
+    from refsearch import Index
+
     photos = [image.path for image in find_images(args.photos)]
     offsets = {int(o) for o in args.skip_offsets.split(",") if o.strip()}
     if args.skip_every:
@@ -317,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{folder}: going on from {examples.photos} photos prepared before")
         for reason in collect_examples(index, photos, examples, settings):
             print(f"skipped: {reason}")
+        if not examples:
+            shutil.rmtree(folder)
+            raise ValueError(f"no colour photos to learn from in {args.photos}")
         skipped = f"every {args.skip_every}th from {sorted(offsets)}" if args.skip_every else "none"
         prior = train_prior(examples, index.backbone, settings, metadata={
             "photos": len(photos), "photo_folder": args.photos.name, "skipped": skipped})
@@ -325,7 +338,6 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"({examples.photos} photos, their mirror images and some with themselves as a reference)")
     if not args.keep_examples:
         shutil.rmtree(folder)
-
 
 if __name__ == "__main__":
     main()

@@ -167,3 +167,15 @@ def test_a_saved_prior_trains_once_and_loads_in_another_process_shape(tmp_path, 
     assert len(ChromaPrior.load(tmp_path / "p.pt").networks) == 2
     with pytest.raises(ValueError, match="no training examples"):
         train_prior([], backbone, SMALL, progress=False)
+
+
+def test_the_training_command_reports_bad_input_on_one_line(small_index, tmp_path, capsys):
+    for photos, index, expected in [(tmp_path / "missing", small_index, "no such folder"),
+                                    (tmp_path, tmp_path / "no.index", "no such index"),
+                                    (tmp_path, small_index, "no colour photos to learn from")]:
+        with pytest.raises(SystemExit) as exit_:
+            main([str(photos), "--index", str(index), "-o", str(tmp_path / "prior.pt")])
+        assert exit_.value.code == 2
+        last_line = capsys.readouterr().err.splitlines()[-1]  # after the progress bar, if any
+        assert last_line.startswith("error: ") and expected in last_line
+    assert not (tmp_path / "prior.examples").exists() and not (tmp_path / "prior.pt").exists()
