@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from refsearch.backbones import Backbone, forward_streams
+from refsearch.backbones import Backbone, BackboneError, forward_streams
 from refsearch.images import ImageError, decode, find_images, is_grayscale
 from refsearch.manifest import IndexStateError
 
@@ -301,12 +301,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--memory", type=float, default=DEFAULT_MEMORY_BUDGET / 2**30,
                         help="GiB of prepared examples to keep in memory (default %(default)g); the rest are "
                         "read from the examples folder as training samples them.")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the backbone prepares the "
+                        "examples (the small networks train on the CPU).")
     parser.add_argument("--keep-examples", action="store_true",
                         help="Keep the examples folder after saving the prior (to train again from it).")
     args = parser.parse_args(argv)
     try:
         _train_from_folder(args)
-    except (OSError, ValueError, IndexStateError) as error:
+    except (OSError, ValueError, IndexStateError, BackboneError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -321,7 +323,7 @@ def _train_from_folder(args: argparse.Namespace) -> None:
     settings = TrainingSettings(networks=args.networks, steps=args.steps, width=args.width, seed=args.seed,
                                 scales=tuple(float(scale) for scale in args.scales.split(",")))
     folder = args.examples or args.output.with_suffix(".examples")
-    with Index.open(args.index) as index:
+    with Index.open(args.index, device=args.device) as index:
         examples = open_example_store(index, folder, settings, int(args.memory * 2**30))
         if examples.photos:
             print(f"{folder}: going on from {examples.photos} photos prepared before")

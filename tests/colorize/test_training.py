@@ -170,11 +170,17 @@ def test_a_saved_prior_trains_once_and_loads_in_another_process_shape(tmp_path, 
 
 
 def test_the_training_command_reports_bad_input_on_one_line(small_index, tmp_path, capsys):
-    for photos, index, expected in [(tmp_path / "missing", small_index, "no such folder"),
-                                    (tmp_path, tmp_path / "no.index", "no such index"),
-                                    (tmp_path, small_index, "no colour photos to learn from")]:
+    import torch
+
+    cases = [(tmp_path / "missing", small_index, [], "no such folder"),
+             (tmp_path, tmp_path / "no.index", [], "no such index"),
+             (tmp_path, small_index, [], "no colour photos to learn from"),
+             (tmp_path, small_index, ["--device", "tpu"], "unknown device")]
+    if not torch.cuda.is_available():
+        cases.append((tmp_path, small_index, ["--device", "cuda"], "sees no CUDA GPU"))
+    for photos, index, options, expected in cases:
         with pytest.raises(SystemExit) as exit_:
-            main([str(photos), "--index", str(index), "-o", str(tmp_path / "prior.pt")])
+            main([str(photos), "--index", str(index), "-o", str(tmp_path / "prior.pt"), *options])
         assert exit_.value.code == 2
         last_line = capsys.readouterr().err.splitlines()[-1]  # after the progress bar, if any
         assert last_line.startswith("error: ") and expected in last_line
