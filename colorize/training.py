@@ -106,6 +106,8 @@ def photo_examples(backbone: Backbone, photo: Image.Image, references: Sequence[
 
 
 NORMALISATION_SAMPLE = 4000  # examples the feature statistics are taken from, at most
+# The settings the examples themselves depend on (the rest only shape training).
+_EXAMPLE_SETTINGS = ("self_reference_every", "self_reference_crop", "scales", "short_side", "match")
 
 
 def open_example_store(index, directory: str | Path, settings: TrainingSettings = TrainingSettings(),
@@ -118,9 +120,6 @@ def open_example_store(index, directory: str | Path, settings: TrainingSettings 
         "backbone": index.backbone.name, "fingerprint": index.backbone.fingerprint,
         "index": str(Path(index.path).resolve()), "index_images": len(index),
         "references": REFERENCES_SEEN, "settings": example_settings}, memory_budget)
-
-
-_EXAMPLE_SETTINGS = ("self_reference_every", "self_reference_crop", "scales", "short_side", "match")
 
 
 def collect_examples(index, photos: Sequence[Path], store: ExampleStore,
