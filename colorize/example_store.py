@@ -45,6 +45,14 @@ class Example:
         return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
 
+def bins_seen_by(examples: Sequence[Example]) -> np.ndarray:
+    """The colour bins that any of the examples' pixels fall in."""
+    seen = np.zeros(len(bin_centres()), bool)
+    for example in examples:
+        seen |= example.bins_seen()
+    return seen
+
+
 def photo_key(photo: str | os.PathLike) -> str:
     """The name of a photo's file in a store: a digest of its absolute path."""
     return hashlib.sha1(str(Path(photo).resolve()).encode()).hexdigest()[:24]
@@ -52,8 +60,8 @@ def photo_key(photo: str | os.PathLike) -> str:
 
 class ExampleStore(Sequence[Example]):
     """A folder of examples prepared under one `description` (backbone, index, settings: whatever the
-    examples depend on), refused when reopened under another. Examples are numbered in the order of their
-    files' names, each photo's examples together."""
+    examples depend on), refused when reopened under another. Examples are numbered in the order they were
+    added (on reopening, in the order of their files' names), each photo's examples together."""
 
     def __init__(self, directory: str | os.PathLike, description: dict,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET):
@@ -121,9 +129,7 @@ class ExampleStore(Sequence[Example]):
         arrays = {f"{name}{position}": value for position, example in enumerate(examples)
                   for name, value in _to_arrays(example).items()}
         grids = np.array([example.grid for example in examples], np.int64).reshape(-1, 2)
-        bins_seen = np.zeros(len(bin_centres()), bool)
-        for example in examples:
-            bins_seen |= example.bins_seen()
+        bins_seen = bins_seen_by(examples)
         energy = np.array([example.energy for example in examples], np.float64)
         _write_atomically(self._path(key), lambda file: np.savez(file, grids=grids, bins_seen=bins_seen,
                                                                  energy=energy, **arrays))

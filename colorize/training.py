@@ -39,7 +39,7 @@ from refsearch.manifest import IndexStateError
 from .base import Reference
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, WorkingImage
 from .correspondence import MatchSettings, dense_features, warp_reference
-from .example_store import DEFAULT_MEMORY_BUDGET, Example, ExampleStore, photo_key
+from .example_store import DEFAULT_MEMORY_BUDGET, Example, ExampleStore, bins_seen_by, photo_key
 from .prior import (REFERENCES_SEEN, ChromaPrior, Normalisation, PriorInputs, PriorNetwork, bin_centres,
                     bin_of, spread_over_bins)
 from .resample import resize
@@ -192,7 +192,7 @@ def train_prior(examples: Sequence[Example], backbone: Backbone,
     if isinstance(examples, ExampleStore):
         used_bins, grids = examples.bins_seen, examples.grids
     else:
-        used_bins = np.logical_or.reduce([e.bins_seen() for e in examples])
+        used_bins = bins_seen_by(examples)
         grids = [e.grid for e in examples]
     normalisation = _normalisation(examples)
     centres = torch.from_numpy(bin_centres()[used_bins])
@@ -263,7 +263,7 @@ def _fit(network: PriorNetwork, examples: Sequence[Example], grids: list[tuple[i
 
 
 def _crop(example: Example, rows: int, columns: int, generator: np.random.Generator) -> Example:
-    grid_rows, grid_columns = example.cell_ab.shape[1:]
+    grid_rows, grid_columns = example.grid
     top = int(generator.integers(0, grid_rows - rows + 1))
     left = int(generator.integers(0, grid_columns - columns + 1))
     window = (slice(None), slice(top, top + rows), slice(left, left + columns))
@@ -339,6 +339,7 @@ def _train_from_folder(args: argparse.Namespace) -> None:
           f"({examples.photos} photos, their mirror images and some with themselves as a reference)")
     if not args.keep_examples:
         shutil.rmtree(folder)
+
 
 if __name__ == "__main__":
     main()
