@@ -3,10 +3,12 @@ import pytest
 import torch
 
 from colorize import ColorizeError, colorize
-from colorize.correspondence import DenseFeatures, Warp
-from colorize.exemplar import ExemplarColorizer, UntrainedExemplarColorizer
-from colorize.prior import (EXEMPLAR_CHANNELS, REFERENCES_SEEN, ChromaPrior, Normalisation, PriorInputs,
-                            PriorNetwork, bin_centres, bin_of, bundled_prior_path, spread_over_bins)
+from colorize.chroma import WorkingImage
+from colorize.correspondence import DenseFeatures, Warp, fuse
+from colorize.exemplar import ExemplarColorizer, ExemplarSettings, UntrainedExemplarColorizer
+from colorize.prior import (EXEMPLAR_CHANNELS, REFERENCES_SEEN, CellChroma, ChromaPrior, Normalisation,
+                            PriorInputs, PriorNetwork, bin_centres, bin_of, bundled_prior_path,
+                            spread_over_bins)
 
 GRID = (6, 8)
 
@@ -120,3 +122,35 @@ def test_a_prior_path_is_loaded_and_used(tmp_path, gray_scene, colour_scene, bac
     assert np.array_equal(np.asarray(by_path.image), np.asarray(default.image))
     with pytest.raises(ColorizeError, match="not found"):
         colorize(gray_scene, [colour_scene], ExemplarColorizer(backbone, prior=tmp_path / "absent.pt"))
+
+
+class _FixedPrior:
+    """Predicts the given per-cell chroma whatever the photo."""
+
+    def __init__(self, ab):
+        self.ab = np.asarray(ab, np.float32)
+
+    def predict(self, inputs):
+        return CellChroma(self.ab, np.ones(self.ab.shape[:2], np.float32))
+
+
+def test_exemplar_scales_the_photos_cast_and_its_departures_from_it_apart():
+    settings = ExemplarSettings(prior_saturation=2.0, prior_cast_saturation=0.5)
+    colorizer = ExemplarColorizer(settings=settings, prior=None)
+    luma = np.full((48, 64), 120, np.uint8)
+    luma[:, 32:] = 200  # an edge where the predicted colours change, for the guided filter to keep
+    target = WorkingImage(luma, np.zeros(luma.shape + (3,), np.float32))
+    warps = [_warp((0, 0), 0.1)]  # far below the trust thresholds: the prior decides
+    cast, departure = np.array([10.0, 20.0]), np.array([8.0, -4.0])
+    cells = np.broadcast_to(cast, GRID + (2,)).copy()
+    cells[:, :4] += departure
+    cells[:, 4:] -= departure
+
+    def predicted(cell_ab):
+        return colorizer._with_prior(_FixedPrior(cell_ab), target, _target(), warps, fuse(warps, 0.05)).ab
+
+    uniform = predicted(np.broadcast_to(cast, GRID + (2,)))
+    assert np.allclose(uniform, 0.5 * cast, atol=1e-3)
+    patterned = predicted(cells)
+    assert np.allclose(patterned[24, 8], 0.5 * cast + 2.0 * departure, atol=0.5)
+    assert np.allclose(patterned[24, 56], 0.5 * cast - 2.0 * departure, atol=0.5)
