@@ -19,10 +19,12 @@ And where the PSNR is lost: the mean gain at the method's own output (scale 1), 
 originals are (bands of the gray input's PSNR: a nearly colourless original has a high one).
 
 With `--split dev`, the development photos instead (every 9th from the 5th, which the index holds; each
-photo's own file is dropped from its references): the split on which settings are tuned.
+photo's own file is dropped from its references): the split on which settings are tuned. With `--prior
+FILE`, `exemplar` uses that chroma prior (one trained by colorize.training) instead of the bundled one.
 
     python bench/colorize_tradeoff.py [--methods exemplar,exemplar-untrained] [--split holdout|dev]
-                                      [--holdout 100] [--topk 3] [--plot docs/colorize_tradeoff.png]
+                                      [--holdout 100] [--topk 3] [--prior FILE]
+                                      [--plot docs/colorize_tradeoff.png]
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from benchlib import load_avg, machine, sample_photos
 from colorize_quality import holdout_index, retrieve_references
 
 from colorize import colorize, create_colorizer
+from colorize.exemplar import ExemplarColorizer
 from colorize.metrics import colorfulness, psnr
 from colorize.resample import scale_chroma
 from refsearch import Index
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None, help="Save the trade-off curves here.")
     parser.add_argument("--methods", default="exemplar", help="Comma-separated colorize methods.")
     parser.add_argument("--split", choices=("holdout", "dev"), default="holdout")
+    parser.add_argument("--prior", type=Path, default=None, help="A chroma prior for exemplar to use.")
     args = parser.parse_args()
     print(f"machine: {machine()}; load average at start {load_avg()}")
 
@@ -63,7 +67,9 @@ def main() -> None:
     curves = {}
     with Index.open(holdout_index(photos, set(held_out))) as index:
         for method in args.methods.split(","):
-            colorizer = create_colorizer(method, backbone=index.backbone)
+            colorizer = (ExemplarColorizer(index.backbone, prior=args.prior)
+                         if args.prior and method == "exemplar" else
+                         create_colorizer(method, backbone=index.backbone))
             curves[method] = scale_curve(index, colorizer, targets, args.topk, args.split == "dev")
     for method, (gain, ratio, gray_psnr) in curves.items():
         report(method, gain, ratio, gray_psnr, args)
