@@ -115,6 +115,8 @@ def report(method: str, gain: np.ndarray, ratio: np.ndarray, gray_psnr: np.ndarr
     best_global = int(np.flatnonzero(allowed)[gain.mean(axis=0)[allowed].argmax()]) if allowed.any() else None
     oracle_gain, oracle_ratio = oracle(gain, ratio, floor)
     print(f"\nat colorfulness >= {floor:g} of the originals':")
+    print(f"- one scale for all photos, interpolated to colorfulness {floor:g}: "
+          f"{gain_at(gain, ratio, floor):+.2f} dB against the gray input")
     if best_global is not None:
         print(f"- best single scale: {SCALES[best_global]:g}, {gain[:, best_global].mean():+.2f} dB against "
               f"the gray input (colorfulness {ratio[:, best_global].mean():.2f})")
@@ -134,6 +136,12 @@ def report(method: str, gain: np.ndarray, ratio: np.ndarray, gray_psnr: np.ndarr
         share = gain[band, own].sum() / len(gain)
         mean = f"{gain[band, own].mean():+.2f}" if band.any() else "-"
         print(f"| {label} | {band.sum()} | {mean} | {share:+.2f} |")
+
+
+def gain_at(gain: np.ndarray, ratio: np.ndarray, colour: float) -> float:
+    """The mean PSNR gain where the mean colorfulness ratio reaches `colour`, linearly between the two
+    nearest scales (the mean colorfulness grows with the scale)."""
+    return float(np.interp(colour, ratio.mean(axis=0), gain.mean(axis=0)))
 
 
 def oracle(gain: np.ndarray, ratio: np.ndarray, floor: float) -> tuple[float, float]:
