@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from benchlib import CACHE, load_avg, machine, sample_photos
 from colorize_quality import holdout_index
-from colorize_tradeoff import gain_at, oracle, scale_curve
+from colorize_tradeoff import gain_at, oracle, save_gain_plot, scale_curve
 
 from colorize import training
 from colorize.exemplar import ExemplarColorizer
@@ -44,7 +44,7 @@ def main() -> None:
     training_photos = [photo for photo in photos if photo not in excluded]
     index_path = holdout_index(photos, set(held_out))
     folder = CACHE / "learning-curve"
-    rows = []
+    rows, scored = [], 0
     for every in (int(n) for n in args.every.split(",")):
         subset = training_photos[::every]
         prior = folder / f"prior-{len(subset)}-photos-{args.networks}-networks.pt"
@@ -56,10 +56,11 @@ def main() -> None:
         own = gain_at(gain, ratio, args.colorfulness)
         best, _ = oracle(gain, ratio, args.colorfulness)
         rows.append((len(subset), own, best))
+        scored = len(gain)
         print(f"{len(subset)} photos: {own:+.2f} dB against the gray input at colorfulness "
               f"{args.colorfulness:g} (per-photo oracle {best:+.2f})", flush=True)
 
-    print(f"\n{len(gain)} development photos, top-{args.topk} references, priors of {args.networks} networks; "
+    print(f"\n{scored} development photos, top-{args.topk} references, priors of {args.networks} networks; "
           f"load average at end {load_avg()}")
     print(f"| training photos | dB vs gray input at {args.colorfulness:g} | per-photo oracle |")
     print("|---:|---:|---:|")
@@ -90,16 +91,10 @@ def plot(rows: list[tuple[int, float, float]], args, path: Path) -> None:
     axes.plot(counts, [own for _, own, _ in rows], "o-",
               label=f"one chroma scale for all photos, at colorfulness {args.colorfulness:g}")
     axes.plot(counts, [best for _, _, best in rows], "*--", markersize=9, label="per-photo oracle scale")
-    axes.axhline(0.0, color="gray", linewidth=0.8)
     axes.set_xscale("log", base=2)
     axes.set_xticks(counts, [str(count) for count in counts])
-    axes.set_xlabel("photos the chroma prior learned from")
-    axes.set_ylabel("PSNR - gray input's PSNR (dB)")
     axes.set_title("development photos", fontsize=9)
-    axes.legend(fontsize=8, loc="center right")
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
+    save_gain_plot(figure, axes, "photos the chroma prior learned from", "center right", path)
 
 
 if __name__ == "__main__":

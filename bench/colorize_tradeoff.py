@@ -189,13 +189,18 @@ def plot(curves: dict, floor: float, path: Path) -> None:
         axes.plot([oracle_ratio], [oracle_gain], "*", markersize=11, color=line.get_color(),
                   label=f"{method}, per-photo oracle scale")
     right = max(1.0, max(ratio.mean(axis=0).max() for _, ratio, _ in curves.values()))
-    axes.axhline(0.0, color="gray", linewidth=0.8)
     axes.axvline(floor, color="gray", linewidth=0.8, linestyle="--")
     axes.fill_between([floor, right], 0, axes.get_ylim()[1], color="green", alpha=0.08,
                       label=f"target: above gray PSNR, colorfulness >= {floor:g}")
-    axes.set_xlabel("colorfulness / originals' colorfulness")
+    save_gain_plot(figure, axes, "colorfulness / originals' colorfulness", "lower left", path)
+
+
+def save_gain_plot(figure, axes, xlabel: str, legend_at: str, path: Path) -> None:
+    """Finish and save a plot of PSNR gains over the gray input: the zero line, labels, legend, grid."""
+    axes.axhline(0.0, color="gray", linewidth=0.8)
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("PSNR - gray input's PSNR (dB)")
-    axes.legend(fontsize=8, loc="lower left")
+    axes.legend(fontsize=8, loc=legend_at)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
