@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from benchlib import CACHE, load_avg, machine, sample_photos
-from colorize_quality import holdout_index
+from colorize_quality import holdout_index, splits
 from colorize_tradeoff import gain_at, oracle, save_gain_plot, scale_curve
 
 from colorize import training
@@ -38,8 +38,7 @@ def main() -> None:
     print(f"machine: {machine()}; load average at start {load_avg()}")
 
     photos = sample_photos()
-    step = len(photos) // 100
-    held_out, development = photos[::step][:100], photos[4::step][:100]
+    held_out, development = splits(photos)
     excluded = set(held_out) | set(development)
     training_photos = [photo for photo in photos if photo not in excluded]
     index_path = holdout_index(photos, set(held_out))

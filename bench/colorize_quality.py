@@ -83,6 +83,18 @@ class Scores:
             self.seconds.append(seconds)
 
 
+def holdout_step(photos: list[Path], holdout: int) -> int:
+    return max(1, len(photos) // holdout)
+
+
+def splits(photos: list[Path], holdout: int = 100) -> tuple[list[Path], list[Path]]:
+    """The held-out photos (every n-th from the first) and the development photos (every n-th from the
+    fifth), `holdout` of each: for the 900 sample photos, the two that colorize.training's
+    --skip-every 9 --skip-offsets 0,4 leaves out."""
+    step = holdout_step(photos, holdout)
+    return photos[::step][:holdout], photos[4::step][:holdout]
+
+
 def holdout_index(photos: list[Path], held_out: set[Path]) -> Path:
     """An index of every sample photo not held out, built once into the bench cache (links, not copies)."""
     folder = CACHE / f"colorize-holdout-{len(held_out)}"
@@ -113,8 +125,8 @@ def main() -> None:
     print(f"machine: {machine()}; load average at start {load_avg()}")
 
     photos = sample_photos()
-    step = max(1, len(photos) // args.holdout)
-    held_out = photos[::step][: args.holdout]
+    step = holdout_step(photos, args.holdout)
+    held_out, _ = splits(photos, args.holdout)
     index_path = holdout_index(photos, set(held_out))
     targets = held_out[: args.limit]
     classifier = Classifier()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from benchlib import load_avg, machine, sample_photos
-from colorize_quality import holdout_index, retrieve_references
+from colorize_quality import holdout_index, retrieve_references, splits
 
 from colorize import colorize, create_colorizer
 from colorize.exemplar import ExemplarColorizer
@@ -61,9 +61,8 @@ def main() -> None:
     print(f"machine: {machine()}; load average at start {load_avg()}")
 
     photos = sample_photos()
-    step = max(1, len(photos) // args.holdout)
-    held_out = photos[::step][: args.holdout]
-    targets = held_out if args.split == "holdout" else photos[4::step][: args.holdout]
+    held_out, development = splits(photos, args.holdout)
+    targets = held_out if args.split == "holdout" else development
     curves = {}
     with Index.open(holdout_index(photos, set(held_out))) as index:
         for method in args.methods.split(","):
