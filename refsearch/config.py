@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-
-class ConfigMismatchError(ValueError):
-    """An index and a request disagree on how the index was built."""
+from .errors import ConfigMismatchError
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import IndexConfig
+from .errors import IndexStateError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-
-
-class IndexStateError(RuntimeError):
-    """An index that cannot be used as it is (missing, interrupted, from another format)."""
 
 
 def software_versions() -> dict[str, str]:

@@ -1,0 +1,42 @@
+"""The errors refsearch raises for problems a user can fix: one hierarchy, each with a message and a hint.
+
+Only the command line turns these into `error:` lines; anything else that escapes is a bug and keeps its
+traceback. Each class also derives from the built-in exception it replaces, so `except ValueError` and
+`except KeyError` written against earlier versions still catch what they caught.
+"""
+from __future__ import annotations
+
+
+class RefsearchError(Exception):
+    """A problem with the user's input, files or index, explained in `message`, with what to do in `hint`."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class InvalidArgumentError(RefsearchError, ValueError):
+    """An argument or setting out of its range."""
+
+
+class NotFoundError(RefsearchError, KeyError):
+    """An id, path or name that the index or a registry does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return RefsearchError.__str__(self)
+
+
+class ConfigMismatchError(RefsearchError, ValueError):
+    """An index and a request disagree on how the index was built."""
+
+
+class IndexStateError(RefsearchError, RuntimeError):
+    """An index that cannot be used as it is: missing, empty, from another format, or inconsistent."""
+
+
+class IndexLockedError(IndexStateError):
+    """Another process is writing to the index."""
