@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 import numpy as np
 from PIL import Image
@@ -12,14 +12,11 @@ from PIL import Image
 from refsearch.backbones import Backbone
 from refsearch.images import ImageSource, decode, is_grayscale, to_luminance
 
-from .base import ColorizeError, Colorizer, ColorizeResult, Reference
+from .base import ColorizeError, Colorizer, ColorizeResult, Reference, ReferenceIndex
 from .chroma import DEFAULT_WORKING_SHORT_SIDE
 from .lab import colorize_gray, rgb_to_lab
 from .registry import DEFAULT_METHOD, create_colorizer
 from .resample import scale_chroma
-
-if TYPE_CHECKING:
-    from refsearch.search import Index
 
 ReferenceSource = Union[Reference, ImageSource, tuple]
 
@@ -62,11 +59,13 @@ def colorize(target: ImageSource, references: Sequence[ReferenceSource],
     return result
 
 
-def colorize_with_index(index: Index, target: ImageSource, topk: int = 3,
-                        method: str | Colorizer = DEFAULT_METHOD, *, saturation: float = 1.0,
+def colorize_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 3,
+                        method: str | Colorizer | None = None, *, saturation: float = 1.0,
                         **search_options) -> ColorizeResult:
     """Retrieve the `topk` best references for `target` from an opened index (search options as for
-    Index.search, e.g. rerank=False), then colorize from them with the index's own network."""
+    its `search`, e.g. rerank=False), then colorize from them with the index's own network (`method`
+    None: the default method)."""
+    method = DEFAULT_METHOD if method is None else method
     if topk < 1:
         raise ValueError(f"topk must be at least 1, got {topk}")
     _check_saturation(saturation)

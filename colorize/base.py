@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from PIL import Image
@@ -12,6 +12,26 @@ from PIL import Image
 
 class ColorizeError(RuntimeError):
     """A colorization that cannot be done; the message says why and, for a plugin, names it."""
+
+
+class RetrievedReference(Protocol):
+    path: str
+    score: float
+
+
+class RetrievedReferences(Protocol):
+    results: Sequence[RetrievedReference]
+    notes: Sequence[str]
+
+
+class ReferenceIndex(Protocol):
+    """What `colorize_with_index` needs of an index (refsearch.Index is one): where it is, its network
+    (so the target is seen as the references were), and a search returning ranked references."""
+
+    path: Any
+    backbone: Any
+
+    def search(self, image: Any, k: int = ..., **options: Any) -> RetrievedReferences: ...
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,35 @@
 """`build-index`: a folder tree of images in, a searchable index out; resumable and incremental.
 
-A build first marks the manifest "building", then writes records in LMDB transactions batch by batch,
-and only at the end writes the FAISS files and marks the manifest "complete". An interrupted build
-therefore leaves an index that refuses to load until the same command is run again, which finishes it.
+The pipeline decodes images on worker threads, runs the backbone on batches in parallel streams, and
+hands each batch to the index's `IndexWriter`, which commits it. The first build of an index fits the
+PCA on a sample first; the sample's raw features are kept on disk batch by batch until the fit, so an
+interrupt at any point resumes from the last committed batch. The build ends by publishing a generation.
 """
 from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from . import classes
+from . import classes, layout
 from .backbones import Backbone, create_backbone, forward_streams
-from .config import ConfigMismatchError, IndexConfig
+from .config import IndexConfig, SearchSettings
+from .errors import IndexStateError, InvalidArgumentError, NotFoundError
 from .features import PreparedImage, RawFeatures, describe, extract, load_prepared
 from .images import ImageError, ImageFile, find_images
-from .manifest import IndexStateError, Manifest
 from .projection import Projection, Projections
-from .store import ImageRecord, RecordStore, SkippedFile
-from .vector_index import GlobalIndex
+from .store import ImageRecord, SkippedFile
+from .writer import IndexWriter
 
-RECORDS_NAME = "records.lmdb"
-PROJECTIONS_NAME = "projections.npz"
-SKIPPED_REPORT_NAME = "skipped.tsv"
 DEFAULT_INDEX = "refsearch.index"
 _CELL_SAMPLES_FOR_PCA = 200_000
 
@@ -50,6 +47,9 @@ class BuildSummary:
     images_per_second: float
     report: str | None
     search_kind: str
+    generation: int = 0
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,77 +72,56 @@ def default_batch_size(device: str) -> int:
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
                 config: IndexConfig | None = None, *, weights: str | os.PathLike | None = None,
                 batch_size: int | None = None, workers: int = 2, streams: int | None = None,
-                device: str = "cpu", rebuild: bool = False, progress: bool = True) -> BuildSummary:
+                device: str = "cpu", rebuild: bool = False, progress: bool = True, wait: bool = False,
+                on_wait=None, search: SearchSettings | None = None) -> BuildSummary:
     """Index every image under `source` into `output` (resuming or updating an existing index there).
 
     `workers` threads decode images; `streams` forward passes run side by side (default: one per core
-    on CPU, where each pass is single-threaded; one on a GPU)."""
+    on CPU, where each pass is single-threaded; one on a GPU). Another process writing the same index
+    makes this raise IndexLockedError, or, with `wait`, wait for it (`on_wait(holder)` is told who).
+    `search` sets the search defaults of a new index."""
     started = time.perf_counter()
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
+    streams = forward_streams(device) if streams is None else streams
+    if batch_size < 1 or workers < 0 or streams < 1:
+        raise InvalidArgumentError("batch size and streams must be at least 1, and workers at least 0")
     source = Path(source).resolve()
     output = Path(output if output is not None else default_index_path())
     files = find_images(source)
     backbone = create_backbone((config or IndexConfig()).backbone, weights=weights, device=device)
     config = (config or IndexConfig()).with_(weights=backbone.fingerprint)
-    batch_size = default_batch_size(device) if batch_size is None else batch_size
-    streams = forward_streams(device) if streams is None else streams
-    if batch_size < 1 or workers < 0 or streams < 1:
-        raise ValueError("batch size and streams must be at least 1, and workers at least 0")
-
-    manifest = _start(output, config, source, rebuild)
-    store = RecordStore(output / RECORDS_NAME, write=True)
-    try:
-        plan = _plan(files, store)
-        removed = store.delete(plan.stale_ids)
-        store.forget_skipped(plan.forgotten_skips)
-        writer = _Writer(store, backbone, config, batch_size, workers, streams)
+    if config.grid != backbone.grid:
+        raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {backbone.name}, whose cell "
+                                   f"descriptors form a {backbone.grid}x{backbone.grid} grid",
+                                   f"leave grid at {backbone.grid}")
+    notes = [] if files else [f"{source} holds no image files (jpg, jpeg, png, webp, bmp, tif)"]
+    with IndexWriter.open(output, config=config, source=source, search=search, create=True, rebuild=rebuild, wait=wait,
+                          on_wait=on_wait, command=f"build-index {source}") as writer:
+        if writer.took_over is not None:
+            notes.append(f"took over the lock of a writer that died ({writer.took_over.describe()})")
+        resumed = writer.resumed or (writer.path / layout.PCA_SAMPLE).is_dir()
+        plan = _plan(files, writer)
+        removed = writer.remove(plan.stale_ids)
+        writer.forget_skipped(plan.forgotten_skips)
+        pipeline = _Pipeline(writer, backbone, config, batch_size, workers, streams)
         with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
                   dynamic_ncols=True) as bar:
-            writer.bar = bar
-            writer.run(plan.todo, output / PROJECTIONS_NAME)
-        finalize(output, manifest, store)
-    finally:
-        store.close()
+            pipeline.bar = bar
+            pipeline.run(plan.todo)
+        published = writer.publish()
+        manifest = writer.manifest
     seconds = time.perf_counter() - started
-    processed = len(plan.todo) - writer.skipped
     return BuildSummary(
-        index=str(output), images=manifest.images, added=processed, removed=removed,
-        unchanged=plan.unchanged, skipped=writer.skipped, skipped_total=manifest.skipped,
-        seconds=round(seconds, 2), images_per_second=round(len(plan.todo) / max(writer.seconds, 1e-9), 1),
-        report=str(output / SKIPPED_REPORT_NAME) if manifest.skipped else None,
-        search_kind=manifest.search_kind)
+        index=str(output), images=manifest.images, added=pipeline.stored, removed=len(removed),
+        unchanged=plan.unchanged, skipped=pipeline.skipped, skipped_total=manifest.skipped,
+        seconds=round(seconds, 2), images_per_second=round(len(plan.todo) / max(pipeline.seconds, 1e-9), 1),
+        report=str(output / layout.SKIPPED_REPORT) if manifest.skipped else None,
+        search_kind=manifest.search_kind(), generation=published.generation, resumed=resumed, notes=notes)
 
 
-def _start(output: Path, config: IndexConfig, source: Path, rebuild: bool) -> Manifest:
-    if Manifest.exists(output):
-        if rebuild:
-            shutil.rmtree(output)
-        else:
-            manifest = Manifest.load(output)
-            differences = manifest.config.build_differences(config)
-            if differences:
-                raise ConfigMismatchError(
-                    f"{output} was built with another configuration ({'; '.join(differences)}); "
-                    "pass --rebuild to rebuild it, or choose another output")
-            if manifest.source != str(source):
-                raise ConfigMismatchError(
-                    f"{output} indexes {manifest.source}, not {source}; pass --rebuild to replace it, "
-                    "or choose another output")
-            manifest.config = config.with_(**{k: getattr(manifest.config, k) for k in
-                                              ("global_candidates", "luminance_weight", "widen_classes")})
-            manifest.state = "building"
-            manifest.save(output)
-            return manifest
-    elif output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise IndexStateError(f"{output} exists and is not a refsearch index; choose another output")
-    output.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(config=config, source=str(source))
-    manifest.save(output)
-    return manifest
-
-
-def _plan(files: list[ImageFile], store: RecordStore) -> _Plan:
-    indexed = store.file_states()
-    skipped = {item.path: item for item in store.skipped()}
+def _plan(files: list[ImageFile], writer: IndexWriter) -> _Plan:
+    indexed = writer.file_states()
+    skipped = {item.path: item for item in writer.skipped()}
     todo, stale, unchanged = [], [], 0
     current = set()
     for file in files:
@@ -172,46 +151,128 @@ def _safe_prepare(file: ImageFile, config: IndexConfig, input_size: int) -> Prep
         return ImageError(file.path, f"cannot decode ({type(exc).__name__}: {exc})")
 
 
-class _Writer:
-    """Decodes on worker threads, runs the backbone on batches in `streams` threads, projects and stores."""
+@dataclass(frozen=True)
+class _Batch:
+    """Decoded and forwarded images, before projection: what the PCA sample keeps on disk."""
 
-    def __init__(self, store: RecordStore, backbone: Backbone, config: IndexConfig, batch_size: int,
+    files: list[ImageFile]
+    sizes: list[tuple[int, int]]
+    digests: list[str]
+    raw: RawFeatures
+
+    def save(self, path: Path) -> None:
+        temporary = path.with_name(path.name + ".tmp.npz")
+        with open(temporary, "wb") as handle:
+            np.savez(handle, paths=np.array([str(f.path) for f in self.files]),
+                     file_sizes=np.array([f.size for f in self.files], np.int64),
+                     mtimes=np.array([f.mtime_ns for f in self.files], np.int64),
+                     sizes=np.array(self.sizes, np.int64).reshape(-1, 2), digests=np.array(self.digests),
+                     logits=self.raw.logits, global_=self.raw.global_.astype(np.float16),
+                     cells=self.raw.cells.astype(np.float16), histograms=self.raw.histograms)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "_Batch":
+        with np.load(path) as data:
+            files = [ImageFile(Path(p), int(s), int(m)) for p, s, m in
+                     zip(data["paths"], data["file_sizes"], data["mtimes"])]
+            raw = RawFeatures(data["logits"], data["global_"].astype(np.float32), data["cells"].astype(np.float32),
+                              data["histograms"])
+            return cls(files, [tuple(s) for s in data["sizes"].tolist()], [str(d) for d in data["digests"]], raw)
+
+
+class _Pipeline:
+    """Decodes on worker threads, runs the backbone on batches in `streams` threads, projects, and hands
+    each batch to the writer."""
+
+    def __init__(self, writer: IndexWriter, backbone: Backbone, config: IndexConfig, batch_size: int,
                  workers: int, streams: int):
-        self.store, self.backbone, self.config = store, backbone, config
+        self.writer, self.backbone, self.config = writer, backbone, config
         self.batch_size, self.workers, self.streams = batch_size, workers, streams
         self.skipped = 0
+        self.stored = 0
         self.seconds = 0.0
         self.bar: tqdm | None = None
+        self.sample_dir = writer.path / layout.PCA_SAMPLE
 
-    def run(self, todo: list[ImageFile], projections_path: Path) -> None:
+    def run(self, todo: list[ImageFile]) -> None:
         started = time.perf_counter()
-        if projections_path.exists():
-            projections = Projections.load(projections_path)
-        else:
-            # scikit-learn takes most of a second to import; do it while the PCA sample is extracted
-            # rather than while the network waits for the fit.
-            threading.Thread(target=importlib.import_module, args=("sklearn.decomposition",),
-                             daemon=True).start()
-            sample_rows = set(np.linspace(0, len(todo) - 1, min(len(todo), self.config.pca_images),
-                                          dtype=np.int64).tolist()) if todo else set()
-            sample = [f for i, f in enumerate(todo) if i in sample_rows]
-            todo = [f for i, f in enumerate(todo) if i not in sample_rows]
-            held = list(self._extracted(sample))
-            if held:
-                projections = self._fit(held)
-                _save_projections(projections, projections_path)
-                for files, prepared, raw in held:
-                    self._store(files, prepared, raw, projections)
-            elif not todo:
-                self.seconds = time.perf_counter() - started
-                return
-            else:
-                raise IndexStateError("none of the sampled images could be read, so the PCA cannot be fitted")
-        for files, prepared, raw in self._extracted(todo):
-            self._store(files, prepared, raw, projections)
+        if self.writer.projections is None and todo:
+            todo = self._fit_on_sample(todo)
+        if self.sample_dir.is_dir():
+            sampled = self._store_sample()
+            todo = [f for f in todo if str(f.path) not in sampled]
+        for batch in self._extracted(todo):
+            self._store(batch)
         self.seconds = time.perf_counter() - started
 
-    def _extracted(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage], RawFeatures]]:
+    def _sample_batches(self) -> list[Path]:
+        return sorted(self.sample_dir.glob("*.npz")) if self.sample_dir.is_dir() else []
+
+    def _fit_on_sample(self, todo: list[ImageFile]) -> list[ImageFile]:
+        """Extract the PCA sample (keeping each batch on disk), fit and save the projections; returns
+        the files left to do."""
+        # scikit-learn takes most of a second to import; do it while the sample is extracted.
+        threading.Thread(target=importlib.import_module, args=("sklearn.decomposition",), daemon=True).start()
+        self.sample_dir.mkdir(exist_ok=True)
+        chosen = self.sample_dir / "sample.txt"
+        # Resuming with sample batches kept: the same sample. With none kept, nothing depends on the
+        # choice, and choosing again leaves out files found unreadable meanwhile.
+        if chosen.exists() and self._sample_batches():
+            names = set(chosen.read_text().splitlines())
+        else:
+            rows = np.linspace(0, len(todo) - 1, min(len(todo), self.config.pca_images), dtype=np.int64)
+            names = {str(todo[i].path) for i in rows.tolist()}
+            temporary = chosen.with_name("sample.txt.tmp")
+            temporary.write_text("".join(f"{name}\n" for name in sorted(names)))
+            os.replace(temporary, chosen)
+        sample = [f for f in todo if str(f.path) in names]
+        rest = [f for f in todo if str(f.path) not in names]
+        done = {str(f.path) for path in self._sample_batches() for f in _Batch.load(path).files}
+        self._advance(len([f for f in sample if str(f.path) in done]))
+        remaining = [f for f in sample if str(f.path) not in done]
+        number = len(self._sample_batches())
+        for batch in self._extracted(remaining):
+            batch.save(self.sample_dir / f"{number:08d}.npz")
+            number += 1
+        batches = self._sample_batches()
+        if not batches:
+            if not rest:
+                return []
+            raise IndexStateError("none of the sampled images could be read, so the PCA cannot be fitted")
+        self.writer.set_projections(self._fit(batches))
+        return rest
+
+    def _fit(self, batches: list[Path]) -> Projections:
+        loaded = [_Batch.load(path).raw for path in batches]
+        global_ = np.concatenate([raw.global_ for raw in loaded])
+        total_cells = sum(raw.cells.shape[0] * raw.cells.shape[1] for raw in loaded)
+        keep = min(1.0, _CELL_SAMPLES_FOR_PCA / max(total_cells, 1))
+        rng = np.random.default_rng(0)
+        cell_parts = []
+        for raw in loaded:
+            cells = raw.cells.reshape(-1, raw.cells.shape[-1])
+            cell_parts.append(cells if keep == 1.0 else cells[rng.random(len(cells)) < keep])
+        return Projections(Projection.fit(global_, self.config.global_dim),
+                           Projection.fit(np.concatenate(cell_parts), self.config.cell_dim), fitted_on=len(global_))
+
+    def _store_sample(self) -> set[str]:
+        """Store the kept sample batches (each deleted once committed); returns their paths."""
+        paths: set[str] = set()
+        indexed = self.writer.file_states()  # batches are disjoint: one look before storing them suffices
+        for path in self._sample_batches():
+            batch = _Batch.load(path)
+            if not all(str(f.path) in indexed for f in batch.files):
+                self._store(batch)
+            paths.update(str(f.path) for f in batch.files)
+            path.unlink()
+        (self.sample_dir / "sample.txt").unlink(missing_ok=True)
+        self.sample_dir.rmdir()
+        return paths
+
+    def _extracted(self, files: list[ImageFile]) -> Iterator[_Batch]:
         """Batches in file order with their features; up to `streams` batches are in the network at once."""
         with ThreadPoolExecutor(self.streams) as pool:
             running: deque = deque()
@@ -222,18 +283,18 @@ class _Writer:
             while running:
                 yield self._finished(running.popleft())
 
-    def _finished(self, item: tuple) -> tuple[list[ImageFile], list[PreparedImage], RawFeatures]:
+    def _finished(self, item: tuple) -> _Batch:
         files, images, future = item
         raw = future.result()
         self._advance(len(images))
-        return files, images, raw
+        return _Batch(files, [image.original_size for image in images], [image.digest or "" for image in images], raw)
 
     def _batches(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage]]]:
         batch_files, batch_images = [], []
         for file, result in self._prepared_stream(files):
             if isinstance(result, ImageError):
                 self.skipped += 1
-                self.store.mark_skipped([SkippedFile(str(file.path), result.reason, file.size, file.mtime_ns)])
+                self.writer.mark_skipped([SkippedFile(str(file.path), result.reason, file.size, file.mtime_ns)])
                 self._advance(1)
                 continue
             batch_files.append(file)
@@ -265,30 +326,21 @@ class _Writer:
                     pending.append((following, pool.submit(_safe_prepare, following, self.config, size)))
                 yield file, future.result()
 
-    def _fit(self, held: list[tuple[list[ImageFile], list[PreparedImage], RawFeatures]]) -> Projections:
-        raw = RawFeatures.concatenate([r for _, _, r in held])
-        cells = raw.cells.reshape(-1, raw.cells.shape[-1])
-        if len(cells) > _CELL_SAMPLES_FOR_PCA:
-            cells = cells[np.random.default_rng(0).choice(len(cells), _CELL_SAMPLES_FOR_PCA, replace=False)]
-        return Projections(Projection.fit(raw.global_, self.config.global_dim),
-                           Projection.fit(cells, self.config.cell_dim), fitted_on=len(raw))
-
-    def _store(self, files: list[ImageFile], prepared: list[PreparedImage], raw: RawFeatures,
-               projections: Projections) -> None:
-        descriptors = describe(raw, projections)
-        first_id = self.store.reserve_ids(len(files))
+    def _store(self, batch: _Batch) -> None:
+        descriptors = describe(batch.raw, self.writer.projections)
+        first_id = self.writer.new_ids(len(batch.files))
         wnids = classes.wnids()
         records = []
-        for row, (file, image) in enumerate(zip(files, prepared)):
+        for row, (file, (width, height), digest) in enumerate(zip(batch.files, batch.sizes, batch.digests)):
             predicted = int(descriptors.probabilities[row].argmax())
             given = classes.label_from_path(file.path)
             source = "predicted" if given is None else ("folder" if file.path.parent.name == given else "filename")
             records.append(ImageRecord(
                 id=first_id + row, path=str(file.path), label=given or wnids[predicted], label_source=source,
                 prediction=wnids[predicted], confidence=round(float(descriptors.probabilities[row, predicted]), 4),
-                width=image.original_size[0], height=image.original_size[1], digest=image.digest or "",
-                file_size=file.size, mtime_ns=file.mtime_ns))
-        self.store.add(records, descriptors.global_, descriptors.cells, descriptors.histograms)
+                width=int(width), height=int(height), digest=digest, file_size=file.size, mtime_ns=file.mtime_ns))
+        self.writer.add(records, descriptors.global_, descriptors.cells, descriptors.histograms)
+        self.stored += len(records)
 
     def _advance(self, count: int) -> None:
         if self.bar is not None:
@@ -297,69 +349,26 @@ class _Writer:
                 self.bar.set_postfix(skipped=self.skipped, refresh=False)
 
 
-def _save_projections(projections: Projections, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    projections.save(temporary)
-    os.replace(temporary, path)
+def remove_images(index: str | os.PathLike, ids: list[int], *, wait: bool = False) -> int:
+    """Remove images from an index by id and publish the result. Their files are remembered as removed
+    (in skipped.tsv), so a later incremental build does not add them back unless they change. An id the
+    index does not hold raises NotFoundError, and then nothing is removed. Returns how many were removed."""
+    with IndexWriter.open(index, wait=wait, command="remove") as writer:
+        if writer.has_pending_work:
+            raise IndexStateError(f"{index} holds an interrupted build",
+                                  "run the same `refsearch build-index` again to finish it first")
+        records = writer.records(sorted(set(int(i) for i in ids)))
+        removed = writer.remove(r.id for r in records)
+        writer.mark_skipped([SkippedFile(r.path, "removed from the index", r.file_size, r.mtime_ns)
+                             for r in removed])
+        writer.publish()
+    return len(removed)
 
 
-def remove_images(index: str | os.PathLike, ids: list[int]) -> int:
-    """Remove images from an index by id. Their files are remembered as removed (in skipped.tsv), so a
-    later incremental build does not add them back unless they change. Returns how many were removed."""
-    index = Path(index)
-    manifest = Manifest.load(index)
-    if manifest.state != "complete":
-        raise IndexStateError(f"{index} holds an unfinished build; finish it with `refsearch build-index` first")
-    store = RecordStore(index / RECORDS_NAME, write=True)
-    try:
-        records = store.get_many(sorted(set(int(i) for i in ids)))
-        manifest.state = "building"
-        manifest.save(index)
-        removed = store.delete(r.id for r in records)
-        store.mark_skipped([SkippedFile(r.path, "removed from the index", r.file_size, r.mtime_ns) for r in records])
-        finalize(index, manifest, store)
-    finally:
-        store.close()
-    return removed
+def compact_index(index: str | os.PathLike, *, wait: bool = False):
+    """Rewrite the index's segments without removed images (see `IndexWriter.compact`)."""
+    with IndexWriter.open(index, wait=wait, command="compact") as writer:
+        return writer.compact()
 
 
-def finalize(output: Path, manifest: Manifest, store: RecordStore) -> None:
-    """Rebuild the FAISS files and the skipped report from the record store, then mark the index complete."""
-    config = manifest.config
-    projections_path = output / PROJECTIONS_NAME
-    projections = Projections.load(projections_path) if projections_path.exists() else None
-    dim = projections.global_.output_dim if projections else 1
-    ids, vectors = store.global_vectors(dim)
-    class_of = {record.id: classes.class_index(record.label) for record in store.records()}
-    labels = np.array([class_of[i] for i in ids.tolist()], np.int64)
-    index = GlobalIndex.build(ids, vectors, labels, classes.num_classes(), config.exact_all_class_limit,
-                              config.ivf_nprobe)
-    generation = manifest.generation + 1
-    old_files = set(manifest.files.values())
-    files = index.save(output, generation)
-    skipped = store.skipped()
-    _write_skipped_report(output / SKIPPED_REPORT_NAME, skipped)
-    manifest.files = files
-    manifest.generation = generation
-    manifest.images = len(ids)
-    manifest.skipped = len(skipped)
-    manifest.classes = int(np.count_nonzero(index.class_sizes()))
-    manifest.dims = {"global": dim, "cell": projections.cells.output_dim if projections else 0,
-                     "fitted_on": projections.fitted_on if projections else 0}
-    manifest.search_kind = index.kind
-    manifest.state = "complete"
-    manifest.save(output)
-    for name in old_files - set(files.values()) - {None}:
-        (output / name).unlink(missing_ok=True)
-
-
-def _write_skipped_report(path: Path, skipped: list[SkippedFile]) -> None:
-    if not skipped:
-        path.unlink(missing_ok=True)
-        return
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as handle:
-        handle.write("path\treason\n")
-        for item in sorted(skipped, key=lambda s: s.path):
-            handle.write(f"{item.path}\t{item.reason}\n")
-    os.replace(temporary, path)
+__all__ = ["BuildSummary", "NotFoundError", "build_index", "compact_index", "default_index_path", "remove_images"]

@@ -1,13 +1,32 @@
-"""How an index is built and searched: one frozen dataclass, saved in the index's manifest."""
+"""How an index is built (`IndexConfig`) and how it is searched by default (`SearchSettings`).
+
+Both are frozen, validated dataclasses saved in the index's manifest. The build settings decide what is
+stored, so an index refuses a query or an update made with other ones; the search settings are defaults
+that each query may override.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from .errors import ConfigMismatchError
+from .errors import ConfigMismatchError, InvalidArgumentError
+
+
+def _unknown_fields(cls, data: dict, what: str) -> None:
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigMismatchError(f"unknown {what} fields {unknown}",
+                                  "this index was built by a newer refsearch, or the recipe has a typo")
+
+
+def _at_least(name: str, value, low) -> None:
+    if value < low:
+        raise InvalidArgumentError(f"{name} must be at least {low}, got {value}")
 
 
 @dataclass(frozen=True)
 class IndexConfig:
+    """What an index stores and how it was computed."""
+
     backbone: str = "efficientnet-lite2"
     # Fingerprint of the backbone weights; filled in when an index is built.
     weights: str = ""
@@ -19,7 +38,46 @@ class IndexConfig:
     hist_bins: int = 10
     hist_short_side: int = 256
     hist_border: int = 16
-    # Search defaults, recorded so that results say how they were ranked; a query may override them.
+
+    def __post_init__(self) -> None:
+        if not self.backbone:
+            raise InvalidArgumentError("backbone must be named")
+        for name in ("grid", "global_dim", "cell_dim", "pca_images"):
+            _at_least(name, getattr(self, name), 1)
+        if not 2 <= self.hist_bins <= 256:
+            raise InvalidArgumentError(f"hist_bins must be from 2 to 256, got {self.hist_bins}")
+        _at_least("hist_border", self.hist_border, 0)
+        inner = self.hist_short_side - 2 * self.hist_border
+        if inner < self.grid:
+            raise InvalidArgumentError(
+                f"hist_short_side {self.hist_short_side} less twice hist_border {self.hist_border} leaves "
+                f"{inner} pixels, fewer than the {self.grid} cells of the grid")
+
+    @property
+    def cells(self) -> int:
+        return self.grid * self.grid
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "IndexConfig":
+        _unknown_fields(cls, data, "build setting")
+        return cls(**data)
+
+    def with_(self, **changes) -> "IndexConfig":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def differences(self, other: "IndexConfig") -> list[str]:
+        """Human-readable differences between two build configurations."""
+        return [f"{f.name}: {getattr(self, f.name)!r} vs {getattr(other, f.name)!r}"
+                for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a query is answered unless it says otherwise."""
+
     global_candidates: int = 200
     luminance_weight: float = 0.25
     # A class-restricted search also considers this many all-class global neighbours, keeping those closer
@@ -27,29 +85,26 @@ class IndexConfig:
     rescue_candidates: int = 20
     # Classes tried, most probable first, before a query with too few candidates searches all classes.
     widen_classes: int = 10
-    # Above this many images the all-class search uses an approximate (IVF) index instead of a full scan.
+    # Up to this many images the all-class search scans every class; past it, only the `all_class_probes`
+    # classes whose mean descriptor is nearest the query (an inverted file whose lists are the classes).
     exact_all_class_limit: int = 100_000
-    ivf_nprobe: int = 32
+    all_class_probes: int = 48
 
-    # Fields that change what is stored; the rest are search defaults.
-    BUILD_FIELDS = ("backbone", "weights", "grid", "global_dim", "cell_dim", "pca_images",
-                    "hist_bins", "hist_short_side", "hist_border")
+    def __post_init__(self) -> None:
+        _at_least("global_candidates", self.global_candidates, 1)
+        _at_least("luminance_weight", self.luminance_weight, 0.0)
+        _at_least("rescue_candidates", self.rescue_candidates, 0)
+        _at_least("widen_classes", self.widen_classes, 1)
+        _at_least("exact_all_class_limit", self.exact_all_class_limit, 0)
+        _at_least("all_class_probes", self.all_class_probes, 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "IndexConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigMismatchError(f"unknown config fields {unknown}; this index was built by a newer refsearch?")
+    def from_dict(cls, data: dict) -> "SearchSettings":
+        _unknown_fields(cls, data, "search setting")
         return cls(**data)
 
-    def with_(self, **changes) -> "IndexConfig":
+    def with_(self, **changes) -> "SearchSettings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def build_differences(self, other: "IndexConfig") -> list[str]:
-        """Human-readable differences in the fields that decide what an index stores."""
-        return [f"{name}: {getattr(self, name)!r} vs {getattr(other, name)!r}"
-                for name in self.BUILD_FIELDS if getattr(self, name) != getattr(other, name)]

@@ -16,7 +16,7 @@ class RefsearchError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message} ({self.hint})"
+        return self.message if not self.hint else f"{self.message}; {self.hint}"
 
 
 class InvalidArgumentError(RefsearchError, ValueError):

@@ -1,18 +1,24 @@
-"""The index manifest: how the index was built, what it holds, and whether it is complete."""
+"""The index manifest: the published generation. How the index was built, its search defaults, the
+segments and files that make up what it holds.
+
+A writer publishes a generation by replacing this file atomically, after every file it names is on
+disk; a reader reads it once and so sees one generation whole.
+"""
 from __future__ import annotations
 
 import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import IndexConfig
+from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError
+from .layout import MANIFEST
+from .segments import SegmentInfo
 
-MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def software_versions() -> dict[str, str]:
@@ -30,48 +36,70 @@ def software_versions() -> dict[str, str]:
 class Manifest:
     config: IndexConfig
     source: str
-    state: str = "building"  # "building" until a build finishes, then "complete"
+    search: SearchSettings = field(default_factory=SearchSettings)
     generation: int = 0
     images: int = 0
     skipped: int = 0
     classes: int = 0
-    dims: dict = field(default_factory=dict)  # stored descriptor sizes: global, cell
-    search_kind: str = "exact"
-    files: dict = field(default_factory=dict)
+    dims: dict = field(default_factory=dict)  # stored descriptor sizes: global, cell; fitted_on
+    segments: list[SegmentInfo] = field(default_factory=list)
+    tombstones: int = 0  # removed images whose rows are still in segments
+    files: dict = field(default_factory=dict)  # class_stats, tombstones: this generation's file names
     versions: dict = field(default_factory=software_versions)
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     format_version: int = FORMAT_VERSION
 
+    def search_kind(self) -> str:
+        return "exact" if self.images <= self.search.exact_all_class_limit else "ivf"
+
+    def to_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "search": self.search.to_dict(), "source": self.source,
+                "generation": self.generation, "images": self.images, "skipped": self.skipped,
+                "classes": self.classes, "dims": self.dims, "segments": [s.to_dict() for s in self.segments],
+                "tombstones": self.tombstones, "files": self.files, "versions": self.versions,
+                "created": self.created, "updated": self.updated, "format_version": self.format_version}
+
     def save(self, folder: Path) -> None:
         self.updated = time.time()
-        data = asdict(self)
-        data["config"] = self.config.to_dict()
-        path = Path(folder) / MANIFEST_NAME
+        path = Path(folder) / MANIFEST
         temporary = path.with_name(path.name + ".tmp")
         with open(temporary, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
+            json.dump(self.to_dict(), handle, indent=2, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     @classmethod
     def load(cls, folder: Path) -> "Manifest":
-        path = Path(folder) / MANIFEST_NAME
-        if not Path(folder).exists():
-            raise IndexStateError(f"{folder}: no such index (build one with `refsearch build-index DIR -o {folder}`)")
+        folder = Path(folder)
+        path = folder / MANIFEST
+        if not folder.exists():
+            raise IndexStateError(f"{folder}: no such index", f"build one with `refsearch build-index DIR -o {folder}`")
         if not path.exists():
-            raise IndexStateError(f"{folder} is not a refsearch index (no {MANIFEST_NAME})")
+            raise IndexStateError(f"{folder} is not a refsearch index (no {MANIFEST})")
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise IndexStateError(f"{path} is unreadable: {exc}") from None
-        if data.get("format_version") != FORMAT_VERSION:
-            raise IndexStateError(f"{folder} has index format {data.get('format_version')}, this refsearch "
-                                  f"reads format {FORMAT_VERSION}; rebuild it with `refsearch build-index --rebuild`")
-        data["config"] = IndexConfig.from_dict(data["config"])
-        return cls(**data)
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            source = data.get("source", "PHOTOS")
+            raise IndexStateError(
+                f"{folder} has index format {version}, and this refsearch reads format {FORMAT_VERSION}",
+                f"rebuild it: `refsearch build-index {source} -o {folder} --rebuild`")
+        return cls(config=IndexConfig.from_dict(data["config"]), source=data["source"],
+                   search=SearchSettings.from_dict(data["search"]), generation=data["generation"],
+                   images=data["images"], skipped=data["skipped"], classes=data["classes"], dims=data["dims"],
+                   segments=[SegmentInfo.from_dict(s) for s in data["segments"]], tombstones=data["tombstones"],
+                   files=data["files"], versions=data["versions"], created=data["created"],
+                   updated=data["updated"], format_version=version)
 
     @staticmethod
     def exists(folder: Path) -> bool:
-        return (Path(folder) / MANIFEST_NAME).exists()
+        return (Path(folder) / MANIFEST).exists()

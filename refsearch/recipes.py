@@ -6,7 +6,8 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .config import IndexConfig
+from .config import IndexConfig, SearchSettings
+from .errors import InvalidArgumentError
 
 RECIPE_FOLDER = "index_builds"
 
@@ -18,6 +19,7 @@ class Recipe:
     source: Path | None  # None: the recipe needs a source folder on the command line
     output: Path
     config: IndexConfig
+    search: SearchSettings
 
 
 def recipe_folders() -> list[Path]:
@@ -42,13 +44,17 @@ def load_recipe(name_or_path: str) -> Recipe:
     with open(path, "rb") as handle:
         data = tomllib.load(handle)
     base = path.parent
-    unknown = sorted(set(data.get("config", {})) - {f.name for f in fields(IndexConfig)})
+    settings = data.get("config", {})
+    build_keys, search_keys = {f.name for f in fields(IndexConfig)}, {f.name for f in fields(SearchSettings)}
+    unknown = sorted(set(settings) - build_keys - search_keys)
     if unknown:
-        raise ValueError(f"{path}: unknown config keys {unknown}")
+        raise InvalidArgumentError(f"{path}: unknown config keys {unknown}",
+                                   f"known: {', '.join(sorted(build_keys | search_keys))}")
     source = data.get("source")
     if source:
         source = os.path.expandvars(os.path.expanduser(source))
         source = None if "$" in source else base / source
     return Recipe(name=data.get("name", path.stem), description=data.get("description", ""),
                   source=source, output=base / data.get("output", f"{path.stem}.index"),
-                  config=IndexConfig(**data.get("config", {})))
+                  config=IndexConfig(**{k: v for k, v in settings.items() if k in build_keys}),
+                  search=SearchSettings(**{k: v for k, v in settings.items() if k in search_keys}))

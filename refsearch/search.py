@@ -1,27 +1,36 @@
-"""An opened index: the two-stage search (class-restricted global ranking, then the local re-rank)."""
+"""An opened index: the two-stage search (class-restricted global ranking, then the local re-rank).
+
+`Index` only reads. It opens the generation the manifest names when it is opened and answers from that
+generation until it is closed, whatever a writer publishes meanwhile; `refreshed()` gives the index as
+last published. Every change goes through `refsearch.writer.IndexWriter`.
+"""
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
-from . import classes
+from . import classes, layout
 from .backbones import Backbone, create_backbone
-from .build import PROJECTIONS_NAME, RECORDS_NAME
-from .config import ConfigMismatchError, IndexConfig
-from .curation import CurationMixin
+from .config import IndexConfig, SearchSettings
+from .curation import Curator
+from .errors import ConfigMismatchError, IndexStateError, InvalidArgumentError, NotFoundError
 from .features import Descriptors, describe, extract, load_prepared
 from .images import ImageSource
-from .manifest import IndexStateError, Manifest
+from .manifest import Manifest
 from .projection import Projections
 from .rerank import local_scores
 from .results import ClassGuess, SearchResponse, SearchResult
-from .store import ImageRecord, RecordStore
-from .vector_index import GlobalIndex
+from .segments import RowShape, Segment, histograms_from_stored
+from .store import ImageRecord, MetadataReader, RecordColumns
+from .vector_index import ClassStats, GlobalIndex
+
+COLORIZE_ENTRY_POINT_GROUP = "refsearch.colorize"
 
 
 @dataclass(frozen=True)
@@ -33,53 +42,77 @@ class QueryFeatures:
     digest: str | None
 
 
-class Index(CurationMixin):
+class Index:
     """A built index, opened for searching. Use `Index.open(path)`."""
 
-    def __init__(self, path: Path, manifest: Manifest, store: RecordStore, global_index: GlobalIndex,
-                 projections: Projections | None, weights: str | os.PathLike | None, device: str):
+    def __init__(self, path: Path, manifest: Manifest, weights: str | os.PathLike | None, device: str,
+                 search_settings: SearchSettings | None = None):
         self.path = path
         self.manifest = manifest
-        self.store = store
-        self.global_index = global_index
-        self.projections = projections
+        self.search_settings = search_settings or manifest.search
         self._weights = weights
         self._device = device
         self._backbone: Backbone | None = None
+        self._metadata = MetadataReader(path / layout.METADATA, Path(manifest.source), manifest.generation)
+        try:
+            self._load_arrays()
+        except BaseException:
+            self._metadata.close()
+            raise
+        self.curation = Curator(self)
+
+    def _load_arrays(self) -> None:
+        manifest, path = self.manifest, self.path
+        projections_path = path / layout.PROJECTIONS
+        self.projections = Projections.load(projections_path) if projections_path.exists() else None
+        dims = manifest.dims
+        global_dim = dims.get("global", 1)
+        self._shape = RowShape(self.config.cells, dims.get("cell", 1), self.config.hist_bins, global_dim)
+        self._segments = [Segment(layout.segment_dir(path, s.name), s, self._shape) for s in manifest.segments]
+        self._first_ids = np.array([s.info.first_id for s in self._segments], np.int64)
+        stats_name, tomb_name = manifest.files.get("class_stats"), manifest.files.get("tombstones")
+        stats = ClassStats.load(path / stats_name) if stats_name else ClassStats.empty(classes.num_classes(), global_dim)
+        tombstones = np.load(path / tomb_name) if tomb_name else np.empty(0, np.int64)
+        self.global_index = GlobalIndex([s.faiss_path() for s in self._segments], stats, tombstones, global_dim)
+        if self.global_index.ntotal != manifest.images:
+            raise IndexStateError(f"{path} is inconsistent (the manifest lists {manifest.images} images, its "
+                                  f"class statistics {self.global_index.ntotal})", "rebuild it with --rebuild")
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, backbone: str | None = None,
              weights: str | os.PathLike | None = None, device: str = "cpu",
-             config: IndexConfig | None = None) -> "Index":
-        """Open a complete index. Naming a `backbone` or passing a `config` that differs from the one the
-        index was built with raises ConfigMismatchError."""
+             config: IndexConfig | None = None, search: SearchSettings | None = None) -> "Index":
+        """Open the index's published generation. Naming a `backbone` or passing a `config` that differs
+        from the one the index was built with raises ConfigMismatchError; `search` replaces the index's
+        search defaults for this session."""
         path = Path(path)
         manifest = Manifest.load(path)
-        if manifest.state != "complete":
-            raise IndexStateError(f"{path} holds an unfinished build (interrupted?); run the same "
-                                  f"`refsearch build-index` again to finish it")
         built = manifest.config
         if backbone is not None and backbone != built.backbone:
-            raise ConfigMismatchError(f"{path} was built with backbone {built.backbone!r}, not {backbone!r}; "
+            raise ConfigMismatchError(f"{path} was built with backbone {built.backbone!r}, not {backbone!r}",
                                       "its descriptors cannot be compared with another network's")
         if config is not None:
-            differences = built.build_differences(config.with_(weights=config.weights or built.weights))
+            differences = built.differences(config.with_(weights=config.weights or built.weights))
             if differences:
                 raise ConfigMismatchError(f"{path} was built with another configuration: {'; '.join(differences)}")
-        store = RecordStore(path / RECORDS_NAME)
-        global_index = GlobalIndex.load(path, manifest.files, built.ivf_nprobe)
-        stored = len(store)
-        if global_index.ntotal != manifest.images or stored != manifest.images:
-            store.close()
-            raise IndexStateError(f"{path} is inconsistent (manifest lists {manifest.images} images, the "
-                                  f"stores hold {global_index.ntotal} and {stored}); rebuild it")
-        projections_path = path / PROJECTIONS_NAME
-        projections = Projections.load(projections_path) if projections_path.exists() else None
-        return cls(path, manifest, store, global_index, projections, weights, device)
+        return cls(path, manifest, weights, device, search)
+
+    def refreshed(self) -> "Index":
+        """This index as last published: itself when no writer has published since it was opened, else
+        a newly opened Index (this one stays open, on its generation, until closed)."""
+        try:
+            latest = Manifest.load(self.path)
+        except IndexStateError:
+            return self
+        if latest.generation == self.generation:
+            return self
+        index = Index(self.path, latest, self._weights, self._device, self.search_settings)
+        index._backbone = self._backbone
+        return index
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
-        self.store.close()
+        self._metadata.close()
 
     def __enter__(self) -> "Index":
         return self
@@ -91,11 +124,20 @@ class Index(CurationMixin):
         return self.manifest.images
 
     def __repr__(self) -> str:
-        return f"Index({str(self.path)!r}, images={len(self)}, backbone={self.config.backbone!r})"
+        return (f"Index({str(self.path)!r}, images={len(self)}, generation={self.generation}, "
+                f"backbone={self.config.backbone!r})")
 
     @property
     def config(self) -> IndexConfig:
         return self.manifest.config
+
+    @property
+    def generation(self) -> int:
+        return self.manifest.generation
+
+    @property
+    def source_root(self) -> str:
+        return self.manifest.source
 
     @property
     def backbone(self) -> Backbone:
@@ -105,29 +147,72 @@ class Index(CurationMixin):
             if self.config.weights and backbone.fingerprint != self.config.weights:
                 raise ConfigMismatchError(
                     f"{self.path} was built with other {self.config.backbone} weights (fingerprint "
-                    f"{self.config.weights}, these are {backbone.fingerprint}); pass the same --weights")
+                    f"{self.config.weights}, these are {backbone.fingerprint})", "pass the same --weights")
             self._backbone = backbone
         return self._backbone
 
     # -- records -------------------------------------------------------------------------------
     def record(self, record_id: int) -> ImageRecord:
-        return self.store.get(int(record_id))
+        return self._metadata.get(int(record_id))
+
+    def records_of(self, ids: Iterable[int]) -> list[ImageRecord]:
+        """The records of these ids, in order; NotFoundError for an id this generation does not hold."""
+        return self._metadata.get_many(ids)
 
     def record_of_path(self, path: str | os.PathLike) -> ImageRecord:
         """The record of an indexed file, by its path (relative paths are taken from the current folder)."""
-        record_id = self.store.id_of_path(str(Path(path).resolve()))
+        record_id = self._metadata.id_of_path(str(Path(path).resolve()))
         if record_id is None:
-            raise KeyError(f"{path} is not in this index")
-        return self.store.get(record_id)
+            raise NotFoundError(f"{path} is not in this index")
+        return self._metadata.get(record_id)
 
     def records(self) -> Iterator[ImageRecord]:
-        return self.store.records()
+        return self._metadata.records()
+
+    def record_columns(self) -> RecordColumns:
+        return self._metadata.columns()
+
+    def ids_with_digest(self, digest: str) -> list[int]:
+        return self._metadata.ids_with_digest(digest)
+
+    # -- stored descriptors --------------------------------------------------------------------
+    def local_features(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Cell descriptors (n, cells, cell_dim) and histograms (n, cells, bins), float32, for `ids`."""
+        ids = np.asarray(ids, np.int64)
+        shape = self._shape
+        cells = np.empty((len(ids), shape.cells, shape.cell_dim), np.float16)
+        stored = np.empty((len(ids), shape.cells, shape.bins), np.uint16)
+        owner = np.searchsorted(self._first_ids, ids, side="right") - 1
+        for number in np.unique(owner):
+            inside = owner == number
+            segment = self._segments[number]
+            rows = segment.rows_of(ids[inside])
+            order = np.argsort(rows)  # memory-mapped reads in file order
+            cells[np.flatnonzero(inside)[order]] = segment.cells[rows[order]]
+            stored[np.flatnonzero(inside)[order]] = segment.histograms[rows[order]]
+        return cells.astype(np.float32), histograms_from_stored(stored)
+
+    def global_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every image's (id, global descriptor), ids ascending."""
+        return self.global_index.vectors()
+
+    def global_vectors_of(self, ids: Sequence[int]) -> np.ndarray:
+        labels = [classes.class_index(r.label) for r in self.records_of(ids)]
+        return self.global_index.vectors_of(list(ids), labels)
+
+    def search_global(self, vectors: np.ndarray, k: int, classes_to_search: list[int] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, ids) of the k nearest images by global cosine; all classes unless named."""
+        probes = None
+        if classes_to_search is None and len(self) > self.search_settings.exact_all_class_limit:
+            probes = self.search_settings.all_class_probes
+        return self.global_index.search(vectors, k, classes_to_search, probes)
 
     # -- search --------------------------------------------------------------------------------
     def embed(self, images: Sequence[ImageSource]) -> list[QueryFeatures]:
         """Descriptors of query images (paths, PIL images or arrays), computed as the index's were."""
         if self.projections is None:
-            raise IndexStateError(f"{self.path} is empty; index some images first")
+            raise IndexStateError(f"{self.path} is empty", "index some images first")
         prepared = [load_prepared(image, self.config, self.backbone.input_size) for image in images]
         descriptors = describe(extract(self.backbone, prepared), self.projections)
         return [QueryFeatures(_describe_source(image), _row(descriptors, i), p.digest)
@@ -148,14 +233,18 @@ class Index(CurationMixin):
         back first unless `exclude_self`. A search restricted to predicted classes also keeps the images
         among the `rescue_candidates` best of all classes that are closer than any image of those classes."""
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise InvalidArgumentError(f"k must be at least 1, got {k}")
         if len(self) == 0:
-            raise IndexStateError(f"{self.path} holds no images")
+            raise IndexStateError(f"{self.path} holds no images", "index some images first")
         if class_wnid is not None:
             classes.class_index(class_wnid)
-        candidates = max(k, global_candidates or self.config.global_candidates)
-        weight = self.config.luminance_weight if luminance_weight is None else luminance_weight
-        rescue = self.config.rescue_candidates if rescue_candidates is None else rescue_candidates
+        settings = self.search_settings.with_(global_candidates=global_candidates, luminance_weight=luminance_weight,
+                                              rescue_candidates=rescue_candidates)
+        if global_candidates is not None and global_candidates < k:
+            raise InvalidArgumentError(f"global candidates ({global_candidates}) must be at least k ({k})",
+                                       "the re-rank orders the candidates, so it cannot return more than them")
+        candidates = max(k, settings.global_candidates)
+        weight, rescue = settings.luminance_weight, settings.rescue_candidates
         params = {"k": k, "global_candidates": candidates, "luminance_weight": weight, "rerank": rerank,
                   "rescue_candidates": rescue,
                   "class": class_wnid, "any_class": any_class, "exclude_self": exclude_self}
@@ -177,9 +266,7 @@ class Index(CurationMixin):
         """Colorize `image` from its `topk` references in this index with `method` (default: colorize's
         default method). `options` are `saturation` (see `colorize.colorize`) and search options (see
         `search_batch`)."""
-        from colorize import DEFAULT_METHOD, colorize_with_index
-
-        return colorize_with_index(self, image, topk, method or DEFAULT_METHOD, **options)
+        return _colorize_engine()(self, image, topk, method, **options)
 
     def _search_one(self, query: QueryFeatures, k: int, class_wnid: str | None, any_class: bool,
                     exclude_self: bool, candidates: int, weight: float, rescue: int,
@@ -191,13 +278,13 @@ class Index(CurationMixin):
         predicted = [ClassGuess(wnids[c], classes.class_name(wnids[c]), round(float(probabilities[c]), 4))
                      for c in top[:5]]
         notes: list[str] = []
-        self_ids = set(self.store.ids_with_digest(query.digest)) if query.digest else set()
+        self_ids = set(self.ids_with_digest(query.digest)) if query.digest else set()
         if exclude_self and len(self) <= len(self_ids):
             raise IndexStateError("the index holds no image other than the query itself")
         wanted = k + (len(self_ids) if exclude_self else 0)
         chosen = None if any_class else self._choose_classes(top, class_wnid, wanted, notes)
         searched = min(candidates + len(self_ids), len(self))
-        similarities, ids = self.global_index.search(descriptors.global_[0][None], searched, chosen)
+        similarities, ids = self.search_global(descriptors.global_[0][None], searched, chosen)
         found = [(float(s), int(i)) for s, i in zip(similarities[0], ids[0])
                  if i >= 0 and not (exclude_self and i in self_ids)]
         if chosen is not None and class_wnid is None and rescue > 0:
@@ -205,7 +292,7 @@ class Index(CurationMixin):
                                        notes))
         if not exclude_self:
             missing = sorted(self_ids - {i for _, i in found})
-            vectors = self.store.global_vectors_of(missing, self.global_index.dim)
+            vectors = self.global_vectors_of(missing) if missing else []
             found.extend((float(v @ descriptors.global_[0]), i) for v, i in zip(vectors, missing))
         found.sort(key=lambda pair: -pair[0])
         found = [f for f in found if f[1] in self_ids] + [f for f in found if f[1] not in self_ids][:candidates]
@@ -218,7 +305,7 @@ class Index(CurationMixin):
     def _rescued(self, query_global: np.ndarray, rescue: int, found: list[tuple[float, int]],
                  excluded: set[int], notes: list[str]) -> list[tuple[float, int]]:
         best_in_class = found[0][0] if found else -np.inf
-        similarities, ids = self.global_index.search(query_global[None], rescue, None)
+        similarities, ids = self.search_global(query_global[None], rescue)
         known = {i for _, i in found} | excluded
         rescued = [(float(s), int(i)) for s, i in zip(similarities[0], ids[0])
                    if i >= 0 and s > best_in_class and i not in known]
@@ -233,7 +320,7 @@ class Index(CurationMixin):
         first = classes.class_index(class_wnid) if class_wnid else int(ranked_classes[0])
         chosen, total = [first], int(sizes[first])
         for candidate in ranked_classes:
-            if total >= k or len(chosen) >= self.config.widen_classes:
+            if total >= k or len(chosen) >= self.search_settings.widen_classes:
                 break
             candidate = int(candidate)
             if candidate != first and sizes[candidate] > 0:
@@ -256,19 +343,75 @@ class Index(CurationMixin):
             return []
         global_sims = np.array([s for s, _ in found], np.float32)
         ids = [i for _, i in found]
-        dims = self.manifest.dims
-        cells, histograms = self.store.local_features(ids, self.config.grid ** 2, dims["cell"], self.config.hist_bins)
+        cells, histograms = self.local_features(ids)
         local = local_scores(descriptors.cells[0], descriptors.histograms[0], cells, histograms)
         scores = local.combined(weight)
         order = np.lexsort((-global_sims, scores)) if rerank else np.argsort(-global_sims, kind="stable")
         order = order[:k]
-        records = self.store.get_many([ids[j] for j in order])
+        records = self.records_of([ids[j] for j in order])
         return [SearchResult(rank=rank, id=record.id, path=record.path, label=record.label,
                              label_name=classes.class_name(record.label), score=round(float(scores[j]), 5),
                              semantic=round(float(local.semantic[j]), 5),
                              luminance=round(float(local.luminance[j]), 5),
                              global_similarity=round(float(global_sims[j]), 5))
                 for rank, (j, record) in enumerate(zip(order, records), start=1)]
+
+
+    # -- curation: the calls of `refsearch.curation.Curator`, on the index --------------------
+    def exact_duplicates(self):
+        """See `Curator.exact_duplicates`."""
+        return self.curation.exact_duplicates()
+
+    def near_duplicates(self, *args, **kwargs):
+        """See `Curator.near_duplicates`."""
+        return self.curation.near_duplicates(*args, **kwargs)
+
+    def outliers(self, *args, **kwargs):
+        """See `Curator.outliers`."""
+        return self.curation.outliers(*args, **kwargs)
+
+    def label_issues(self, **kwargs):
+        """See `Curator.label_issues`."""
+        return self.curation.label_issues(**kwargs)
+
+    def clusters(self, *args, **kwargs):
+        """See `Curator.clusters`."""
+        return self.curation.clusters(*args, **kwargs)
+
+    def similar(self, *args, **kwargs):
+        """See `Curator.similar`."""
+        return self.curation.similar(*args, **kwargs)
+
+    def subset(self, *args, **kwargs):
+        """See `Curator.subset`."""
+        return self.curation.subset(*args, **kwargs)
+
+    def export(self, *args, **kwargs):
+        """See `Curator.export`."""
+        return self.curation.export(*args, **kwargs)
+
+    def remove(self, ids: Iterable[int], *, wait: bool = False) -> int:
+        """Remove images by id through the index's writer (their files stay on disk, and a later
+        incremental build does not add them back unless they change), then move this object to the
+        generation that publishes it. Returns how many were removed."""
+        from .build import remove_images
+
+        removed = remove_images(self.path, list(ids), wait=wait)
+        latest = self.refreshed()
+        if latest is not self:
+            self._metadata.close()
+            self.__dict__.update(latest.__dict__)
+            self.curation = Curator(self)
+        return removed
+
+
+def _colorize_engine():
+    """The colorizer registered for `Index.colorize` (the colorize package registers one): refsearch
+    never imports colorize, which builds on refsearch."""
+    engines = {entry.name: entry for entry in entry_points(group=COLORIZE_ENTRY_POINT_GROUP)}
+    if not engines:
+        raise IndexStateError("no colorizer is installed", "install refsearch with its colorize package")
+    return engines.get("default", next(iter(engines.values()))).load()
 
 
 def _count(n: int, noun: str) -> str:

@@ -1,21 +1,34 @@
-"""Per-image records in LMDB: metadata, descriptors, cell histograms, and the path and content maps.
+"""Per-image metadata in LMDB: records keyed by id, the path and content maps, skipped files, pending work.
 
-Every write is one LMDB transaction, so a crash loses at most the batch being written and never
-leaves a half-written record.
+LMDB gives one writer and many readers, each reader on a consistent snapshot. Records carry the
+generation that added them and the one that removed them, so a reader opened on generation G sees
+exactly the records G published, whatever a writer has committed since. Descriptors are not here: they
+live in fixed-width segment arrays (`segments.py`).
+
+A record packs into about 60 bytes plus its path, stored relative to the indexed folder.
 """
 from __future__ import annotations
 
 import json
+import os
 import struct
-from dataclasses import asdict, dataclass
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import lmdb
 import numpy as np
 
-MAP_SIZE = 1 << 40  # address space only: the file grows as records are written
-_SUBDATABASES = ("meta", "global", "cells", "hist", "paths", "digests", "skipped", "info")
+from . import classes
+from .errors import IndexStateError, NotFoundError
+
+# Address space, not disk: the file grows as records are written (about 300 bytes an image with the
+# path and content maps), and the writer doubles it if it ever fills.
+MAP_SIZE = 1 << 40
+_DATABASES = ("records", "paths", "digests", "skipped", "removals", "info")
+_RECORD = struct.Struct("<HBHfIIQq16sII")
+_SOURCES = ("folder", "filename", "predicted")
 
 
 @dataclass(frozen=True)
@@ -56,149 +69,321 @@ def _id(key: bytes) -> int:
     return struct.unpack(">Q", key)[0]
 
 
-class RecordStore:
-    def __init__(self, path: Path, *, write: bool = False):
+def _visible(added: int, removed: int, generation: int) -> bool:
+    return added <= generation and (removed == 0 or removed > generation)
+
+
+class _Packed:
+    """A record as stored, with its generations, unpacked once."""
+
+    __slots__ = ("id", "label", "source", "prediction", "confidence", "width", "height", "file_size",
+                 "mtime_ns", "digest", "added", "removed", "relative_path")
+
+    def __init__(self, record_id: int, raw: bytes):
+        (self.label, self.source, self.prediction, self.confidence, self.width, self.height, self.file_size,
+         self.mtime_ns, self.digest, self.added, self.removed) = _RECORD.unpack_from(raw)
+        self.id = record_id
+        self.relative_path = bytes(raw[_RECORD.size:]).decode()
+
+    def record(self, root: Path) -> ImageRecord:
+        wnids = classes.wnids()
+        return ImageRecord(id=self.id, path=str(root / self.relative_path), label=wnids[self.label],
+                           label_source=_SOURCES[self.source], prediction=wnids[self.prediction],
+                           confidence=round(float(self.confidence), 4), width=self.width, height=self.height,
+                           digest=self.digest.hex() if any(self.digest) else "", file_size=self.file_size,
+                           mtime_ns=self.mtime_ns)
+
+
+def _pack(record: ImageRecord, relative_path: str, added: int, removed: int = 0) -> bytes:
+    digest = bytes.fromhex(record.digest) if record.digest else bytes(16)
+    return _RECORD.pack(classes.class_index(record.label), _SOURCES.index(record.label_source),
+                        classes.class_index(record.prediction), record.confidence, record.width,
+                        record.height, record.file_size, record.mtime_ns, digest, added,
+                        removed) + relative_path.encode()
+
+
+def _relative(root: Path, path: str) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path  # an absolute path outside the root stays absolute; root / it gives it back
+
+
+@dataclass(frozen=True)
+class RecordColumns:
+    """Every visible record's facts as numpy columns (ids ascending): a million records as objects
+    would take gigabytes, as columns about 60 MB."""
+
+    ids: np.ndarray  # int64
+    digests: np.ndarray  # S32 hex, b"" when unknown
+    labels: np.ndarray  # int16 class index
+    predictions: np.ndarray  # int16
+    confidences: np.ndarray  # float32
+    predicted_labels: np.ndarray  # bool: the label is the network's prediction
+    pixels: np.ndarray  # int64
+    file_sizes: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class _Environments:
+    """LMDB allows one open environment per file per process: readers and the writer of one index in
+    the same process share it, and it closes when the last of them does."""
+
+    def __init__(self):
+        self._open: dict[str, list] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, path: Path, write: bool) -> tuple[lmdb.Environment, dict]:
+        """The environment and its named databases' handles."""
+        key = os.path.realpath(path)
+        with self._lock:
+            if key in self._open:
+                entry = self._open[key]
+                if write and entry[0].flags()["readonly"]:
+                    raise IndexStateError(f"{path} is open read-only in this process", "close it before writing")
+                entry[2] += 1
+                return entry[0], entry[1]
+            # Opened writable whenever the folder allows, so that a writer can share it later.
+            writable = write or os.access(path, os.W_OK)
+            try:
+                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=len(_DATABASES), readonly=not writable,
+                                subdir=True, lock=True, readahead=False)
+            except lmdb.ReadonlyError:  # a read-only copy: no reader table, and no writers either
+                env = lmdb.open(str(path), max_dbs=len(_DATABASES), readonly=True, lock=False, readahead=False)
+            try:
+                databases = {name: env.open_db(name.encode(), create=not env.flags()["readonly"],
+                                               dupsort=name in ("paths", "digests")) for name in _DATABASES}
+            except BaseException:
+                env.close()
+                raise
+            self._open[key] = [env, databases, 1]
+            return env, databases
+
+    def release(self, env: lmdb.Environment) -> None:
+        with self._lock:
+            for key, entry in list(self._open.items()):
+                if entry[0] is env:
+                    entry[2] -= 1
+                    if entry[2] == 0:
+                        del self._open[key]
+                        env.close()
+                    return
+
+
+_ENVIRONMENTS = _Environments()
+
+
+class MetadataReader:
+    """The records that generation `generation` published, read from a snapshot of the LMDB file."""
+
+    def __init__(self, path: Path, root: Path, generation: int, *, write: bool = False):
         self.path = Path(path)
+        self.root = Path(root)
+        self.generation = generation
         if not write and not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: no record store")
-        try:
-            self.env = lmdb.open(str(self.path), map_size=MAP_SIZE, max_dbs=len(_SUBDATABASES),
-                                 readonly=not write, subdir=True, lock=True, readahead=False)
-        except lmdb.ReadonlyError:
-            self.env = lmdb.open(str(self.path), max_dbs=len(_SUBDATABASES), readonly=True, lock=False)
-        self.db = {name: self.env.open_db(name.encode(), create=write, dupsort=(name == "digests"))
-                   for name in _SUBDATABASES}
+            raise IndexStateError(f"{self.path}: no record store", "the index folder is incomplete; rebuild it")
+        self.env, self.db = _ENVIRONMENTS.acquire(self.path, write)
 
     def close(self) -> None:
-        self.env.close()
+        if self.env is not None:
+            _ENVIRONMENTS.release(self.env)
+            self.env = None
 
-    # -- writing -------------------------------------------------------------------------------
-    def add(self, records: list[ImageRecord], global_vectors: np.ndarray, cells: np.ndarray,
-            histograms: np.ndarray) -> None:
-        with self.env.begin(write=True) as txn:
-            for i, record in enumerate(records):
-                key = _key(record.id)
-                meta = asdict(record)
-                del meta["id"]
-                txn.put(key, json.dumps(meta).encode(), db=self.db["meta"])
-                txn.put(key, np.ascontiguousarray(global_vectors[i], np.float32).tobytes(), db=self.db["global"])
-                txn.put(key, np.ascontiguousarray(cells[i], np.float16).tobytes(), db=self.db["cells"])
-                txn.put(key, np.ascontiguousarray(histograms[i], np.float32).tobytes(), db=self.db["hist"])
-                txn.put(record.path.encode(), key, db=self.db["paths"])
-                txn.put(record.digest.encode(), key, db=self.db["digests"])
-                txn.delete(record.path.encode(), db=self.db["skipped"])
+    def _visible(self, packed: _Packed) -> bool:
+        return _visible(packed.added, packed.removed, self.generation)
 
-    def delete(self, ids: Iterable[int]) -> int:
-        removed = 0
-        with self.env.begin(write=True) as txn:
-            for record_id in ids:
-                key = _key(record_id)
-                raw = txn.get(key, db=self.db["meta"])
-                if raw is None:
-                    continue
-                meta = json.loads(raw)
-                for name in ("meta", "global", "cells", "hist"):
-                    txn.delete(key, db=self.db[name])
-                if txn.get(meta["path"].encode(), db=self.db["paths"]) == key:
-                    txn.delete(meta["path"].encode(), db=self.db["paths"])
-                txn.delete(meta["digest"].encode(), key, db=self.db["digests"])
-                removed += 1
-        return removed
-
-    def mark_skipped(self, skipped: list[SkippedFile]) -> None:
-        with self.env.begin(write=True) as txn:
-            for item in skipped:
-                value = {"reason": item.reason, "file_size": item.file_size, "mtime_ns": item.mtime_ns}
-                txn.put(item.path.encode(), json.dumps(value).encode(), db=self.db["skipped"])
-
-    def forget_skipped(self, paths: Iterable[str]) -> None:
-        with self.env.begin(write=True) as txn:
-            for path in paths:
-                txn.delete(path.encode(), db=self.db["skipped"])
-
-    def reserve_ids(self, count: int) -> int:
-        """The first of `count` fresh ids; ids are never reused, so a stale id never names a new image."""
-        with self.env.begin(write=True) as txn:
-            first = self._next_id(txn)
-            txn.put(b"next_id", str(first + count).encode(), db=self.db["info"])
-        return first
-
-    def _next_id(self, txn) -> int:
-        raw = txn.get(b"next_id", db=self.db["info"])
-        return int(raw) if raw else 0
-
-    # -- reading -------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        with self.env.begin() as txn:
-            return txn.stat(self.db["meta"])["entries"]
+    def _packed(self, txn, record_id: int) -> _Packed | None:
+        raw = txn.get(_key(int(record_id)), db=self.db["records"])
+        if raw is None:
+            return None
+        packed = _Packed(int(record_id), raw)
+        return packed if self._visible(packed) else None
 
     def get(self, record_id: int) -> ImageRecord:
-        with self.env.begin() as txn:
-            raw = txn.get(_key(record_id), db=self.db["meta"])
-        if raw is None:
-            raise KeyError(f"no image with id {record_id} in this index")
-        return ImageRecord(id=record_id, **json.loads(raw))
+        return self.get_many([record_id])[0]
 
     def get_many(self, ids: Iterable[int]) -> list[ImageRecord]:
-        with self.env.begin() as txn:
+        with self.env.begin(buffers=True) as txn:
             out = []
             for record_id in ids:
-                raw = txn.get(_key(int(record_id)), db=self.db["meta"])
-                if raw is None:
-                    raise KeyError(f"no image with id {record_id} in this index")
-                out.append(ImageRecord(id=int(record_id), **json.loads(raw)))
+                packed = self._packed(txn, record_id)
+                if packed is None:
+                    raise NotFoundError(f"no image with id {record_id} in this index")
+                out.append(packed.record(self.root))
         return out
 
+    def _scan(self) -> Iterator[_Packed]:
+        with self.env.begin(buffers=True) as txn:
+            for key, raw in txn.cursor(db=self.db["records"]):
+                packed = _Packed(_id(bytes(key)), raw)
+                if self._visible(packed):
+                    yield packed
+
     def records(self) -> Iterator[ImageRecord]:
-        with self.env.begin() as txn:
-            for key, raw in txn.cursor(db=self.db["meta"]):
-                yield ImageRecord(id=_id(key), **json.loads(raw))
+        for packed in self._scan():
+            yield packed.record(self.root)
+
+    def columns(self) -> RecordColumns:
+        rows = list(self._scan())
+        return RecordColumns(
+            ids=np.fromiter((p.id for p in rows), np.int64, len(rows)),
+            digests=np.array([p.digest.hex().encode() if any(p.digest) else b"" for p in rows], "S32"),
+            labels=np.fromiter((p.label for p in rows), np.int16, len(rows)),
+            predictions=np.fromiter((p.prediction for p in rows), np.int16, len(rows)),
+            confidences=np.fromiter((p.confidence for p in rows), np.float32, len(rows)),
+            predicted_labels=np.fromiter((p.source == 2 for p in rows), bool, len(rows)),
+            pixels=np.fromiter((p.width * p.height for p in rows), np.int64, len(rows)),
+            file_sizes=np.fromiter((p.file_size for p in rows), np.int64, len(rows)))
+
+    def _dups(self, txn, db: str, key: bytes) -> list[int]:
+        cursor = txn.cursor(db=self.db[db])
+        if not cursor.set_key(key):
+            return []
+        return [_id(bytes(value)) for value in cursor.iternext_dup()]
+
+    def id_of_path(self, path: str) -> int | None:
+        with self.env.begin(buffers=True) as txn:
+            for record_id in self._dups(txn, "paths", _relative(self.root, path).encode()):
+                if self._packed(txn, record_id) is not None:
+                    return record_id
+        return None
+
+    def ids_with_digest(self, digest: str) -> list[int]:
+        with self.env.begin(buffers=True) as txn:
+            return [i for i in self._dups(txn, "digests", bytes.fromhex(digest)) if self._packed(txn, i)]
 
     def file_states(self) -> dict[str, FileState]:
-        return {r.path: FileState(r.id, r.file_size, r.mtime_ns) for r in self.records()}
+        """Visible records by absolute path: what an incremental build compares the folder with."""
+        return {str(self.root / p.relative_path): FileState(p.id, p.file_size, p.mtime_ns) for p in self._scan()}
 
     def skipped(self) -> list[SkippedFile]:
         with self.env.begin() as txn:
-            return [SkippedFile(path=key.decode(), **json.loads(raw))
+            return [SkippedFile(path=str(self.root / key.decode()), **json.loads(raw))
                     for key, raw in txn.cursor(db=self.db["skipped"])]
 
-    def id_of_path(self, path: str) -> int | None:
+    def info(self, name: str, default=None):
         with self.env.begin() as txn:
-            key = txn.get(path.encode(), db=self.db["paths"])
-        return None if key is None else _id(key)
+            raw = txn.get(name.encode(), db=self.db["info"])
+        return default if raw is None else json.loads(raw)
 
-    def ids_with_digest(self, digest: str) -> list[int]:
-        with self.env.begin() as txn:
-            cursor = txn.cursor(db=self.db["digests"])
-            if not cursor.set_key(digest.encode()):
-                return []
-            return [_id(value) for value in cursor.iternext_dup()]
 
-    def global_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """All ids (sorted) and their global descriptors, in one scan."""
-        with self.env.begin() as txn:
-            count = txn.stat(self.db["global"])["entries"]
-            ids = np.empty(count, np.int64)
-            vectors = np.empty((count, dim), np.float32)
-            for row, (key, raw) in enumerate(txn.cursor(db=self.db["global"])):
-                ids[row] = _id(key)
-                vectors[row] = np.frombuffer(raw, np.float32)
-        return ids, vectors
+class MetadataWriter(MetadataReader):
+    """Writes for `IndexWriter`: records of the generation being built, removals, skipped files and the
+    pending-work state, each call one transaction. It reads as the generation being built."""
 
-    def global_vectors_of(self, ids: list[int], dim: int) -> np.ndarray:
-        with self.env.begin() as txn:
-            return np.array([np.frombuffer(txn.get(_key(i), db=self.db["global"]), np.float32) for i in ids],
-                            np.float32).reshape(len(ids), dim)
+    def __init__(self, path: Path, root: Path, generation: int):
+        super().__init__(path, root, generation, write=True)
 
-    def local_features(self, ids: Iterable[int], cells: int, cell_dim: int, bins: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Cell descriptors (n, cells, cell_dim) as float32 and histograms (n, cells, bins) for `ids`."""
-        ids = list(ids)
-        cell_out = np.empty((len(ids), cells, cell_dim), np.float16)
-        hist_out = np.empty((len(ids), cells, bins), np.float32)
-        with self.env.begin(buffers=True) as txn:
-            for row, record_id in enumerate(ids):
+    def _write(self, work):
+        """Run `work(txn)` in one write transaction, growing the map if it is full."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return work(txn)
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+    def _put_info(self, txn, name: str, value) -> None:
+        txn.put(name.encode(), json.dumps(value).encode(), db=self.db["info"])
+
+    def _get_info(self, txn, name: str, default=None):
+        raw = txn.get(name.encode(), db=self.db["info"])
+        return default if raw is None else json.loads(raw)
+
+    def add(self, records: list[ImageRecord], generation: int, info: dict) -> None:
+        """Store records added by `generation`, and set `info` entries, in one transaction."""
+
+        def work(txn):
+            for record in records:
+                relative = _relative(self.root, record.path)
+                key = _key(record.id)
+                txn.put(key, _pack(record, relative, generation), db=self.db["records"], append=False)
+                txn.put(relative.encode(), key, db=self.db["paths"])
+                if record.digest:
+                    txn.put(bytes.fromhex(record.digest), key, db=self.db["digests"])
+                txn.delete(relative.encode(), db=self.db["skipped"])
+            for name, value in info.items():
+                self._put_info(txn, name, value)
+
+        self._write(work)
+
+    def mark_removed(self, ids: Iterable[int], generation: int) -> list[ImageRecord]:
+        """Mark visible records removed as of `generation` (kept for readers of older generations);
+        returns their records. Ids the index does not show are ignored."""
+
+        def work(txn):
+            removed = []
+            for record_id in ids:
                 key = _key(int(record_id))
-                cell_out[row] = np.frombuffer(txn.get(key, db=self.db["cells"]), np.float16).reshape(cells, cell_dim)
-                hist_out[row] = np.frombuffer(txn.get(key, db=self.db["hist"]), np.float32).reshape(cells, bins)
-        return cell_out.astype(np.float32), hist_out
+                raw = txn.get(key, db=self.db["records"])
+                if raw is None:
+                    continue
+                packed = _Packed(int(record_id), raw)
+                if packed.removed or packed.added > generation:
+                    continue
+                txn.put(key, _pack(packed.record(self.root), packed.relative_path, packed.added, generation),
+                        db=self.db["records"])
+                txn.put(key, b"", db=self.db["removals"])
+                removed.append(packed.record(self.root))
+            return removed
+
+        return self._write(work)
+
+    def pending_removals(self) -> np.ndarray:
+        with self.env.begin() as txn:
+            return np.array(sorted(_id(k) for k, _ in txn.cursor(db=self.db["removals"])), np.int64)
+
+    def purge(self, ids: Iterable[int]) -> None:
+        """Delete records for good (after compaction dropped their rows), with their map entries."""
+
+        def work(txn):
+            for record_id in ids:
+                key = _key(int(record_id))
+                raw = txn.get(key, db=self.db["records"])
+                if raw is None:
+                    continue
+                packed = _Packed(int(record_id), raw)
+                txn.delete(key, db=self.db["records"])
+                txn.delete(packed.relative_path.encode(), key, db=self.db["paths"])
+                if any(packed.digest):
+                    txn.delete(packed.digest, key, db=self.db["digests"])
+
+        self._write(work)
+
+    def all_records(self, generation: int) -> Iterator[tuple[ImageRecord, int, int]]:
+        """(record, added, removed) for every stored record added by `generation` or earlier."""
+        with self.env.begin(buffers=True) as txn:
+            for key, raw in txn.cursor(db=self.db["records"]):
+                packed = _Packed(_id(bytes(key)), raw)
+                if packed.added <= generation:
+                    yield packed.record(self.root), packed.added, packed.removed
+
+    def set_info(self, **values) -> None:
+        self._write(lambda txn: [self._put_info(txn, name, value) for name, value in values.items()])
+
+    def forget_pending(self) -> None:
+        """The pending work is published (or abandoned): forget it."""
+
+        def work(txn):
+            txn.drop(self.db["removals"], delete=False)
+            txn.delete(b"pending", db=self.db["info"])
+
+        self._write(work)
+
+    def mark_skipped(self, skipped: list[SkippedFile]) -> None:
+        def work(txn):
+            for item in skipped:
+                value = {"reason": item.reason, "file_size": item.file_size, "mtime_ns": item.mtime_ns}
+                txn.put(_relative(self.root, item.path).encode(), json.dumps(value).encode(),
+                        db=self.db["skipped"])
+
+        self._write(work)
+
+    def forget_skipped(self, paths: Iterable[str]) -> None:
+        def work(txn):
+            for path in paths:
+                txn.delete(_relative(self.root, path).encode(), db=self.db["skipped"])
+
+        self._write(work)

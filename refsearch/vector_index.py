@@ -1,9 +1,13 @@
 """FAISS over the global descriptors: exact search inside chosen classes, and search across all of them.
 
-The class-restricted search is an inverted-file index whose lists are the 1000 classes, searched with
-the lists preassigned: a query scans exactly the images of the classes it names. The all-class search
-scans every list while the collection is small, and uses a k-means IVF index past
-`IndexConfig.exact_all_class_limit` images.
+Each segment's descriptors are one inverted file whose lists are the 1000 classes (the one stored copy of
+the global descriptors). A reader memory-maps every segment's file and stacks their lists into one view,
+so opening costs milliseconds whatever the size, and adding images is writing a new segment's file,
+never rebuilding the others. Removed images are tombstones, skipped through an id selector.
+
+A class-restricted search scans exactly the images of the classes it names. The all-class search scans
+every list while the collection is small; past `SearchSettings.exact_all_class_limit` it scans only the
+lists whose class mean is nearest the query: the classes are the inverted file's k-means.
 """
 from __future__ import annotations
 
@@ -12,89 +16,163 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from faiss.contrib.inspect_tools import get_invlist
 
 
-class GlobalIndex:
-    def __init__(self, by_class: faiss.IndexIVFFlat, all_classes: faiss.Index | None = None, nprobe: int = 32):
-        self.by_class = by_class
-        self.all_classes = all_classes
-        if all_classes is not None:
-            faiss.extract_index_ivf(all_classes).nprobe = nprobe
-        self._sizes = np.array([by_class.invlists.list_size(c) for c in range(by_class.nlist)], np.int64)
-
-    @property
-    def dim(self) -> int:
-        return self.by_class.d
-
-    @property
-    def ntotal(self) -> int:
-        return int(self.by_class.ntotal)
-
-    @property
-    def kind(self) -> str:
-        return "exact" if self.all_classes is None else "ivf"
-
-    def class_sizes(self) -> np.ndarray:
-        return self._sizes
-
-    @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, classes: np.ndarray, num_classes: int,
-              exact_limit: int, nprobe: int) -> "GlobalIndex":
-        dim = vectors.shape[1] if vectors.size else 1
-        quantizer = faiss.IndexFlatIP(dim)
-        # Lists are assigned by class, never by the quantizer; it only needs one centroid per list.
-        quantizer.add(np.zeros((num_classes, dim), np.float32))
-        by_class = faiss.IndexIVFFlat(quantizer, dim, num_classes, faiss.METRIC_INNER_PRODUCT)
-        by_class.own_fields = True
-        quantizer.this.disown()
-        if len(ids):
-            x = np.ascontiguousarray(vectors, np.float32)
-            xids = np.ascontiguousarray(ids, np.int64)
-            assign = np.ascontiguousarray(classes, np.int64)
-            by_class.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(xids), faiss.swig_ptr(assign))
-        all_classes = None
-        if len(ids) > exact_limit:
-            nlist = max(1, min(len(ids), int(4 * np.sqrt(len(ids)))))
-            all_classes = faiss.index_factory(dim, f"IDMap2,IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(0)
-            sample = vectors[rng.choice(len(vectors), min(len(vectors), 64 * nlist), replace=False)]
-            all_classes.train(np.ascontiguousarray(sample, np.float32))
-            all_classes.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.ascontiguousarray(ids, np.int64))
-        return cls(by_class, all_classes, nprobe)
-
-    def search(self, queries: np.ndarray, k: int, classes: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (similarities, ids) per query; ids are -1 where fewer than k images exist.
-        `classes=None` searches every class."""
-        queries = np.ascontiguousarray(queries, np.float32)
-        k = max(1, k)
-        if classes is None:
-            if self.all_classes is not None:
-                return self.all_classes.search(queries, k)
-            classes = np.flatnonzero(self._sizes).tolist()
-        if not classes:
-            return (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
-        self.by_class.nprobe = len(classes)
-        assign = np.tile(np.asarray(classes, np.int64), (len(queries), 1))
-        return self.by_class.search_preassigned(queries, k, assign, None)
-
-    def save(self, folder: Path, generation: int) -> dict[str, str | None]:
-        files = {"by_class": f"global-by-class.{generation}.faiss",
-                 "all_classes": f"global-all.{generation}.faiss" if self.all_classes is not None else None}
-        _write_atomic(self.by_class, folder / files["by_class"])
-        if self.all_classes is not None:
-            _write_atomic(self.all_classes, folder / files["all_classes"])
-        return files
-
-    @classmethod
-    def load(cls, folder: Path, files: dict[str, str | None], nprobe: int) -> "GlobalIndex":
-        by_class = faiss.read_index(str(folder / files["by_class"]))
-        all_classes = faiss.read_index(str(folder / files["all_classes"])) if files.get("all_classes") else None
-        return cls(by_class, all_classes, nprobe)
+def _empty_ivf(dim: int, centroids: np.ndarray) -> faiss.IndexIVFFlat:
+    quantizer = faiss.IndexFlatIP(dim)
+    quantizer.add(np.ascontiguousarray(centroids, np.float32))
+    index = faiss.IndexIVFFlat(quantizer, dim, len(centroids), faiss.METRIC_INNER_PRODUCT)
+    index.own_fields = True
+    quantizer.this.disown()
+    return index
 
 
-def _write_atomic(index: faiss.Index, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
+def write_class_partitioned(path: Path, vectors: np.ndarray, ids: np.ndarray, labels: np.ndarray,
+                            num_classes: int) -> None:
+    """Write `vectors` as an inverted file with one list per class (atomically)."""
+    dim = vectors.shape[1]
+    index = _empty_ivf(dim, np.zeros((num_classes, dim), np.float32))
+    if len(ids):
+        x = np.ascontiguousarray(vectors, np.float32)
+        xids = np.ascontiguousarray(ids, np.int64)
+        assign = np.ascontiguousarray(labels, np.int64)
+        index.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(xids), faiss.swig_ptr(assign))
+    temporary = Path(path).with_name(Path(path).name + ".tmp")
     faiss.write_index(index, str(temporary))
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+class ClassStats:
+    """Per-class sums and counts of the live global descriptors: the class sizes, and the class means
+    the all-class search probes."""
+
+    def __init__(self, sums: np.ndarray, counts: np.ndarray):
+        self.sums = sums
+        self.counts = counts
+
+    @classmethod
+    def empty(cls, num_classes: int, dim: int) -> "ClassStats":
+        return cls(np.zeros((num_classes, dim), np.float64), np.zeros(num_classes, np.int64))
+
+    def copy(self) -> "ClassStats":
+        return ClassStats(self.sums.copy(), self.counts.copy())
+
+    def add(self, vectors: np.ndarray, labels: np.ndarray, sign: int = 1) -> None:
+        np.add.at(self.sums, labels, sign * np.asarray(vectors, np.float64))
+        np.add.at(self.counts, labels, sign)
+
+    def centroids(self) -> np.ndarray:
+        means = self.sums / np.maximum(self.counts, 1)[:, None]
+        norms = np.linalg.norm(means, axis=1, keepdims=True)
+        return (means / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        temporary = Path(path).with_name(Path(path).name + ".tmp.npy")
+        np.save(temporary, np.concatenate([self.counts[:, None].astype(np.float64), self.sums], axis=1))
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "ClassStats":
+        data = np.load(path)
+        return cls(np.ascontiguousarray(data[:, 1:]), data[:, 0].astype(np.int64))
+
+
+class GlobalIndex:
+    """The published segments' inverted files, memory-mapped and stacked, less the tombstones."""
+
+    def __init__(self, faiss_paths: list[Path], stats: ClassStats, tombstones: np.ndarray, dim: int):
+        self.dim = dim
+        self.stats = stats
+        self.tombstones = np.asarray(tombstones, np.int64)
+        self._segments = [faiss.read_index(str(p), faiss.IO_FLAG_MMAP) for p in faiss_paths]
+        self._view = _empty_ivf(dim, stats.centroids())
+        if len(self._segments) == 1:
+            self._view.replace_invlists(self._segments[0].invlists, False)
+        elif self._segments:
+            self._stack = faiss.InvertedListsPtrVector()
+            for segment in self._segments:
+                self._stack.push_back(segment.invlists)
+            self._stacked = faiss.HStackInvertedLists(self._stack.size(), self._stack.data())
+            self._view.replace_invlists(self._stacked, False)
+        self._view.ntotal = sum(int(s.ntotal) for s in self._segments)
+        self._selector = None
+        if len(self.tombstones):
+            self._removed = faiss.IDSelectorBatch(self.tombstones)
+            self._selector = faiss.IDSelectorNot(self._removed)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.stats.counts.sum())
+
+    def class_sizes(self) -> np.ndarray:
+        return self.stats.counts
+
+    def _params(self, nprobe: int) -> faiss.SearchParametersIVF:
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        if self._selector is not None:
+            params.sel = self._selector
+        return params
+
+    def search(self, queries: np.ndarray, k: int, classes: list[int] | None,
+               probes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (similarities, ids) per query; ids are -1 (similarities -inf) where fewer than k images
+        exist. `classes`
+        names the classes to scan; None is every class, all of them or (with `probes`) the `probes`
+        classes whose mean is nearest each query."""
+        queries = np.ascontiguousarray(queries, np.float32)
+        n, k = len(queries), max(1, k)
+        if classes is None and probes is not None and self._segments:
+            similarities, ids = self._view.search(queries, k, params=self._params(min(probes, self._view.nlist)))
+            similarities[ids < 0] = -np.inf
+            return similarities, ids
+        if classes is None:
+            classes = np.flatnonzero(self.stats.counts).tolist()
+        similarities = np.full((n, k), -np.inf, np.float32)
+        ids = np.full((n, k), -1, np.int64)
+        if not classes or not self._segments:
+            return similarities, ids
+        assign = np.ascontiguousarray(np.tile(np.asarray(classes, np.int64), (n, 1)))
+        coarse = np.zeros(assign.shape, np.float32)
+        self._view.search_preassigned_c(n, faiss.swig_ptr(queries), k, faiss.swig_ptr(assign),
+                                        faiss.swig_ptr(coarse), faiss.swig_ptr(similarities), faiss.swig_ptr(ids),
+                                        False, self._params(len(classes)))
+        similarities[ids < 0] = -np.inf
+        return similarities, ids
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every live image's (id, global descriptor), ids ascending."""
+        id_parts, vector_parts = [], []
+        for segment in self._segments:
+            for list_number in range(segment.nlist):
+                if segment.invlists.list_size(list_number):
+                    ids, codes = get_invlist(segment.invlists, list_number)
+                    id_parts.append(np.array(ids))
+                    vector_parts.append(np.array(codes).view(np.float32).reshape(-1, self.dim))
+        if not id_parts:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        ids, vectors = np.concatenate(id_parts), np.concatenate(vector_parts)
+        keep = ~np.isin(ids, self.tombstones)
+        order = np.argsort(ids[keep], kind="stable")
+        return ids[keep][order], vectors[keep][order]
+
+    def vectors_of(self, ids: list[int], labels: list[int]) -> np.ndarray:
+        """The global descriptors of images known to be in the given classes (their stored labels)."""
+        out = np.empty((len(ids), self.dim), np.float32)
+        found = np.zeros(len(ids), bool)
+        for row, (image_id, label) in enumerate(zip(ids, labels)):
+            for segment in self._segments:
+                if segment.invlists.list_size(int(label)) == 0:
+                    continue
+                list_ids, codes = get_invlist(segment.invlists, int(label))
+                hits = np.flatnonzero(np.asarray(list_ids) == image_id)
+                if len(hits):
+                    out[row] = np.asarray(codes[hits[0]]).view(np.float32)
+                    found[row] = True
+                    break
+        if not found.all():
+            missing = [i for i, f in zip(ids, found) if not f]
+            raise KeyError(f"no global descriptor stored for ids {missing[:5]}")
+        return out

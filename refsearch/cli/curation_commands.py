@@ -82,7 +82,7 @@ def outliers_command(
                 found = opened.outliers(n, neighbours=neighbours)
                 if report:
                     nearest = {o.nearest_id for o in found if o.nearest_id >= 0}
-                    paths = {r.id: r.path for r in opened.store.get_many(sorted(nearest))}
+                    paths = {r.id: r.path for r in opened.records_of(sorted(nearest))}
                     write_outliers_report(report, found, f"Outliers in {opened.path}", paths)
     if as_json:
         print_json(found.to_records())
@@ -119,7 +119,7 @@ def clusters_command(
             found = opened.clusters(n, seed=seed)
             if report:
                 ids = {m for cluster in found for m in cluster.members[:show]}
-                paths = {r.id: r.path for r in opened.store.get_many(sorted(ids))}
+                paths = {r.id: r.path for r in opened.records_of(sorted(ids))}
                 write_clusters_report(report, found, f"Clusters of {opened.path}", paths, show)
     if as_json:
         print_json([{"number": c.number, "size": len(c), "cohesion": c.cohesion,

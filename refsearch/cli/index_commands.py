@@ -37,6 +37,8 @@ def build_index_command(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Discard an existing index at the output and "
                                  "start over (needed to change backbone, dimensions or source folder)."),
+    wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
+                              "to finish instead of stopping at once."),
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -48,10 +50,10 @@ def build_index_command(
     backbone's prediction.
     """
     with user_errors("run the same command again to resume the build"):
-        config = IndexConfig()
+        config, search = IndexConfig(), None
         if recipe:
             loaded = load_recipe(recipe)
-            config = loaded.config
+            config, search = loaded.config, loaded.search
             source = source or loaded.source
             output = output or loaded.output
             if source is None:
@@ -61,12 +63,16 @@ def build_index_command(
             raise ValueError(f"give a folder of images, or --recipe NAME (known: {', '.join(available_recipes())})")
         config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
-                              workers=workers, streams=streams, device=device, rebuild=rebuild, progress=not quiet)
+                              workers=workers, streams=streams, device=device, rebuild=rebuild, progress=not quiet,
+                              search=search, wait=wait, on_wait=lambda holder: note(f"waiting for {holder} to finish writing"))
+    for text in summary.notes:
+        note(text)
     if as_json:
         print_json(asdict(summary))
         return
     typer.echo(f"{summary.index}: {summary.images} images ({summary.added} added, {summary.removed} removed, "
-               f"{summary.unchanged} unchanged) in {summary.seconds:.1f} s, {summary.images_per_second} images/s")
+               f"{summary.unchanged} unchanged) in {summary.seconds:.1f} s, {summary.images_per_second} images/s; "
+               f"generation {summary.generation}" + (" (resumed an interrupted build)" if summary.resumed else ""))
     if summary.skipped_total:
         typer.echo(f"skipped {summary.skipped_total} unreadable files ({summary.skipped} new); reasons in "
                    f"{summary.report}")
@@ -126,22 +132,29 @@ def query_command(
 @app.command("info")
 def info_command(
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON, with `writer` (who is "
+                                 "writing the index now, or null) and `pending` (an interrupted build waits)."),
 ) -> None:
-    """Show how an index was built and what it holds."""
+    """Show how an index was built, what it holds, and whether a writer is at work on it."""
+    from ..status import index_status
+
     with user_errors():
-        with Index.open(resolve_index(index)) as opened:
-            manifest = opened.manifest
+        status = index_status(resolve_index(index))
+    manifest = status.manifest
     if as_json:
-        data = asdict(manifest)
-        data["config"] = manifest.config.to_dict()
-        print_json(data)
+        print_json({**manifest.to_dict(), "writer": status.writer, "pending": status.pending})
         return
-    config = manifest.config
-    typer.echo(f"{opened.path}: {manifest.images} images in {manifest.classes} classes, "
+    config, search = manifest.config, manifest.search
+    typer.echo(f"{status.path}: {manifest.images} images in {manifest.classes} classes, "
                f"{manifest.skipped} skipped; from {manifest.source}")
+    typer.echo(f"generation {manifest.generation}: {len(manifest.segments)} segments, {manifest.tombstones} removed "
+               f"images awaiting compaction")
     typer.echo(f"backbone {config.backbone} (weights {config.weights}), global {manifest.dims.get('global')}-d, "
                f"cells {config.grid}x{config.grid}x{manifest.dims.get('cell')}-d, PCA fitted on "
-               f"{manifest.dims.get('fitted_on')} images; all-class search: {manifest.search_kind}")
-    typer.echo(f"search defaults: {config.global_candidates} candidates, luminance weight "
-               f"{config.luminance_weight}; built with {manifest.versions}")
+               f"{manifest.dims.get('fitted_on')} images; all-class search: {manifest.search_kind()}")
+    typer.echo(f"search defaults: {search.global_candidates} candidates, luminance weight "
+               f"{search.luminance_weight}; built with {manifest.versions}")
+    if status.writer:
+        typer.echo(f"being written now by {status.writer}")
+    elif status.pending:
+        typer.echo("an interrupted build is pending: run the same `refsearch build-index` again to finish it")

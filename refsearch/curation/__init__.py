@@ -1,32 +1,31 @@
 """Dataset curation over an index: duplicates, outliers, label issues, clusters, subsets and export.
 
 Everything works from the stored global descriptors and a k-nearest-neighbour graph built through
-FAISS (`neighbours.py`), so nothing is n x n and a million images fit in memory. `CurationMixin` puts
-the calls on `refsearch.Index`; this package imports nothing from `refsearch.search`.
+FAISS (`neighbours.py`), so nothing is n x n and a million images fit in memory. A `Curator` works on
+anything that provides `CurationSource` (`refsearch.Index` does, and puts the calls on itself); this
+package imports nothing from `refsearch.search`.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from .. import classes
-from ..build import RECORDS_NAME, remove_images
+from ..errors import InvalidArgumentError
 from ..images import ImageSource
-from ..manifest import Manifest
-from ..store import RecordStore
-from ..vector_index import GlobalIndex
+from ..store import ImageRecord, RecordColumns
 from .clusters import default_cluster_count, kmeans_clusters
 from .duplicates import RowGroup, exact_duplicate_groups, near_duplicate_groups, pair_similarity
 from .export import EXPORT_LAYOUTS, EXPORT_MODES, ExportSummary, Subset
 from .neighbours import NeighbourGraph, neighbour_graph
 from .outliers import disputed_labels, outlier_scores
 from .results import Cluster, DuplicateGroup, DuplicateGroups, LabelIssue, Member, Neighbour, Outlier, Results
-from .table import RecordTable
 
 # Chosen for the best F1 on one half of the near-duplicate benchmark; see docs/curation.md.
 NEAR_DUPLICATE_THRESHOLD = 0.675
@@ -34,18 +33,40 @@ NEAR_DUPLICATE_THRESHOLD = 0.675
 GRAPH_NEIGHBOURS = 10
 
 
+class CurationSource(Protocol):
+    """What curation needs of an index."""
+
+    source_root: str
+
+    def records_of(self, ids: Iterable[int]) -> list[ImageRecord]: ...
+
+    def record_columns(self) -> RecordColumns: ...
+
+    def global_vectors(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def global_vectors_of(self, ids: Sequence[int]) -> np.ndarray: ...
+
+    def local_features(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def search_global(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def embed(self, images: Sequence[ImageSource]) -> list: ...
+
+
 @dataclass
 class _Descriptors:
-    table: RecordTable
+    table: RecordColumns
     vectors: np.ndarray  # global descriptors, rows as in `table`
     graph: NeighbourGraph | None = None
 
 
-class CurationMixin:
-    """Curation calls of `refsearch.Index` (which provides `path`, `manifest`, `store`, `global_index`
-    and `embed`). The descriptors and the neighbour graph are read once and reused across calls."""
+class Curator:
+    """Curation over one generation of an index. The descriptors and the neighbour graph are read once
+    and reused across calls."""
 
-    _curation: _Descriptors | None = None
+    def __init__(self, source: CurationSource):
+        self.source = source
+        self._curation: _Descriptors | None = None
 
     # -- duplicates ----------------------------------------------------------------------------
     def exact_duplicates(self) -> DuplicateGroups:
@@ -71,7 +92,7 @@ class CurationMixin:
         near-duplicates (at `duplicate_threshold`) do not count as its neighbours, and a group of copies
         is listed once, by the copy to keep (see `near_duplicates`)."""
         if n < 1:
-            raise ValueError("n must be at least 1")
+            raise InvalidArgumentError("n must be at least 1")
         data = self._curation_data()
         graph = self._graph(2 * neighbours)  # room for the neighbours that are copies
         copy_group = np.arange(len(data.table))
@@ -81,7 +102,7 @@ class CurationMixin:
         keepers = copy_group[np.argsort(-scored.scores, kind="stable")]
         _, first = np.unique(keepers, return_index=True)
         rows = keepers[np.sort(first)[:n]]
-        records = self.store.get_many(data.table.ids[rows])
+        records = self.source.records_of(data.table.ids[rows])
         nearest = scored.nearest[rows]
         return Results(
             Outlier(id=record.id, path=record.path, label=record.label,
@@ -101,7 +122,7 @@ class CurationMixin:
         evidence = disputed_labels(self._graph(neighbours), table.labels, table.predictions,
                                    table.confidences, table.predicted_labels, k=neighbours,
                                    min_confidence=min_confidence, min_agreement=min_agreement)
-        records = self.store.get_many(table.ids[evidence.rows])
+        records = self.source.records_of(table.ids[evidence.rows])
         wnids = classes.wnids()
         reasons = {(True, False): "prediction", (False, True): "neighbours",
                    (True, True): "prediction and neighbours"}
@@ -120,7 +141,7 @@ class CurationMixin:
         data = self._curation_data()
         count = default_cluster_count(len(data.table)) if n is None else n
         assignment = kmeans_clusters(data.vectors, count, seed=seed)
-        representatives = self.store.get_many(int(data.table.ids[rows[0]]) for rows in assignment.members)
+        representatives = self.source.records_of(int(data.table.ids[rows[0]]) for rows in assignment.members)
         return Results(
             Cluster(number=number, members=tuple(data.table.ids[rows].tolist()),
                     representative_path=record.path, cohesion=round(cohesion, 5))
@@ -131,17 +152,16 @@ class CurationMixin:
         """The k images most like an indexed image (by id, itself left out) or a new image (a path, PIL
         image or array), by the cosine of their global descriptors, across all classes."""
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise InvalidArgumentError("k must be at least 1")
         if isinstance(image_or_id, (int, np.integer)):
             own_id = int(image_or_id)
-            self.store.get(own_id)  # KeyError for an id the index does not hold
-            query = self.store.global_vectors_of([own_id], self.global_index.dim)
+            query = self.source.global_vectors_of([own_id])  # NotFoundError for an id not held
         else:
             own_id = None
-            query = self.embed([image_or_id])[0].descriptors.global_
-        similarities, ids = self.global_index.search(query, k + (own_id is not None), None)
+            query = self.source.embed([image_or_id])[0].descriptors.global_
+        similarities, ids = self.source.search_global(query, k + (own_id is not None))
         found = [(float(s), int(i)) for s, i in zip(similarities[0], ids[0]) if i >= 0 and i != own_id][:k]
-        records = self.store.get_many(i for _, i in found)
+        records = self.source.records_of(i for _, i in found)
         return Results(Neighbour(id=r.id, path=r.path, label=r.label, similarity=round(s, 5))
                        for (s, _), r in zip(found, records))
 
@@ -149,42 +169,27 @@ class CurationMixin:
     def subset(self, ids: Iterable[int] | None = None, *, exclude: Iterable[int] = ()) -> Subset:
         """The images with the given ids (default: all), less those in `exclude`, for `export`."""
         dropped = {int(i) for i in exclude}
-        chosen = (r.id for r in self.store.records()) if ids is None else ids
-        return Subset(self.store, self.manifest.source, (i for i in chosen if int(i) not in dropped))
+        chosen = self._curation_data().table.ids.tolist() if ids is None else ids
+        return Subset(self.source.records_of, self.source.source_root, (i for i in chosen if int(i) not in dropped))
 
     def export(self, destination: str | os.PathLike, mode: str = "copy", *,
                layout: str = "relative") -> ExportSummary:
         """Export every image of the index; see `Subset.export`."""
         return self.subset().export(destination, mode, layout=layout)
 
-    def remove(self, ids: Iterable[int]) -> int:
-        """Remove images from the index by id (their files stay on disk, and a later incremental build
-        does not add them back unless they change). Returns how many were removed."""
-        ids = list(ids)
-        self.store.close()  # LMDB allows one environment per file per process: reopen after writing
-        try:
-            removed = remove_images(self.path, ids)
-        finally:
-            self.store = RecordStore(Path(self.path) / RECORDS_NAME)
-            self.manifest = Manifest.load(self.path)
-            self.global_index = GlobalIndex.load(self.path, self.manifest.files,
-                                                 self.manifest.config.ivf_nprobe)
-            self._curation = None
-        return removed
-
     # -- shared --------------------------------------------------------------------------------
     def _curation_data(self) -> _Descriptors:
         if self._curation is None:
-            table = RecordTable.read(self.store)
-            ids, vectors = self.store.global_vectors(self.manifest.dims["global"])
+            table = self.source.record_columns()
+            ids, vectors = self.source.global_vectors()
             if not np.array_equal(ids, table.ids):
-                raise RuntimeError(f"{self.path}: records and descriptors disagree; rebuild the index")
+                raise RuntimeError("the index's records and descriptors disagree")
             self._curation = _Descriptors(table, vectors)
         return self._curation
 
     def _graph(self, k: int) -> NeighbourGraph:
         if k < 1:
-            raise ValueError("neighbours must be at least 1")
+            raise InvalidArgumentError("neighbours must be at least 1")
         data = self._curation_data()
         if data.graph is None or data.graph.k < min(k, len(data.table) - 1):
             data.graph = neighbour_graph(data.table.ids, data.vectors, max(k, GRAPH_NEIGHBOURS))
@@ -192,22 +197,21 @@ class CurationMixin:
 
     def _near_duplicate_groups(self, threshold: float, neighbours: int) -> list[RowGroup]:
         if not -1.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold is a similarity from -1 to 1 (got {threshold})")
+            raise InvalidArgumentError(f"threshold is a similarity from -1 to 1 (got {threshold})")
         data = self._curation_data()
         similarity_of = partial(pair_similarity, vectors=data.vectors, read_cells=self._read_cells)
         return near_duplicate_groups(self._graph(neighbours), data.table, threshold, similarity_of)
 
     def _read_cells(self, rows: np.ndarray) -> np.ndarray:
         ids = self._curation_data().table.ids[rows]
-        cells, _ = self.store.local_features(ids, self.config.grid ** 2, self.manifest.dims["cell"],
-                                             self.config.hist_bins)
+        cells, _ = self.source.local_features(ids)
         return cells
 
     def _duplicate_groups(self, found: list[RowGroup]) -> DuplicateGroups:
         table = self._curation_data().table
         groups = []
         for group in found:
-            records = self.store.get_many(table.ids[group.rows].tolist())
+            records = self.source.records_of(table.ids[group.rows].tolist())
             members = tuple(Member(id=r.id, path=r.path, label=r.label, similarity=round(float(s), 5),
                                    width=r.width, height=r.height)
                             for r, s in zip(records, group.similarities))
@@ -217,6 +221,6 @@ class CurationMixin:
         return DuplicateGroups(sorted(groups, key=lambda g: (-len(g), g.representative.id)))
 
 
-__all__ = ["EXPORT_LAYOUTS", "EXPORT_MODES", "NEAR_DUPLICATE_THRESHOLD", "Cluster", "CurationMixin",
+__all__ = ["EXPORT_LAYOUTS", "EXPORT_MODES", "NEAR_DUPLICATE_THRESHOLD", "Cluster", "CurationSource", "Curator",
            "DuplicateGroup", "DuplicateGroups", "ExportSummary", "LabelIssue", "Member", "Neighbour",
            "Outlier", "Results", "Subset"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from .neighbours import QUERY_BLOCK
 
 
@@ -25,7 +26,7 @@ def kmeans_clusters(vectors: np.ndarray, n: int, *, seed: int = 0,
     vectors per centre, so the cost grows with n, not with the collection."""
     count, dim = vectors.shape
     if not 1 <= n <= count:
-        raise ValueError(f"cannot make {n} clusters of {count} images; ask for 1 to {count}")
+        raise InvalidArgumentError(f"cannot make {n} clusters of {count} images; ask for 1 to {count}")
     vectors = np.ascontiguousarray(vectors, np.float32)
     kmeans = faiss.Kmeans(dim, n, niter=iterations, seed=seed, spherical=True, verbose=False,
                           min_points_per_centroid=1)

@@ -22,7 +22,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .neighbours import NeighbourGraph
-from .table import RecordTable
+from ..store import RecordColumns
 
 PAIR_BLOCK = 4096
 
@@ -38,7 +38,7 @@ class RowGroup:
     similarities: np.ndarray  # of each row to the keeper
 
 
-def exact_duplicate_groups(table: RecordTable) -> list[RowGroup]:
+def exact_duplicate_groups(table: RecordColumns) -> list[RowGroup]:
     """Rows sharing a file digest, per digest held more than once."""
     known = np.flatnonzero(table.digests != b"")
     _, inverse, counts = np.unique(table.digests[known], return_inverse=True, return_counts=True)
@@ -66,7 +66,7 @@ def pair_similarity(a: np.ndarray, b: np.ndarray, vectors: np.ndarray, read_cell
     return np.minimum(similarity / 2, 1.0)
 
 
-def near_duplicate_groups(graph: NeighbourGraph, table: RecordTable, threshold: float,
+def near_duplicate_groups(graph: NeighbourGraph, table: RecordColumns, threshold: float,
                           similarity_of: PairSimilarity) -> list[RowGroup]:
     """Groups of rows whose `similarity_of` with the group's keeper reaches `threshold`, found among
     the neighbour graph's links."""
@@ -76,7 +76,7 @@ def near_duplicate_groups(graph: NeighbourGraph, table: RecordTable, threshold: 
     return groups
 
 
-def keeper_first(rows: np.ndarray, table: RecordTable) -> np.ndarray:
+def keeper_first(rows: np.ndarray, table: RecordColumns) -> np.ndarray:
     """The rows with the one to keep first: the most pixels, then the largest file, then the lowest id;
     the rest follow in id order."""
     best = min(rows.tolist(), key=lambda r: (-table.pixels[r], -table.file_sizes[r], table.ids[r]))
@@ -102,7 +102,7 @@ def _linked_components(graph: NeighbourGraph, threshold: float,
     return [linked[order[bounds[c]:bounds[c + 1]]] for c in range(count)]
 
 
-def _split_around_keepers(component: np.ndarray, table: RecordTable, threshold: float,
+def _split_around_keepers(component: np.ndarray, table: RecordColumns, threshold: float,
                           similarity_of: PairSimilarity) -> list[RowGroup]:
     groups = []
     remaining = component

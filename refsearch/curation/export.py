@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import classes
-from ..store import ImageRecord, RecordStore
+from ..errors import InvalidArgumentError
+from ..store import ImageRecord
 
 EXPORT_MODES = ("copy", "symlink", "list")
 EXPORT_LAYOUTS = ("relative", "flat")
@@ -30,8 +31,9 @@ class ExportSummary:
 class Subset:
     """Some images of an index, by id (in the order given, each once), ready to export."""
 
-    def __init__(self, store: RecordStore, source_root: str | os.PathLike, ids: Iterable[int]):
-        self._store = store
+    def __init__(self, read_records: Callable[[Iterable[int]], list[ImageRecord]], source_root: str | os.PathLike,
+                 ids: Iterable[int]):
+        self._read_records = read_records
         self.source_root = Path(source_root)
         self.ids: tuple[int, ...] = tuple(dict.fromkeys(int(i) for i in ids))
         self._records: list[ImageRecord] | None = None
@@ -46,9 +48,9 @@ class Subset:
         return f"Subset({len(self)} images of {str(self.source_root)!r})"
 
     def records(self) -> list[ImageRecord]:
-        """The subset's records; KeyError for an id the index does not hold."""
+        """The subset's records; NotFoundError for an id the index does not hold."""
         if self._records is None:
-            self._records = self._store.get_many(self.ids)
+            self._records = self._read_records(self.ids)
         return self._records
 
     def paths(self) -> list[str]:
@@ -68,9 +70,9 @@ class Subset:
         prefix so that indexing the export finds the same labels). mode "list" writes a text file of
         the absolute paths, one per line."""
         if mode not in EXPORT_MODES:
-            raise ValueError(f"unknown export mode {mode!r}; use one of {', '.join(EXPORT_MODES)}")
+            raise InvalidArgumentError(f"unknown export mode {mode!r}; use one of {', '.join(EXPORT_MODES)}")
         if layout not in EXPORT_LAYOUTS:
-            raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(EXPORT_LAYOUTS)}")
+            raise InvalidArgumentError(f"unknown layout {layout!r}; use one of {', '.join(EXPORT_LAYOUTS)}")
         destination = Path(destination)
         taken = destination.is_dir() and any(destination.iterdir())
         if taken or destination.is_file() or destination.is_symlink():

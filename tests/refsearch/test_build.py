@@ -14,9 +14,11 @@ from PIL import Image
 import refsearch
 from refsearch import build, images
 from refsearch.build import remove_images
-from refsearch.config import ConfigMismatchError, IndexConfig
+from refsearch.config import IndexConfig, SearchSettings
+from refsearch.errors import ConfigMismatchError, IndexStateError
 from refsearch.images import file_digest
-from refsearch.manifest import IndexStateError, Manifest
+from refsearch.manifest import Manifest
+from refsearch.status import index_status
 
 DEMO = Path(__file__).resolve().parents[2] / "index_builds" / "demo" / "photos"
 
@@ -81,14 +83,17 @@ def test_summary_manifest_and_files_of_a_fresh_build(tree_build, efficientnet_st
     assert (summary.skipped, summary.skipped_total, summary.report) == (0, 0, None)
     assert summary.index == str(output) and summary.search_kind == "exact"
     manifest = Manifest.load(output)
-    assert manifest.state == "complete" and manifest.images == 6 and manifest.generation == 1
+    assert manifest.images == 6 and manifest.generation == 1 and len(manifest.segments) == 1
     assert manifest.config.weights == refsearch.backbones.state_fingerprint(efficientnet_state)
     # six images cannot fit 128 global PCA components: the global descriptor is kept whole
     assert manifest.dims == {"global": 1280, "cell": 64, "fitted_on": 6}
     assert manifest.classes == 5  # the two cats share a folder label
     assert {"refsearch", "torch", "faiss"} <= set(manifest.versions)
-    assert (output / "records.lmdb").is_dir() and (output / "projections.npz").is_file()
-    assert (output / manifest.files["by_class"]).is_file() and manifest.files["all_classes"] is None
+    assert (output / "metadata.lmdb").is_dir() and (output / "projections.npz").is_file()
+    assert (output / manifest.files["class_stats"]).is_file() and "tombstones" not in manifest.files
+    segment = output / "segments" / manifest.segments[0].name
+    assert sorted(p.name for p in segment.iterdir()) == ["cells.f16", "global.faiss", "hist.u16"]
+    assert not (output / "pca-sample").exists()
     assert not (output / "skipped.tsv").exists()
 
 
@@ -125,7 +130,7 @@ def test_a_different_configuration_or_source_is_refused_and_leaves_the_index_int
     with pytest.raises(ConfigMismatchError, match=r"indexes .*photos, not .*other; pass --rebuild"):
         _build(other, output)
     manifest = Manifest.load(output)
-    assert manifest.state == "complete" and manifest.images == 6 and manifest.generation == 1
+    assert manifest.images == 6 and manifest.generation == 1
 
 
 def test_rebuild_replaces_an_index_built_another_way(tree, tree_build, tmp_path):
@@ -167,9 +172,8 @@ def test_parallel_forward_streams_store_what_one_stream_stores_and_restore_torch
     with (refsearch.Index.open(tree_build[0]) as one, refsearch.Index.open(tmp_path / "streams.index") as three):
         assert [(r.id, r.path, r.prediction) for r in one.records()] == \
                [(r.id, r.path, r.prediction) for r in three.records()]
-        dim = one.manifest.dims["global"]
-        ids_one, vectors_one = one.store.global_vectors(dim)
-        ids_three, vectors_three = three.store.global_vectors(dim)
+        ids_one, vectors_one = one.global_vectors()
+        ids_three, vectors_three = three.global_vectors()
         np.testing.assert_array_equal(ids_one, ids_three)
         np.testing.assert_allclose(vectors_three, vectors_one, atol=1e-4)
 
@@ -188,7 +192,7 @@ class _Crash:
         return self.real(*args, **kwargs)
 
 
-def test_an_interrupted_build_refuses_to_open_and_resuming_equals_a_clean_build(
+def test_an_interrupted_build_leaves_the_last_generation_and_resuming_equals_a_clean_build(
         tmp_path, copy_photos, monkeypatch, spy_decodes):
     photos = copy_photos(tmp_path / "photos", 10)
     # PCA fitted on 4 images (sampled from the whole list); then batches of 4: the fit sample,
@@ -199,11 +203,12 @@ def test_an_interrupted_build_refuses_to_open_and_resuming_equals_a_clean_build(
     with pytest.raises(KeyboardInterrupt):
         _build(tmp_path / "photos", tmp_path / "crashed.index", config, batch_size=4)
     monkeypatch.setattr(build, "extract", crash.real)
-    assert Manifest.load(tmp_path / "crashed.index").state == "building"
-    with pytest.raises(IndexStateError, match=r"unfinished build \(interrupted\?\); run the same "
-                                              r"`refsearch build-index` again"):
-        refsearch.Index.open(tmp_path / "crashed.index")
-    with pytest.raises(IndexStateError, match="unfinished build"):
+    # readers see the generation published before the build (a new index: empty)
+    with refsearch.Index.open(tmp_path / "crashed.index") as before:
+        assert len(before) == 0 and before.generation == 0
+    status = index_status(tmp_path / "crashed.index")
+    assert status.pending and status.writer is None
+    with pytest.raises(IndexStateError, match="interrupted build; run the same `refsearch build-index`"):
         remove_images(tmp_path / "crashed.index", [0])
 
     spy_decodes.clear()
@@ -293,12 +298,10 @@ def test_an_empty_folder_builds_an_empty_index(tmp_path):
 
 def test_large_collections_switch_the_all_class_search_to_ivf(tmp_path, copy_photos, demo_photos):
     copy_photos(tmp_path / "photos", 18)
-    summary = _build(tmp_path / "photos", tmp_path / "ivf.index", IndexConfig(exact_all_class_limit=17))
+    summary = _build(tmp_path / "photos", tmp_path / "ivf.index", search=SearchSettings(exact_all_class_limit=17))
     assert summary.search_kind == "ivf"
-    manifest = Manifest.load(tmp_path / "ivf.index")
-    assert (tmp_path / "ivf.index" / manifest.files["all_classes"]).is_file()
     with refsearch.Index.open(tmp_path / "ivf.index") as index:
-        assert index.global_index.kind == "ivf"
+        assert index.manifest.search_kind() == "ivf"
         for photo in demo_photos[:18:6]:
             response = index.search(photo, k=3, any_class=True, exclude_self=True)
             assert len(response) == 3
@@ -354,8 +357,7 @@ def test_unreadable_files_are_skipped_reported_and_remembered(tmp_path, copy_pho
     assert sorted(rows) == sorted(str((source / name).resolve()) for name in bad)
     for name, reason in bad.items():
         assert rows[str((source / name).resolve())].startswith(reason)
-    manifest = Manifest.load(tmp_path / "x.index")
-    assert manifest.state == "complete" and manifest.skipped == 4
+    assert Manifest.load(tmp_path / "x.index").skipped == 4
 
     # known-bad files are not tried again while unchanged
     spy_decodes.clear()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from refsearch.config import IndexConfig
+from refsearch.config import IndexConfig, SearchSettings
 from refsearch.recipes import available_recipes, load_recipe, recipe_folders
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +36,8 @@ def test_a_recipe_file_by_path_with_relative_source_and_defaults(tmp_path):
     assert recipe.name == "mine" and recipe.description == ""
     assert recipe.source == tmp_path / "photos"
     assert recipe.output == tmp_path / "mine.index"
-    assert recipe.config == IndexConfig(global_dim=32, luminance_weight=0.5)
+    assert recipe.config == IndexConfig(global_dim=32)
+    assert recipe.search == SearchSettings(luminance_weight=0.5)
 
 
 def test_home_is_expanded_in_sources(tmp_path, monkeypatch):

@@ -13,8 +13,8 @@ from PIL import Image
 
 import refsearch
 from refsearch import classes
-from refsearch.config import ConfigMismatchError, IndexConfig
-from refsearch.manifest import IndexStateError
+from refsearch.config import IndexConfig, SearchSettings
+from refsearch.errors import ConfigMismatchError, IndexStateError, InvalidArgumentError
 
 DEMO = Path(__file__).resolve().parents[2] / "index_builds" / "demo" / "photos"
 PUG, TABBY, BANANA, VOLCANO = "n02110958", "n02123045", "n07753592", "n09472597"
@@ -222,8 +222,11 @@ def test_only_the_global_candidates_are_re_ranked(grouped, degrade):
     reranked = grouped.search(query, k=5, any_class=True, global_candidates=5)
     assert {r.id for r in reranked} == {r.id for r in global_top5}
     assert [r.score for r in reranked] == sorted(r.score for r in reranked)
-    # asking for more results than candidates raises the candidates to k
-    assert len(grouped.search(query, k=8, any_class=True, global_candidates=2)) == 8
+    # fewer candidates than results cannot be re-ranked into them
+    with pytest.raises(InvalidArgumentError, match=r"global candidates \(2\) must be at least k \(8\)"):
+        grouped.search(query, k=8, any_class=True, global_candidates=2)
+    with pytest.raises(InvalidArgumentError, match="luminance_weight must be at least 0"):
+        grouped.search(query, k=2, luminance_weight=-0.5)
 
 
 def test_search_batch_answers_each_query_as_search_does(grouped, grouped_root, degrade):
@@ -269,10 +272,11 @@ def test_open_refuses_another_backbone_or_configuration(demo_index_path):
         refsearch.Index.open(demo_index_path, backbone="vgg19")
     with pytest.raises(ConfigMismatchError, match=r"global_dim: 128 vs 64; cell_dim: 64 vs 32"):
         refsearch.Index.open(demo_index_path, config=IndexConfig(global_dim=64, cell_dim=32))
-    # the same configuration (search defaults may differ) and the same backbone are accepted
-    same = refsearch.Index.open(demo_index_path, backbone="efficientnet-lite2",
-                                config=IndexConfig(luminance_weight=0.5, global_candidates=50))
+    # the same configuration and backbone are accepted, with other search defaults for the session
+    same = refsearch.Index.open(demo_index_path, backbone="efficientnet-lite2", config=IndexConfig(),
+                                search=SearchSettings(luminance_weight=0.5, global_candidates=50))
     assert len(same) == 37
+    assert same.search(DEMO / "n02110958_pug.jpg", k=2).params["luminance_weight"] == 0.5
     same.close()
 
 
@@ -296,7 +300,7 @@ def _damaged_copy(index_path: Path, folder: Path, change) -> Path:
 
 def test_open_refuses_an_index_whose_manifest_disagrees_with_its_stores(tmp_path, demo_index_path):
     copy = _damaged_copy(demo_index_path, tmp_path, lambda m: m.update(images=40))
-    expected = r"inconsistent \(manifest lists 40 images, the stores hold 37 and 37\)"
+    expected = r"inconsistent \(the manifest lists 40 images, its class statistics 37\)"
     with pytest.raises(IndexStateError, match=expected):
         refsearch.Index.open(copy)
 
@@ -313,9 +317,10 @@ def test_open_refuses_missing_unfinished_and_damaged_indexes(tmp_path, demo_inde
 
     with pytest.raises(IndexStateError, match="has index format 99.*--rebuild"):
         refsearch.Index.open(damaged(lambda m: m.update(format_version=99)))
-    with pytest.raises(IndexStateError, match="unfinished build"):
-        refsearch.Index.open(damaged(lambda m: m.update(state="building")))
-    with pytest.raises(ConfigMismatchError, match="unknown config fields"):
+    # an index from before segments and generations names the command that rebuilds it
+    with pytest.raises(IndexStateError, match=r"has index format 1, .*`refsearch build-index \S+ -o \S+ --rebuild`"):
+        refsearch.Index.open(damaged(lambda m: m.update(format_version=1)))
+    with pytest.raises(ConfigMismatchError, match="unknown build setting fields"):
         refsearch.Index.open(damaged(lambda m: m["config"].update(colour_space="lab")))
     unreadable = damaged(lambda m: None)
     (unreadable / "manifest.json").write_text("{ not json")

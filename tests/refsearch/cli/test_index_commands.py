@@ -126,7 +126,8 @@ def test_info_text_and_json(built):
     assert "backbone efficientnet-lite2 (weights " in result.stdout
     assert "cells 7x7x64-d" in result.stdout and "all-class search: exact" in result.stdout
     data = json.loads(run("info", "--index", built, "--json").stdout)
-    assert data["images"] == 20 and data["state"] == "complete"
+    assert data["images"] == 20 and data["generation"] >= 1
+    assert data["writer"] is None and data["pending"] is False
     assert data["config"]["backbone"] == "efficientnet-lite2" and data["config"]["global_dim"] == 128
     assert data["dims"] == {"global": 1280, "cell": 64, "fitted_on": 20}
 
@@ -189,7 +190,9 @@ def test_an_interrupted_build_exits_130_and_resumes(tmp_path, copy_photos, monke
     assert result.exit_code == 130
     assert result.stderr == "interrupted: run the same command again to resume the build\n"
     monkeypatch.setattr(build, "extract", real)
-    assert_user_error(run("info", "--index", tmp_path / "x.index"), "unfinished build", "build-index")
+    info = run("info", "--index", tmp_path / "x.index")
+    assert info.exit_code == 0 and "an interrupted build is pending: run the same `refsearch build-index`" in info.stdout
+    assert json.loads(run("info", "--index", tmp_path / "x.index", "--json").stdout)["pending"] is True
     result = run("build-index", tmp_path / "photos", "-o", tmp_path / "x.index", "-q", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["images"] == 3
 

@@ -8,15 +8,15 @@ from refsearch.curation.clusters import kmeans_clusters
 from refsearch.curation.duplicates import exact_duplicate_groups, near_duplicate_groups
 from refsearch.curation.neighbours import neighbour_graph
 from refsearch.curation.outliers import outlier_scores
-from refsearch.curation.table import RecordTable
+from refsearch.store import RecordColumns
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _table(n: int, pixels=None, digests=None) -> RecordTable:
-    return RecordTable(ids=np.arange(100, 100 + n), digests=np.array(digests or [b""] * n, "S32"),
+def _table(n: int, pixels=None, digests=None) -> RecordColumns:
+    return RecordColumns(ids=np.arange(100, 100 + n), digests=np.array(digests or [b""] * n, "S32"),
                        labels=np.zeros(n, np.int16), predictions=np.zeros(n, np.int16),
                        confidences=np.ones(n, np.float32), predicted_labels=np.zeros(n, bool),
                        pixels=np.array(pixels or [100] * n, np.int64), file_sizes=np.full(n, 10, np.int64))

@@ -1,0 +1,206 @@
+"""Segments: the stored descriptors of a run of images, as fixed-width arrays on disk.
+
+A segment is appended batch by batch while it is being built (its committed row count lives in the
+metadata store, so a crash leaves at most some uncommitted bytes, cut off on resume), then published
+once and never changed: readers memory-map it. Rows hold, for each image,
+
+- the cell descriptors as float16 (`cells.f16`, cells x cell_dim),
+- the cell luminance histograms as uint16 counts scaled to a maximum of 65535 (`hist.u16`): the
+  histogram correlation is scale-free, so this keeps it within about 1e-5 of the float histogram's,
+- while building only: the global descriptor (`global.f32`) and the class (`labels.u16`), which go into
+  the segment's class-partitioned FAISS file (`global.faiss`) when it is published.
+
+A segment covers ids `first_id ... first_id + rows - 1`, one row each, unless it was merged by a
+compaction that dropped removed rows; then `ids.i64` lists its rows' ids.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import layout
+
+HIST_SCALE = 65535
+_LABELS = "labels.u16"
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """A segment as the manifest lists it."""
+
+    name: str
+    first_id: int
+    rows: int
+    contiguous: bool = True
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "first_id": self.first_id, "rows": self.rows, "contiguous": self.contiguous}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SegmentInfo":
+        return cls(data["name"], int(data["first_id"]), int(data["rows"]), bool(data.get("contiguous", True)))
+
+
+@dataclass(frozen=True)
+class RowShape:
+    cells: int
+    cell_dim: int
+    bins: int
+    global_dim: int
+
+    @property
+    def cell_bytes(self) -> int:
+        return self.cells * self.cell_dim * 2
+
+    @property
+    def hist_bytes(self) -> int:
+        return self.cells * self.bins * 2
+
+
+def quantize_histograms(histograms: np.ndarray) -> np.ndarray:
+    """(n, cells, bins) float histograms to uint16, each cell scaled so its largest bin is 65535."""
+    peak = histograms.max(axis=-1, keepdims=True)
+    scaled = histograms / np.where(peak > 0, peak, 1.0) * HIST_SCALE
+    return np.rint(scaled).astype(np.uint16)
+
+
+def histograms_from_stored(stored: np.ndarray) -> np.ndarray:
+    counts = stored.astype(np.float32)
+    total = counts.sum(axis=-1, keepdims=True)
+    return counts / np.where(total > 0, total, 1.0)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SegmentAppender:
+    """Appends rows to a segment being built. Opening cuts off bytes past the `rows` committed."""
+
+    FILES = (layout.CELLS, layout.HISTOGRAMS, layout.GLOBAL_RAW, _LABELS)
+
+    def __init__(self, folder: Path, info: SegmentInfo, shape: RowShape):
+        self.folder = Path(folder)
+        self.info = info
+        self.shape = shape
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._row_bytes = {layout.CELLS: shape.cell_bytes, layout.HISTOGRAMS: shape.hist_bytes,
+                           layout.GLOBAL_RAW: shape.global_dim * 4, _LABELS: 2}
+        self._handles = {}
+        for name in self.FILES:
+            path = self.folder / name
+            with open(path, "ab"):
+                pass
+            handle = open(path, "r+b")
+            handle.truncate(info.rows * self._row_bytes[name])
+            handle.seek(0, os.SEEK_END)
+            self._handles[name] = handle
+
+    @property
+    def rows(self) -> int:
+        return self.info.rows
+
+    def append(self, global_vectors: np.ndarray, cells: np.ndarray, histograms: np.ndarray,
+               labels: np.ndarray) -> SegmentInfo:
+        """Write rows (not yet committed: the caller commits the returned row count with their records)."""
+        arrays = {layout.CELLS: np.ascontiguousarray(cells, np.float16),
+                  layout.HISTOGRAMS: quantize_histograms(histograms),
+                  layout.GLOBAL_RAW: np.ascontiguousarray(global_vectors, np.float32),
+                  _LABELS: np.ascontiguousarray(labels, np.uint16)}
+        for name, array in arrays.items():
+            handle = self._handles[name]
+            handle.write(array.tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.info = SegmentInfo(self.info.name, self.info.first_id, self.info.rows + len(global_vectors))
+        return self.info
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
+
+
+def publish_segment(folder: Path, info: SegmentInfo, shape: RowShape, num_classes: int) -> None:
+    """Write the segment's FAISS file from its build-time global descriptors (idempotent)."""
+    from .vector_index import write_class_partitioned
+
+    folder = Path(folder)
+    if (folder / layout.GLOBAL_FAISS).exists() and not (folder / layout.GLOBAL_RAW).exists():
+        return
+    vectors = np.fromfile(folder / layout.GLOBAL_RAW, np.float32, info.rows * shape.global_dim)
+    labels = np.fromfile(folder / _LABELS, np.uint16, info.rows).astype(np.int64)
+    ids = np.arange(info.first_id, info.first_id + info.rows, dtype=np.int64)
+    write_class_partitioned(folder / layout.GLOBAL_FAISS, vectors.reshape(info.rows, shape.global_dim), ids,
+                            labels, num_classes)
+    for name in (layout.CELLS, layout.HISTOGRAMS):
+        _fsync(folder / name)
+
+
+def drop_build_files(folder: Path) -> None:
+    """The build-time copies go once the FAISS file holds the global descriptors."""
+    for name in (layout.GLOBAL_RAW, _LABELS):
+        (Path(folder) / name).unlink(missing_ok=True)
+
+
+def build_time_vectors(folder: Path, info: SegmentInfo, shape: RowShape) -> tuple[np.ndarray, np.ndarray]:
+    """(global descriptors, class labels) of a segment not yet published."""
+    vectors = np.fromfile(Path(folder) / layout.GLOBAL_RAW, np.float32, info.rows * shape.global_dim)
+    labels = np.fromfile(Path(folder) / _LABELS, np.uint16, info.rows).astype(np.int64)
+    return vectors.reshape(info.rows, shape.global_dim), labels
+
+
+def write_merged(folder: Path, info: SegmentInfo, ids: np.ndarray, cells: np.ndarray, stored_hist: np.ndarray,
+                 vectors: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
+    """A compacted segment, written whole: rows in id order, with its ids file."""
+    from .vector_index import write_class_partitioned
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in ((layout.CELLS, np.ascontiguousarray(cells, np.float16)),
+                        (layout.HISTOGRAMS, np.ascontiguousarray(stored_hist, np.uint16)),
+                        (layout.IDS, np.ascontiguousarray(ids, np.int64))):
+        array.tofile(folder / name)
+        _fsync(folder / name)
+    write_class_partitioned(folder / layout.GLOBAL_FAISS, vectors, ids, labels, num_classes)
+
+
+class Segment:
+    """A published segment, memory-mapped for reading."""
+
+    def __init__(self, folder: Path, info: SegmentInfo, shape: RowShape):
+        self.folder = Path(folder)
+        self.info = info
+        self.shape = shape
+        rows = info.rows
+        self.cells = np.memmap(self.folder / layout.CELLS, np.float16, "r", shape=(rows, shape.cells, shape.cell_dim)) \
+            if rows else np.empty((0, shape.cells, shape.cell_dim), np.float16)
+        self.histograms = np.memmap(self.folder / layout.HISTOGRAMS, np.uint16, "r", shape=(rows, shape.cells, shape.bins)) \
+            if rows else np.empty((0, shape.cells, shape.bins), np.uint16)
+        self.ids = None if info.contiguous else np.fromfile(self.folder / layout.IDS, np.int64, rows)
+
+    @property
+    def last_id(self) -> int:
+        if self.info.contiguous:
+            return self.info.first_id + self.info.rows - 1
+        return int(self.ids[-1]) if len(self.ids) else self.info.first_id - 1
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        if self.ids is None:
+            return ids - self.info.first_id
+        return np.searchsorted(self.ids, ids)
+
+    def row_ids(self) -> np.ndarray:
+        if self.ids is None:
+            return np.arange(self.info.first_id, self.info.first_id + self.info.rows, dtype=np.int64)
+        return self.ids
+
+    def faiss_path(self) -> Path:
+        return self.folder / layout.GLOBAL_FAISS

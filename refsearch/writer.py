@@ -1,0 +1,426 @@
+"""`IndexWriter`: the one object that changes an index (build, update, remove, compact).
+
+It holds the index's writer lock while open. Everything it writes goes into the *pending* generation:
+new segments appended batch by batch, each batch committed with its records in one LMDB transaction,
+and removals marked in the records. `publish()` writes the new segments' FAISS files, the class
+statistics and tombstones, and then replaces the manifest atomically: readers that opened the previous
+generation keep answering from it, and a reader opened afterwards sees the new one.
+
+A writer that dies leaves its pending work committed up to its last batch; the next writer resumes it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import classes, layout
+from .config import IndexConfig, SearchSettings
+from .errors import ConfigMismatchError, IndexStateError
+from .lock import LockHolder, WriterLock
+from .manifest import Manifest
+from .projection import Projections
+from .segments import (RowShape, SegmentAppender, SegmentInfo, build_time_vectors, drop_build_files,
+                       histograms_from_stored, publish_segment, write_merged)
+from .store import FileState, ImageRecord, MetadataWriter, SkippedFile
+from .vector_index import ClassStats, GlobalIndex
+
+# Rows per segment: large enough that 1.28M images make 5 segments, small enough that one is written
+# in seconds when compacted.
+SEGMENT_ROWS = 1 << 18
+
+
+@dataclass(frozen=True)
+class PublishSummary:
+    generation: int
+    images: int
+    added: int
+    removed: int
+
+
+def _delete_old_index(output: Path) -> None:
+    """Remove an index folder's contents (for --rebuild), keeping the folder and its lock file."""
+    for entry in output.iterdir():
+        if entry.name == layout.LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+class IndexWriter:
+    """Open with `IndexWriter.open`; use as a context manager, which releases the lock."""
+
+    def __init__(self, path: Path, lock: WriterLock, manifest: Manifest, metadata: MetadataWriter):
+        self.path = path
+        self.lock = lock
+        self.manifest = manifest
+        self.metadata = metadata
+        self.projections = Projections.load(path / layout.PROJECTIONS) \
+            if (path / layout.PROJECTIONS).exists() else None
+        pending = metadata.info("pending")
+        self._next_id = metadata.info("next_id", 0)
+        self._next_segment = metadata.info("next_segment", 0)
+        self.resumed = False
+        if pending is not None and pending["generation"] > manifest.generation:
+            self.generation = pending["generation"]
+            self._segments = [SegmentInfo.from_dict(s) for s in pending["segments"]]
+            self.resumed = True
+        else:
+            if pending is not None:  # published, but not yet forgotten when the last writer stopped
+                self._finish_pending([SegmentInfo.from_dict(s) for s in pending["segments"]])
+            self.generation = manifest.generation + 1
+            self._segments = []
+        metadata.generation = self.generation
+        self._appender: SegmentAppender | None = None
+        self._added = 0
+
+    # -- opening and closing -------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, config: IndexConfig | None = None, source: str | os.PathLike | None = None,
+             search: SearchSettings | None = None, create: bool = False, rebuild: bool = False,
+             wait: bool = False, on_wait=None, command: str = "refsearch") -> "IndexWriter":
+        """Take the writer lock of the index at `path` (waiting for another writer with `wait`, else
+        raising IndexLockedError naming it). With `create`, a missing index is created with `config`,
+        `source` and `search`; `rebuild` discards an existing one. An existing index refuses another
+        build configuration or source folder."""
+        path = Path(path)
+        if not create and not Manifest.exists(path):
+            Manifest.load(path)  # raises the right "no such index" / "not an index" error
+        if create and not Manifest.exists(path) and path.exists() and (
+                not path.is_dir() or any(p.name != layout.LOCK for p in path.iterdir())):
+            raise IndexStateError(f"{path} exists and is not a refsearch index", "choose another output")
+        path.mkdir(parents=True, exist_ok=True)
+        lock = WriterLock(path, command).acquire(wait=wait, on_wait=on_wait)
+        try:
+            manifest = cls._manifest(path, config, source, search, create, rebuild)
+            metadata = MetadataWriter(path / layout.METADATA, Path(manifest.source), manifest.generation)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, lock, manifest, metadata)
+
+    @staticmethod
+    def _manifest(path: Path, config: IndexConfig | None, source, search: SearchSettings | None, create: bool,
+                  rebuild: bool) -> Manifest:
+        source = str(Path(source).resolve()) if source is not None else None
+        if Manifest.exists(path) and rebuild:
+            _delete_old_index(path)
+        if not Manifest.exists(path):
+            if config is None or source is None:
+                raise IndexStateError(f"{path} is not a refsearch index")
+            manifest = Manifest(config=config, source=source, search=search or SearchSettings())
+            manifest.save(path)
+            return manifest
+        manifest = Manifest.load(path)
+        if config is not None:
+            differences = manifest.config.differences(config)
+            if differences:
+                raise ConfigMismatchError(f"{path} was built with another configuration ({'; '.join(differences)})",
+                                          "pass --rebuild to rebuild it, or choose another output")
+        if source is not None and manifest.source != source:
+            raise ConfigMismatchError(f"{path} indexes {manifest.source}, not {source}",
+                                      "pass --rebuild to replace it, or choose another output")
+        return manifest
+
+    def close(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
+        self.metadata.close()
+        self.lock.release()
+
+    def __enter__(self) -> "IndexWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def config(self) -> IndexConfig:
+        return self.manifest.config
+
+    @property
+    def took_over(self) -> LockHolder | None:
+        """The holder of a lock left by a process that died, which this writer took over."""
+        return self.lock.took_over
+
+    @property
+    def has_pending_work(self) -> bool:
+        return bool(self._segments) or len(self.metadata.pending_removals()) > 0
+
+    # -- what is there -------------------------------------------------------------------------
+    def file_states(self) -> dict[str, FileState]:
+        """The files indexed as of the pending generation (published and resumed work)."""
+        return self.metadata.file_states()
+
+    def skipped(self) -> list[SkippedFile]:
+        return self.metadata.skipped()
+
+    def records(self, ids: Iterable[int]) -> list[ImageRecord]:
+        return self.metadata.get_many(ids)
+
+    # -- writing -------------------------------------------------------------------------------
+    def set_projections(self, projections: Projections) -> None:
+        """The PCA projections the stored descriptors are reduced with; set once, before any add."""
+        if self.projections is not None:
+            raise IndexStateError(f"{self.path} already has its projections")
+        temporary = self.path / (layout.PROJECTIONS + ".tmp")
+        projections.save(temporary)
+        os.replace(temporary, self.path / layout.PROJECTIONS)
+        self.projections = projections
+
+    def _shape(self) -> RowShape:
+        if self.projections is None:
+            raise IndexStateError(f"{self.path} has no projections yet; set them before adding images")
+        return RowShape(self.config.cells, self.projections.cells.output_dim, self.config.hist_bins,
+                        self.projections.global_.output_dim)
+
+    def new_ids(self, count: int) -> int:
+        """The first of `count` fresh ids for the next `add` (ids are never reused, so a stale id never
+        names a new image; ids not committed by an add are given out again after a crash)."""
+        return self._next_id
+
+    def add(self, records: list[ImageRecord], global_vectors: np.ndarray, cells: np.ndarray,
+            histograms: np.ndarray) -> None:
+        """Store images: their records (ids from `new_ids`, in order) and their descriptors, in the
+        stored form (projected). Committed when this returns."""
+        if not records:
+            return
+        if records[0].id != self._next_id or records[-1].id != self._next_id + len(records) - 1:
+            raise ValueError("records must take the ids new_ids gave, in order")
+        labels = np.array([classes.class_index(r.label) for r in records], np.int64)
+        start = 0
+        while start < len(records):
+            appender = self._open_appender()
+            stop = min(len(records), start + SEGMENT_ROWS - appender.rows)
+            info = appender.append(global_vectors[start:stop], cells[start:stop], histograms[start:stop],
+                                   labels[start:stop])
+            self._segments[-1] = info
+            self._next_id = records[stop - 1].id + 1
+            self.metadata.add(records[start:stop], self.generation, {
+                "next_id": self._next_id, "next_segment": self._next_segment, "pending": self._pending()})
+            start = stop
+        self._added += len(records)
+
+    def _pending(self) -> dict:
+        return {"generation": self.generation, "segments": [s.to_dict() for s in self._segments]}
+
+    def _open_appender(self) -> SegmentAppender:
+        if self._appender is not None and self._appender.rows < SEGMENT_ROWS:
+            return self._appender
+        if self._appender is not None:
+            self._appender.close()
+        if self._segments and self._segments[-1].rows < SEGMENT_ROWS:
+            info = self._segments[-1]  # resuming an interrupted segment
+        else:
+            info = SegmentInfo(f"s{self._next_segment:06d}", self._next_id, 0)
+            self._next_segment += 1
+            self._segments.append(info)
+        self._appender = SegmentAppender(layout.segment_dir(self.path, info.name), info, self._shape())
+        return self._appender
+
+    def remove(self, ids: Iterable[int]) -> list[ImageRecord]:
+        """Take images out as of the pending generation; returns their records. Ids the index does not
+        hold are ignored (check with `records` first to refuse them)."""
+        removed = self.metadata.mark_removed(ids, self.generation)
+        self.metadata.set_info(pending=self._pending())
+        return removed
+
+    def mark_skipped(self, skipped: list[SkippedFile]) -> None:
+        self.metadata.mark_skipped(skipped)
+
+    def forget_skipped(self, paths: Iterable[str]) -> None:
+        self.metadata.forget_skipped(paths)
+
+    # -- publishing ----------------------------------------------------------------------------
+    def _published_index(self) -> GlobalIndex | None:
+        manifest = self.manifest
+        if not manifest.segments:
+            return None
+        return GlobalIndex([layout.segment_dir(self.path, s.name) / layout.GLOBAL_FAISS for s in manifest.segments],
+                           self._published_stats(), np.empty(0, np.int64), manifest.dims["global"])
+
+    def _published_stats(self) -> ClassStats:
+        name = self.manifest.files.get("class_stats")
+        if name:
+            return ClassStats.load(self.path / name)
+        return ClassStats.empty(classes.num_classes(), self._shape().global_dim)
+
+    def _published_tombstones(self) -> np.ndarray:
+        name = self.manifest.files.get("tombstones")
+        return np.load(self.path / name) if name else np.empty(0, np.int64)
+
+    def publish(self) -> PublishSummary:
+        """Make the pending work visible as a new generation (a new manifest, written atomically)."""
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
+        removals = self.metadata.pending_removals()
+        new_segments = [s for s in self._segments if s.rows]
+        if self.projections is None and not new_segments:
+            shape = None
+        else:
+            shape = self._shape()
+        stats = self._published_stats() if shape else None
+        if shape is not None:
+            for info in new_segments:
+                folder = layout.segment_dir(self.path, info.name)
+                vectors, labels = build_time_vectors(folder, info, shape)
+                stats.add(vectors, labels)
+                publish_segment(folder, info, shape, classes.num_classes())
+            if len(removals):
+                vectors, labels = self._vectors_of(removals, new_segments, shape)
+                stats.add(vectors, labels, sign=-1)
+        tombstones = np.union1d(self._published_tombstones(), removals).astype(np.int64)
+        manifest = self.manifest
+        old_files = dict(manifest.files)
+        files = {}
+        if stats is not None:
+            files["class_stats"] = layout.class_stats(self.generation)
+            stats.save(self.path / files["class_stats"])
+        if len(tombstones):
+            files["tombstones"] = layout.tombstones(self.generation)
+            temporary = self.path / (files["tombstones"] + ".tmp.npy")
+            np.save(temporary, tombstones)
+            os.replace(temporary, self.path / files["tombstones"])
+        skipped = self.metadata.skipped()
+        _write_skipped_report(self.path / layout.SKIPPED_REPORT, skipped)
+        manifest.generation = self.generation
+        if self.projections is not None:
+            manifest.dims = {"global": self.projections.global_.output_dim,
+                             "cell": self.projections.cells.output_dim, "fitted_on": self.projections.fitted_on}
+        manifest.segments = manifest.segments + new_segments
+        manifest.files = files
+        manifest.images = int(stats.counts.sum()) if stats is not None else 0
+        manifest.classes = int(np.count_nonzero(stats.counts)) if stats is not None else 0
+        manifest.tombstones = len(tombstones)
+        manifest.skipped = len(skipped)
+        manifest.save(self.path)
+        summary = PublishSummary(self.generation, manifest.images, self._added, len(removals))
+        self._finish_pending(self._segments)
+        for name in set(old_files.values()) - set(files.values()):
+            (self.path / name).unlink(missing_ok=True)
+        self.generation += 1
+        self.metadata.generation = self.generation
+        self._segments = []
+        self._added = 0
+        self.metadata.set_info(pending=self._pending())
+        return summary
+
+    def _finish_pending(self, segments: list[SegmentInfo]) -> None:
+        for info in segments:
+            folder = layout.segment_dir(self.path, info.name)
+            if info.rows:
+                drop_build_files(folder)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+        self.metadata.forget_pending()
+
+    def _vectors_of(self, ids: np.ndarray, new_segments: list[SegmentInfo],
+                    shape: RowShape) -> tuple[np.ndarray, np.ndarray]:
+        """Global descriptors and labels of removed images, from the new segments or the published ones."""
+        vectors = np.empty((len(ids), shape.global_dim), np.float32)
+        labels = np.empty(len(ids), np.int64)
+        found = np.zeros(len(ids), bool)
+        for info in new_segments:
+            inside = (ids >= info.first_id) & (ids < info.first_id + info.rows)
+            if inside.any():
+                seg_vectors, seg_labels = build_time_vectors(layout.segment_dir(self.path, info.name), info, shape)
+                rows = ids[inside] - info.first_id
+                vectors[inside], labels[inside] = seg_vectors[rows], seg_labels[rows]
+                found |= inside
+        if not found.all():
+            rest = ids[~found]
+            rest_labels = [classes.class_index(r.label) for r in self._removed_records(rest)]
+            published = self._published_index()
+            vectors[~found] = published.vectors_of(rest.tolist(), rest_labels)
+            labels[~found] = rest_labels
+        return vectors, labels
+
+    def _removed_records(self, ids: np.ndarray) -> list[ImageRecord]:
+        previous = self.metadata.generation
+        self.metadata.generation = self.manifest.generation  # removed now, visible before
+        try:
+            return self.metadata.get_many(ids.tolist())
+        finally:
+            self.metadata.generation = previous
+
+    # -- compaction ----------------------------------------------------------------------------
+    def compact(self) -> PublishSummary:
+        """Rewrite the published segments without their removed rows, as full-size segments, and forget
+        the removed records. Readers of older generations must reopen afterwards (their segment files
+        and records are gone)."""
+        if self.has_pending_work:
+            raise IndexStateError(f"{self.path} has unpublished work", "publish or finish the build first")
+        manifest = self.manifest
+        tombstones = self._published_tombstones()
+        if not manifest.segments:
+            return PublishSummary(manifest.generation, manifest.images, 0, 0)
+        shape = self._shape()
+        published = self._published_index()
+        all_ids, all_vectors = published.vectors()
+        keep = ~np.isin(all_ids, tombstones)
+        live_ids, live_vectors = all_ids[keep], all_vectors[keep]
+        labels = np.array([classes.class_index(r.label) for r in self.metadata.get_many(live_ids.tolist())]
+                          if len(live_ids) else [], np.int64)
+        from .segments import Segment
+
+        readers = [Segment(layout.segment_dir(self.path, s.name), s, shape) for s in manifest.segments]
+        new_segments = []
+        for start in range(0, len(live_ids), SEGMENT_ROWS):
+            chunk = live_ids[start:start + SEGMENT_ROWS]
+            cells = np.empty((len(chunk), shape.cells, shape.cell_dim), np.float16)
+            hist = np.empty((len(chunk), shape.cells, shape.bins), np.uint16)
+            for reader in readers:
+                inside = (chunk >= reader.info.first_id) & (chunk <= reader.last_id)
+                if inside.any():
+                    rows = reader.rows_of(chunk[inside])
+                    cells[inside] = reader.cells[rows]
+                    hist[inside] = reader.histograms[rows]
+            info = SegmentInfo(f"s{self._next_segment:06d}", int(chunk[0]), len(chunk), contiguous=False)
+            self._next_segment += 1
+            write_merged(layout.segment_dir(self.path, info.name), info, chunk, cells, hist,
+                         live_vectors[start:start + SEGMENT_ROWS], labels[start:start + SEGMENT_ROWS],
+                         classes.num_classes())
+            new_segments.append(info)
+        self.metadata.set_info(next_segment=self._next_segment)
+        old_segments = manifest.segments
+        old_files = dict(manifest.files)
+        stats = ClassStats.empty(classes.num_classes(), shape.global_dim)
+        stats.add(live_vectors, labels)
+        manifest.generation = self.generation
+        manifest.segments = new_segments
+        manifest.files = {"class_stats": layout.class_stats(self.generation)}
+        stats.save(self.path / manifest.files["class_stats"])
+        manifest.tombstones = 0
+        manifest.save(self.path)
+        self.metadata.purge(tombstones.tolist())
+        for info in old_segments:
+            shutil.rmtree(layout.segment_dir(self.path, info.name), ignore_errors=True)
+        for name in set(old_files.values()):
+            (self.path / name).unlink(missing_ok=True)
+        self.generation += 1
+        self.metadata.generation = self.generation
+        self.metadata.set_info(pending=self._pending())
+        return PublishSummary(manifest.generation, manifest.images, 0, len(tombstones))
+
+
+def _write_skipped_report(path: Path, skipped: list[SkippedFile]) -> None:
+    if not skipped:
+        path.unlink(missing_ok=True)
+        return
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w") as handle:
+        handle.write("path\treason\n")
+        for item in sorted(skipped, key=lambda s: s.path):
+            handle.write(f"{item.path}\t{item.reason}\n")
+    os.replace(temporary, path)
+
+
+__all__ = ["IndexWriter", "PublishSummary", "SEGMENT_ROWS", "histograms_from_stored"]
