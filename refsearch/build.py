@@ -352,17 +352,18 @@ class _Pipeline:
 def remove_images(index: str | os.PathLike, ids: list[int], *, wait: bool = False) -> int:
     """Remove images from an index by id and publish the result. Their files are remembered as removed
     (in skipped.tsv), so a later incremental build does not add them back unless they change. An id the
-    index does not hold raises NotFoundError, and then nothing is removed. Returns how many were removed."""
+    index does not hold raises NotFoundError, and then nothing is removed; ids whose removal was
+    interrupted are finished. Returns how many were removed."""
     with IndexWriter.open(index, wait=wait, command="remove") as writer:
-        if writer.has_pending_work:
+        if writer.has_pending_build:
             raise IndexStateError(f"{index} holds an interrupted build",
                                   "run the same `refsearch build-index` again to finish it first")
-        records = writer.records(sorted(set(int(i) for i in ids)))
-        removed = writer.remove(r.id for r in records)
-        writer.mark_skipped([SkippedFile(r.path, "removed from the index", r.file_size, r.mtime_ns)
-                             for r in removed])
+        wanted = {int(i) for i in ids}
+        interrupted = wanted & set(writer.pending_removals().tolist())
+        records = writer.records(sorted(wanted - interrupted))
+        removed = writer.remove((r.id for r in records), skip_reason="removed from the index")
         writer.publish()
-    return len(removed)
+    return len(removed) + len(interrupted)
 
 
 def compact_index(index: str | os.PathLike, *, wait: bool = False):

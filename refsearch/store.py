@@ -309,9 +309,10 @@ class MetadataWriter(MetadataReader):
 
         self._write(work)
 
-    def mark_removed(self, ids: Iterable[int], generation: int) -> list[ImageRecord]:
+    def mark_removed(self, ids: Iterable[int], generation: int, skip_reason: str | None = None) -> list[ImageRecord]:
         """Mark visible records removed as of `generation` (kept for readers of older generations);
-        returns their records. Ids the index does not show are ignored."""
+        returns their records. Ids the index does not show are ignored. With `skip_reason`, their files
+        are listed as skipped for that reason in the same transaction, so that no build adds them back."""
 
         def work(txn):
             removed = []
@@ -326,6 +327,9 @@ class MetadataWriter(MetadataReader):
                 txn.put(key, _pack(packed.record(self.root), packed.relative_path, packed.added, generation),
                         db=self.db["records"])
                 txn.put(key, b"", db=self.db["removals"])
+                if skip_reason is not None:
+                    value = {"reason": skip_reason, "file_size": packed.file_size, "mtime_ns": packed.mtime_ns}
+                    txn.put(packed.relative_path.encode(), json.dumps(value).encode(), db=self.db["skipped"])
                 removed.append(packed.record(self.root))
             return removed
 

@@ -24,8 +24,16 @@ from .errors import ConfigMismatchError, IndexStateError
 from .lock import LockHolder, WriterLock
 from .manifest import Manifest
 from .projection import Projections
-from .segments import (RowShape, SegmentAppender, SegmentInfo, build_time_vectors, drop_build_files,
-                       histograms_from_stored, publish_segment, write_merged)
+from .segments import (
+    RowShape,
+    Segment,
+    SegmentAppender,
+    SegmentInfo,
+    build_time_vectors,
+    drop_build_files,
+    publish_segment,
+    write_merged,
+)
 from .store import FileState, ImageRecord, MetadataWriter, SkippedFile
 from .vector_index import ClassStats, GlobalIndex
 
@@ -79,6 +87,16 @@ class IndexWriter:
         metadata.generation = self.generation
         self._appender: SegmentAppender | None = None
         self._added = 0
+        self._drop_orphan_segments()
+
+    def _drop_orphan_segments(self) -> None:
+        """Segment folders neither published nor pending: what a compaction that died left."""
+        folder = self.path / layout.SEGMENTS
+        known = {s.name for s in self.manifest.segments} | {s.name for s in self._segments}
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.name not in known:
+                    shutil.rmtree(entry, ignore_errors=True)
 
     # -- opening and closing -------------------------------------------------------------------
     @classmethod
@@ -151,8 +169,13 @@ class IndexWriter:
         return self.lock.took_over
 
     @property
-    def has_pending_work(self) -> bool:
-        return bool(self._segments) or len(self.metadata.pending_removals()) > 0
+    def has_pending_build(self) -> bool:
+        """An interrupted build left images committed but not published, or its PCA sample."""
+        return any(s.rows for s in self._segments) or (self.path / layout.PCA_SAMPLE).is_dir()
+
+    def pending_removals(self) -> np.ndarray:
+        """Ids removed but not yet published (by this writer or one that died)."""
+        return self.metadata.pending_removals()
 
     # -- what is there -------------------------------------------------------------------------
     def file_states(self) -> dict[str, FileState]:
@@ -225,10 +248,11 @@ class IndexWriter:
         self._appender = SegmentAppender(layout.segment_dir(self.path, info.name), info, self._shape())
         return self._appender
 
-    def remove(self, ids: Iterable[int]) -> list[ImageRecord]:
+    def remove(self, ids: Iterable[int], skip_reason: str | None = None) -> list[ImageRecord]:
         """Take images out as of the pending generation; returns their records. Ids the index does not
-        hold are ignored (check with `records` first to refuse them)."""
-        removed = self.metadata.mark_removed(ids, self.generation)
+        hold are ignored (check with `records` first to refuse them). With `skip_reason`, their files are
+        remembered as skipped, so that a build does not add them back while they are unchanged."""
+        removed = self.metadata.mark_removed(ids, self.generation, skip_reason)
         self.metadata.set_info(pending=self._pending())
         return removed
 
@@ -356,8 +380,11 @@ class IndexWriter:
         """Rewrite the published segments without their removed rows, as full-size segments, and forget
         the removed records. Readers of older generations must reopen afterwards (their segment files
         and records are gone)."""
-        if self.has_pending_work:
-            raise IndexStateError(f"{self.path} has unpublished work", "publish or finish the build first")
+        if self.has_pending_build:
+            raise IndexStateError(f"{self.path} holds an interrupted build",
+                                  "run the same `refsearch build-index` again to finish it first")
+        if len(self.pending_removals()):
+            self.publish()  # an interrupted removal: finish it first
         manifest = self.manifest
         tombstones = self._published_tombstones()
         if not manifest.segments:
@@ -369,8 +396,6 @@ class IndexWriter:
         live_ids, live_vectors = all_ids[keep], all_vectors[keep]
         labels = np.array([classes.class_index(r.label) for r in self.metadata.get_many(live_ids.tolist())]
                           if len(live_ids) else [], np.int64)
-        from .segments import Segment
-
         readers = [Segment(layout.segment_dir(self.path, s.name), s, shape) for s in manifest.segments]
         new_segments = []
         for start in range(0, len(live_ids), SEGMENT_ROWS):
@@ -423,4 +448,4 @@ def _write_skipped_report(path: Path, skipped: list[SkippedFile]) -> None:
     os.replace(temporary, path)
 
 
-__all__ = ["IndexWriter", "PublishSummary", "SEGMENT_ROWS", "histograms_from_stored"]
+__all__ = ["SEGMENT_ROWS", "IndexWriter", "PublishSummary"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sys
 from pathlib import Path
 
 _TESTS = Path(__file__).resolve().parent
@@ -20,6 +21,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import refsearch  # noqa: E402
+
+sys.path.insert(0, str(_TESTS / "support"))
+import tiny_backbone  # noqa: E402  (registers the "tiny-test" backbone)
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
@@ -80,6 +84,27 @@ def copy_photos(demo_photos):
         return [Path(shutil.copy2(photo, folder / photo.name)) for photo in chosen]
 
     return copy
+
+
+# -- the tiny backbone ----------------------------------------------------------------------------
+TINY_CONFIG = tiny_backbone.CONFIG
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> refsearch.IndexConfig:
+    """Build settings for the tiny synthetic backbone (the crash driver uses the same)."""
+    return TINY_CONFIG
+
+
+@pytest.fixture(scope="session")
+def tiny_build():
+    """tiny_build(source, output, **options): build_index with the tiny backbone, one thread, batches of 2."""
+
+    def build(source, output, **options):
+        settings = {"batch_size": 2, "workers": 0, "streams": 1, "progress": False, **options}
+        return refsearch.build_index(source, output, TINY_CONFIG, **settings)
+
+    return build
 
 
 # -- the full ImageNet sample (beside the repository, not in a fresh clone) -----------------------

@@ -21,8 +21,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .neighbours import NeighbourGraph
 from ..store import RecordColumns
+from .neighbours import NeighbourGraph
 
 PAIR_BLOCK = 4096
 
