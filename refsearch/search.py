@@ -200,11 +200,15 @@ class Index:
         labels = [classes.class_index(r.label) for r in self.records_of(ids)]
         return self.global_index.vectors_of(list(ids), labels)
 
-    def search_global(self, vectors: np.ndarray, k: int, classes_to_search: list[int] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """(similarities, ids) of the k nearest images by global cosine; all classes unless named."""
+    def search_global(self, vectors: np.ndarray, k: int, classes_to_search: list[int] | None = None, *,
+                      approximate: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, ids) of the k nearest images by global cosine; all classes unless named. An
+        all-class search is exact up to `exact_all_class_limit` images, else (or with `approximate`)
+        it scans the `all_class_probes` classes whose mean is nearest."""
         probes = None
-        if classes_to_search is None and len(self) > self.search_settings.exact_all_class_limit:
+        if approximate is None:
+            approximate = len(self) > self.search_settings.exact_all_class_limit
+        if classes_to_search is None and approximate:
             probes = self.search_settings.all_class_probes
         return self.global_index.search(vectors, k, classes_to_search, probes)
 
@@ -222,42 +226,52 @@ class Index:
         """The k best references for `image`: see `search_batch` for the options."""
         return self.search_batch([image], k, **options)[0]
 
-    def search_batch(self, images: Sequence[ImageSource], k: int = 10, *, class_wnid: str | None = None,
-                     any_class: bool = False, exclude_self: bool = False,
-                     global_candidates: int | None = None, luminance_weight: float | None = None,
-                     rescue_candidates: int | None = None, rerank: bool = True) -> list[SearchResponse]:
+    def search_batch(self, images: Sequence[ImageSource], k: int = 10, **options) -> list[SearchResponse]:
         """Search each image: restrict to its predicted class (or `class_wnid`, or none with `any_class`),
         widening to the next most probable classes and then to all when too few images are there; take
         the `global_candidates` best by global cosine; re-rank them by d_sem + luminance_weight * d_lum
         (or keep the global order with `rerank=False`). A query file that is itself in the index comes
         back first unless `exclude_self`. A search restricted to predicted classes also keeps the images
         among the `rescue_candidates` best of all classes that are closer than any image of those classes."""
+        self._check_request(k, options.get("global_candidates"))
+        started = time.perf_counter()
+        queries = self.embed(images)
+        forward_ms = (time.perf_counter() - started) * 1000 / len(images)
+        responses = self.search_features(queries, k, **options)
+        for response in responses:
+            response.forward_ms = round(forward_ms, 2)
+        return responses
+
+    def _check_request(self, k: int, global_candidates: int | None) -> None:
         if k < 1:
             raise InvalidArgumentError(f"k must be at least 1, got {k}")
         if len(self) == 0:
             raise IndexStateError(f"{self.path} holds no images", "index some images first")
+        if global_candidates is not None and global_candidates < k:
+            raise InvalidArgumentError(f"global candidates ({global_candidates}) must be at least k ({k})",
+                                       "the re-rank orders the candidates, so it cannot return more than them")
+
+    def search_features(self, queries: Sequence[QueryFeatures], k: int = 10, *, class_wnid: str | None = None,
+                        any_class: bool = False, exclude_self: bool = False, global_candidates: int | None = None,
+                        luminance_weight: float | None = None, rescue_candidates: int | None = None,
+                        rerank: bool = True) -> list[SearchResponse]:
+        """`search_batch` for queries already described (by `embed`, or computed elsewhere)."""
+        self._check_request(k, global_candidates)
         if class_wnid is not None:
             classes.class_index(class_wnid)
         settings = self.search_settings.with_(global_candidates=global_candidates, luminance_weight=luminance_weight,
                                               rescue_candidates=rescue_candidates)
-        if global_candidates is not None and global_candidates < k:
-            raise InvalidArgumentError(f"global candidates ({global_candidates}) must be at least k ({k})",
-                                       "the re-rank orders the candidates, so it cannot return more than them")
         candidates = max(k, settings.global_candidates)
         weight, rescue = settings.luminance_weight, settings.rescue_candidates
         params = {"k": k, "global_candidates": candidates, "luminance_weight": weight, "rerank": rerank,
                   "rescue_candidates": rescue,
                   "class": class_wnid, "any_class": any_class, "exclude_self": exclude_self}
-        started = time.perf_counter()
-        queries = self.embed(images)
-        forward_ms = (time.perf_counter() - started) * 1000 / len(images)
         responses = []
         for query in queries:
             started = time.perf_counter()
             response = self._search_one(query, k, class_wnid, any_class, exclude_self, candidates, weight, rescue,
-                                         rerank)
+                                        rerank)
             response.search_ms = round((time.perf_counter() - started) * 1000, 2)
-            response.forward_ms = round(forward_ms, 2)
             response.params = params
             responses.append(response)
         return responses
@@ -305,7 +319,9 @@ class Index:
     def _rescued(self, query_global: np.ndarray, rescue: int, found: list[tuple[float, int]],
                  excluded: set[int], notes: list[str]) -> list[tuple[float, int]]:
         best_in_class = found[0][0] if found else -np.inf
-        similarities, ids = self.search_global(query_global[None], rescue)
+        # Only images closer than the best of the searched classes are kept: near copies, which sit by
+        # their own class's mean, so probing the nearest classes finds them.
+        similarities, ids = self.search_global(query_global[None], rescue, approximate=True)
         known = {i for _, i in found} | excluded
         rescued = [(float(s), int(i)) for s, i in zip(similarities[0], ids[0])
                    if i >= 0 and s > best_in_class and i not in known]

@@ -296,10 +296,14 @@ class MetadataWriter(MetadataReader):
         """Store records added by `generation`, and set `info` entries, in one transaction."""
 
         def work(txn):
+            cursor = txn.cursor(db=self.db["records"])
+            last = _id(bytes(cursor.key())) if cursor.last() else -1
             for record in records:
                 relative = _relative(self.root, record.path)
                 key = _key(record.id)
-                txn.put(key, _pack(record, relative, generation), db=self.db["records"], append=False)
+                # New ids only grow: appending fills each page, where an ordinary insert splits it in half.
+                txn.put(key, _pack(record, relative, generation), db=self.db["records"], append=record.id > last)
+                last = max(last, record.id)
                 txn.put(relative.encode(), key, db=self.db["paths"])
                 if record.digest:
                     txn.put(bytes.fromhex(record.digest), key, db=self.db["digests"])

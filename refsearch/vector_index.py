@@ -1,7 +1,7 @@
 """FAISS over the global descriptors: exact search inside chosen classes, and search across all of them.
 
-Each segment's descriptors are one inverted file whose lists are the 1000 classes (the one stored copy of
-the global descriptors). A reader memory-maps every segment's file and stacks their lists into one view,
+Each segment's descriptors are one inverted file whose lists are the 1000 classes: the one stored copy of
+the global descriptors, as float16. A reader memory-maps every segment's file and stacks their lists into one view,
 so opening costs milliseconds whatever the size, and adding images is writing a new segment's file,
 never rebuilding the others. Removed images are tombstones, skipped through an id selector.
 
@@ -19,12 +19,16 @@ import numpy as np
 from faiss.contrib.inspect_tools import get_invlist
 
 
-def _empty_ivf(dim: int, centroids: np.ndarray) -> faiss.IndexIVFFlat:
+def _empty_ivf(dim: int, centroids: np.ndarray) -> faiss.IndexIVFScalarQuantizer:
+    """An inverted file of float16 vectors (not residuals: segments and the reader's view have different
+    centroids, and a vector must read the same in both)."""
     quantizer = faiss.IndexFlatIP(dim)
     quantizer.add(np.ascontiguousarray(centroids, np.float32))
-    index = faiss.IndexIVFFlat(quantizer, dim, len(centroids), faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, len(centroids), faiss.ScalarQuantizer.QT_fp16,
+                                          faiss.METRIC_INNER_PRODUCT, False)
     index.own_fields = True
     quantizer.this.disown()
+    index.is_trained = True  # float16 codes need no training, and the lists are assigned, not learned
     return index
 
 
@@ -150,7 +154,7 @@ class GlobalIndex:
                 if segment.invlists.list_size(list_number):
                     ids, codes = get_invlist(segment.invlists, list_number)
                     id_parts.append(np.array(ids))
-                    vector_parts.append(np.array(codes).view(np.float32).reshape(-1, self.dim))
+                    vector_parts.append(np.array(codes).view(np.float16).reshape(-1, self.dim).astype(np.float32))
         if not id_parts:
             return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
         ids, vectors = np.concatenate(id_parts), np.concatenate(vector_parts)
@@ -169,7 +173,7 @@ class GlobalIndex:
                 list_ids, codes = get_invlist(segment.invlists, int(label))
                 hits = np.flatnonzero(np.asarray(list_ids) == image_id)
                 if len(hits):
-                    out[row] = np.asarray(codes[hits[0]]).view(np.float32)
+                    out[row] = np.asarray(codes[hits[0]]).view(np.float16)
                     found[row] = True
                     break
         if not found.all():

@@ -186,6 +186,8 @@ def remove_command(
     threshold: float = typer.Option(NEAR_DUPLICATE_THRESHOLD, "--threshold", "-t", help="With "
                                     "--drop-duplicates: " + THRESHOLD_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
+    wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
+                              "to finish instead of stopping at once."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON: dry_run, the images (removed, or to "
                                  "remove with --dry-run) and images_left."),
 ) -> None:
@@ -203,7 +205,7 @@ def remove_command(
                 raise ValueError("name the images to remove: ids or paths, --ids FILE or --drop-duplicates")
             records = [opened.record(image_id) for image_id in sorted(set(chosen))]
             if not dry_run:
-                opened.remove([r.id for r in records])
+                opened.remove([r.id for r in records], wait=wait)
             remaining = len(opened)
     if as_json:
         print_json({"dry_run": dry_run, "images": [asdict(r) for r in records], "images_left": remaining})

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..build import build_index
+from ..build import build_index, compact_index
 from ..config import IndexConfig
 from ..recipes import available_recipes, load_recipe
 from ..search import Index
@@ -158,3 +158,22 @@ def info_command(
         typer.echo(f"being written now by {status.writer}")
     elif status.pending:
         typer.echo("an interrupted build is pending: run the same `refsearch build-index` again to finish it")
+
+
+@app.command("compact")
+def compact_command(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON: generation, images, "
+                                 "removed (the rows dropped)."),
+) -> None:
+    """Rewrite the index's segments without the images removed from it, reclaiming their space.
+
+    Removing images only marks them (a tombstone each), so it costs milliseconds; run this now and then
+    after many removals. Readers that opened the index before must reopen it afterwards."""
+    with user_errors():
+        summary = compact_index(resolve_index(index), wait=wait)
+    if as_json:
+        print_json(asdict(summary))
+        return
+    typer.echo(f"generation {summary.generation}: {summary.images} images, {summary.removed} removed rows dropped")

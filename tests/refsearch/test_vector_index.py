@@ -50,7 +50,7 @@ def test_search_inside_classes_returns_only_their_images_in_exact_cosine_order(e
     members = ids[classes == 17]
     expected = members[np.argsort(-(vectors[classes == 17] @ vectors[4]))][:5]
     np.testing.assert_array_equal(found[0], expected)
-    assert found[0, 0] == 47 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert found[0, 0] == 47 and sims[0, 0] == pytest.approx(1.0, abs=1e-3)  # stored as float16
     _, found = index.search(query, 20, [5, 17])
     assert set(found[0]) == set(ids[classes != 999])
 
@@ -82,8 +82,8 @@ def test_stacked_segments_answer_as_one_index(tmp_path):
         np.testing.assert_allclose(got_sims, want_sims, atol=1e-6)
     ids, vectors = stacked.vectors()
     assert list(ids) == sorted(np.concatenate([a[0], b[0]]).tolist())
-    np.testing.assert_allclose(vectors[list(ids).index(1010)], b[1][1], atol=1e-7)
-    np.testing.assert_allclose(stacked.vectors_of([1010, 10], [17, 17]), [b[1][1], a[1][1]], atol=1e-7)
+    np.testing.assert_allclose(vectors[list(ids).index(1010)], b[1][1], atol=1e-3)
+    np.testing.assert_allclose(stacked.vectors_of([1010, 10], [17, 17]), [b[1][1], a[1][1]], atol=1e-3)
 
 
 def test_tombstones_are_never_returned(tmp_path):
