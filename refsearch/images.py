@@ -11,6 +11,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import RefsearchError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 MAX_PIXELS = 400_000_000
 _EXIF_ORIENTATION = 0x0112
@@ -20,13 +22,16 @@ Image.MAX_IMAGE_PIXELS = None
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
-class ImageError(ValueError):
-    """An image that cannot be used, with the reason in words."""
+class ImageError(RefsearchError, ValueError):
+    """An image that cannot be used: `source` names it, `reason` says why in words."""
 
-    def __init__(self, source: object, reason: str):
-        super().__init__(f"{source}: {reason}")
+    def __init__(self, source: object, reason: str, hint: str = ""):
+        super().__init__(f"{source}: {reason}", hint)
         self.source = str(source)
         self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (self.source, self.reason, self.hint)
 
 
 @dataclass(frozen=True)
