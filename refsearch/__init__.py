@@ -1,17 +1,57 @@
 """refsearch: find colour reference photos for a grayscale photo, and colorize it from them."""
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .backbones import BackboneError, available_backbones, create_backbone, register_backbone
-from .build import BuildSummary, build_index
-from .config import ConfigMismatchError, IndexConfig
-from .images import ImageError
-from .manifest import IndexStateError
-from .results import ClassGuess, SearchResponse, SearchResult
-from .search import Index
-from .store import ImageRecord
+# Public name -> the module defining it. Each is imported on first access (PEP 562), so that
+# `import refsearch` (and the command line's --help) does not pay for torch, faiss and PIL up front.
+_LAZY_NAMES = {
+    "BackboneError": ".backbones",
+    "available_backbones": ".backbones",
+    "create_backbone": ".backbones",
+    "register_backbone": ".backbones",
+    "BuildSummary": ".build",
+    "build_index": ".build",
+    "IndexConfig": ".config",
+    "ConfigMismatchError": ".errors",
+    "IndexLockedError": ".errors",
+    "IndexStateError": ".errors",
+    "InvalidArgumentError": ".errors",
+    "NotFoundError": ".errors",
+    "RefsearchError": ".errors",
+    "ImageError": ".images",
+    "ClassGuess": ".results",
+    "SearchResponse": ".results",
+    "SearchResult": ".results",
+    "Index": ".search",
+    "ImageRecord": ".store",
+}
 
-__all__ = ["BackboneError", "BuildSummary", "ClassGuess", "ConfigMismatchError", "ImageError", "ImageRecord",
-           "Index", "IndexConfig", "IndexStateError", "SearchResponse", "SearchResult", "__version__",
-           "available_backbones", "build_index", "create_backbone", "register_backbone"]
+__all__ = sorted([*_LAZY_NAMES, "__version__"])
+
+if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
+    from .backbones import BackboneError, available_backbones, create_backbone, register_backbone
+    from .build import BuildSummary, build_index
+    from .config import IndexConfig
+    from .errors import (ConfigMismatchError, IndexLockedError, IndexStateError, InvalidArgumentError,
+                         NotFoundError, RefsearchError)
+    from .images import ImageError
+    from .results import ClassGuess, SearchResponse, SearchResult
+    from .search import Index
+    from .store import ImageRecord
+
+
+def __getattr__(name: str):
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
