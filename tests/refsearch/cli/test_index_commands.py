@@ -21,15 +21,29 @@ def run(*args: str, env: dict | None = None):
     return CliRunner(env=env).invoke(app, [str(a) for a in args])
 
 
-def assert_user_error(result, *fragments: str) -> str:
-    """Exit code 2 and exactly one line on stderr, starting `error: ` and containing the fragments."""
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+def assert_user_error(result, *fragments: str, hint: str | None = None) -> str:
+    """Exit code 2 and on stderr one line starting `error: `, then a `hint: ` line if `hint` is given (and
+    containing it), nothing else; the fragments are in the error line."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
     assert result.stdout == ""
-    message = result.stderr
-    assert message.startswith("error: ") and message.endswith("\n") and message.count("\n") == 1, message
+    lines = result.stderr.splitlines()
+    assert result.stderr.endswith("\n") and len(lines) == (1 if hint is None else 2), result.stderr
+    message = lines[0]
+    assert message.startswith("error: "), result.stderr
     for fragment in fragments:
-        assert fragment in message, message
+        assert fragment in message, result.stderr
+    if hint is not None:
+        assert lines[1].startswith("hint: ") and hint in lines[1], result.stderr
     return message
+
+
+def assert_usage_error(result, *fragments: str) -> None:
+    """Refused by the option parser: exit code 2, the usage and the fragments on stderr."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    assert result.stdout == "" and "Usage: " in result.stderr
+    text = " ".join(result.stderr.replace("│", " ").split())  # the message may be wrapped in a box
+    for fragment in fragments:
+        assert fragment in text, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +153,13 @@ def test_query_errors(built, photos, tmp_path):
     assert_user_error(run("query", photos[0], "--index", built, "--backbone", "vgg19"),
                       "built with backbone 'efficientnet-lite2', not 'vgg19'")
     assert_user_error(run("query", photos[0], "--index", built, "--class", "n00000000"),
-                      "'n00000000' is not an ImageNet-1k WordNet id")
-    assert_user_error(run("query", photos[0], "--index", built, "-k", "0"), "k must be at least 1")
+                      "'n00000000' is not an ImageNet-1k WordNet id", hint="like n01440764")
+    assert_usage_error(run("query", photos[0], "--index", built, "-k", "0"), "-k", "greater than or equal to 1")
+    assert_usage_error(run("query", photos[0], "--index", built, "--lum-weight", "-0.5"),
+                       "--lum-weight", "greater than or equal to 0")
+    assert_usage_error(run("query", photos[0], "--index", built, "-k", "20", "--candidates", "5"),
+                       "--candidates", "5 is fewer than k=20", "give --candidates 20 or more")
+    assert_usage_error(run("query", photos[0], "--index", built, "--rescue", "-1"), "--rescue")
     (tmp_path / "notes.jpg").write_text("not a photo")
     assert_user_error(run("query", tmp_path / "notes.jpg", "--index", built), "not an image file")
     both = run("query", photos[0], "--index", built, "--class", "n01440764", "--any-class")
@@ -160,20 +179,24 @@ def test_info_errors(tmp_path):
 
 def test_build_index_errors(built, photos, tmp_path, monkeypatch):
     assert_user_error(run("build-index", tmp_path / "nowhere", "-o", tmp_path / "x.index"), "no such folder")
-    assert_user_error(run("build-index", "-o", tmp_path / "x.index"), "give a folder of images, or --recipe")
+    assert_user_error(run("build-index", "-o", tmp_path / "x.index"), "give a folder of images, or --recipe",
+                      hint="known recipes: ")
     assert_user_error(run("build-index", photos[0].parent, "-o", built, "--global-dim", "64", "-q"),
                       "global_dim: 128 vs 64", "pass --rebuild")
     assert_user_error(run("build-index", tmp_path, "-o", built, "-q"), f"indexes {photos[0].parent}, not")
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "empty-hub"))
     source = photos[0].parent
     assert_user_error(run("build-index", source, "-o", tmp_path / "vgg.index", "--backbone", "vgg19"),
-                      "vgg19 needs its ImageNet weights", "--weights")
+                      "vgg19 needs its ImageNet weights", hint="pass --weights FILE")
     assert_user_error(run("build-index", source, "-o", tmp_path / "y.index", "--backbone", "resnet"),
-                      "unknown backbone 'resnet'")
+                      "unknown backbone 'resnet'", hint="available: efficientnet-lite2, vgg19")
     monkeypatch.delenv("IMAGENET_TRAIN", raising=False)
     assert_user_error(run("build-index", "--recipe", "imagenet-train", "-o", tmp_path / "z.index"),
-                      "recipe imagenet-train needs a source folder")
-    assert_user_error(run("build-index", "--recipe", "no-such-recipe"), "no recipe named 'no-such-recipe'")
+                      "recipe imagenet-train needs a source folder", hint="pass it as the first argument")
+    assert_user_error(run("build-index", "--recipe", "no-such-recipe"), "no recipe named 'no-such-recipe'",
+                      hint="known: demo")
+    assert_usage_error(run("build-index", source, "-o", tmp_path / "w.index", "--batch-size", "0"),
+                       "--batch-size", "greater than or equal to 1")
     assert not (tmp_path / "vgg.index").exists() and not (tmp_path / "y.index").exists()
 
 
