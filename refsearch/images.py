@@ -1,9 +1,11 @@
 """Finding image files and decoding them, whatever their mode, into RGB or luminance."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Union
@@ -42,6 +44,27 @@ class ImageFile:
 
 
 @dataclass(frozen=True)
+class UnusableEntry:
+    """Something named like an image that cannot be read as one (a folder, a broken link, a FIFO ...),
+    with the reason in words. `size` and `mtime_ns` are the entry's own (not followed through a link),
+    as for ImageFile, so that a later scan can tell whether it changed."""
+
+    path: Path
+    reason: str
+    size: int = 0
+    mtime_ns: int = 0
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    """What `scan_images` found: the image files to decode, and the entries named like images that are not
+    usable files (in the order the walk met them)."""
+
+    files: list[ImageFile]
+    unusable: list[UnusableEntry]
+
+
+@dataclass(frozen=True)
 class DecodedImage:
     """A decoded image (mode RGB or L, EXIF orientation applied), possibly decoded at reduced scale;
     `original_size` is the full (width, height); `digest` hashes the file's bytes when it came from a file."""
@@ -57,24 +80,61 @@ def is_image_path(path: Path) -> bool:
 
 def find_images(root: str | os.PathLike) -> list[ImageFile]:
     """Every image file under root (recursively, sorted), skipping hidden folders and index folders."""
+    return scan_images(root).files
+
+
+def scan_images(root: str | os.PathLike) -> ImageScan:
+    """Walk root as `find_images` does, and also report what is named like an image but is no file to
+    decode: a folder (whose contents are still searched), a link to a folder (not followed), a broken or
+    looping link, a FIFO, socket or device. Paths are absolute, with the folders' links resolved (an
+    ImageFile's link is resolved too; an unusable entry's is not: it is what the folder holds)."""
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such folder")
-    if root.is_file():
+    if not root.is_dir():
         raise NotADirectoryError(f"{root}: expected a folder of images, got a file")
-    found = []
+    files: list[ImageFile] = []
+    unusable: list[UnusableEntry] = []
     for dirpath, dirnames, filenames in os.walk(root):
+        folder = Path(dirpath).resolve()
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not d.endswith(".index"))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
+        for name in sorted([*dirnames, *filenames]):
+            path = folder / name
             if not is_image_path(path):
                 continue
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            found.append(ImageFile(path.resolve(), stat.st_size, stat.st_mtime_ns))
-    return found
+            found = _examine(path)
+            if isinstance(found, ImageFile):
+                files.append(found)
+            elif found is not None:
+                unusable.append(found)
+    return ImageScan(files, unusable)
+
+
+def _examine(path: Path) -> ImageFile | UnusableEntry | None:
+    try:
+        own = path.lstat()
+    except FileNotFoundError:
+        return None  # deleted between listing the folder and looking at it: nothing to report
+    except OSError as exc:
+        return UnusableEntry(path, f"cannot read: {exc.strerror or exc}")
+
+    def unusable(reason: str) -> UnusableEntry:
+        return UnusableEntry(path, reason, own.st_size, own.st_mtime_ns)
+
+    try:
+        target = path.stat()
+    except FileNotFoundError:
+        return unusable(f"a broken link (to {os.readlink(path)}, which does not exist)")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return unusable("a link that loops back on itself")
+        return unusable(f"cannot read: {exc.strerror or exc}")
+    if stat.S_ISDIR(target.st_mode):
+        return unusable("a link to a folder, not an image file" if stat.S_ISLNK(own.st_mode)
+                        else "a folder, not an image file")
+    if not stat.S_ISREG(target.st_mode):
+        return unusable("not a regular file (a FIFO, socket or device)")
+    return ImageFile(path.resolve(), target.st_size, target.st_mtime_ns)
 
 
 def file_digest(data: bytes) -> str:

@@ -1,7 +1,11 @@
 """Finding image files and decoding every kind of image into RGB or L, or refusing it with a reason."""
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -11,7 +15,9 @@ from PIL import Image
 from refsearch import images
 from refsearch.features import load_prepared
 from refsearch.config import IndexConfig
-from refsearch.images import ImageError, decode, find_images, is_grayscale, to_luminance
+from refsearch.errors import RefsearchError
+from refsearch.images import (ImageError, ImageFile, ImageScan, UnusableEntry, decode, find_images, is_grayscale,
+                              scan_images, to_luminance)
 
 
 # -- find_images ----------------------------------------------------------------------------------
@@ -38,6 +44,45 @@ def test_find_images_refuses_a_missing_folder_and_a_file(tmp_path, write_image):
         find_images(tmp_path / "missing")
     with pytest.raises(NotADirectoryError, match="expected a folder"):
         find_images(write_image("x.jpg"))
+    with pytest.raises(NotADirectoryError, match="expected a folder"):
+        scan_images(write_image("y.jpg"))
+
+
+def test_scan_images_reports_what_is_named_like_an_image_but_is_no_file(tmp_path, write_image):
+    write_image("a.jpg")
+    write_image("x.jpg/inside.png", format="PNG")  # a folder named like an image: reported, and searched
+    (tmp_path / "y.jpg").symlink_to(tmp_path / "missing.jpg")
+    (tmp_path / "z.png").symlink_to(tmp_path / "x.jpg")  # a link to a folder: reported, not followed
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")  # decoding would wait forever for a writer
+    (tmp_path / "notes").symlink_to(tmp_path / "nowhere")  # not named like an image: not reported
+    (tmp_path / ".hidden.jpg").mkdir()  # hidden folders are skipped, as before
+    scan = scan_images(tmp_path)
+    assert isinstance(scan, ImageScan)
+    root = tmp_path.resolve()
+    assert [f.path.relative_to(root).as_posix() for f in scan.files] == ["a.jpg", "x.jpg/inside.png"]
+    assert scan.files == find_images(tmp_path)
+    reasons = {entry.path.relative_to(root).as_posix(): entry.reason for entry in scan.unusable}
+    assert reasons == {
+        "x.jpg": "a folder, not an image file",
+        "y.jpg": f"a broken link (to {tmp_path / 'missing.jpg'}, which does not exist)",
+        "z.png": "a link to a folder, not an image file",
+        "loop.jpg": "a link that loops back on itself",
+        "pipe.jpg": "not a regular file (a FIFO, socket or device)",
+    }
+    broken = next(entry for entry in scan.unusable if entry.path.name == "y.jpg")
+    assert isinstance(broken, UnusableEntry) and broken.path == root / "y.jpg"
+    own = (tmp_path / "y.jpg").lstat()
+    assert (broken.size, broken.mtime_ns) == (own.st_size, own.st_mtime_ns)
+
+
+def test_a_link_to_an_image_is_an_image_file(tmp_path, write_image):
+    target = write_image("photos/a.jpg")
+    (tmp_path / "linked.jpg").symlink_to(target)
+    scan = scan_images(tmp_path)
+    assert scan.unusable == []
+    assert {f.path for f in scan.files} == {target.resolve()}
+    assert all(isinstance(f, ImageFile) and f.size == target.stat().st_size for f in scan.files)
 
 
 # -- decode: refusals -----------------------------------------------------------------------------
