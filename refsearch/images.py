@@ -16,9 +16,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import RefsearchError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+# The most pixels decoded from a file (a JPEG counts at the reduced scale it is decoded at): beyond it a
+# file is refused, so that a tiny file claiming a huge size cannot exhaust memory.
 MAX_PIXELS = 400_000_000
 _EXIF_ORIENTATION = 0x0112
-# Pillow's own bomb check would refuse large photos before we can decode them reduced; ours is MAX_PIXELS.
+# Pillow's own bomb check (a DecompressionBombWarning on stderr from 89 megapixels, an error from 179)
+# would judge a JPEG by its full size before we can decode it reduced, and speak of "DOS attacks" about
+# holiday photos; MAX_PIXELS replaces it. The setting is Pillow's, so it holds for the whole process.
 Image.MAX_IMAGE_PIXELS = None
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -175,17 +179,20 @@ def _decode_file(path: Path, min_short_side: int | None, luminance: bool) -> Dec
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file (unrecognised format)") from None
+    except Image.DecompressionBombError:  # only if Image.MAX_IMAGE_PIXELS was set again after our import
+        raise ImageError(path, "too large for Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)") from None
     except Exception as exc:  # Pillow raises many types for malformed headers
         raise ImageError(path, f"unreadable image header ({exc})") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(path, f"has no pixels ({width}x{height})")
-    if width * height > MAX_PIXELS:
-        raise ImageError(path, f"too large ({width}x{height}, over {MAX_PIXELS // 1_000_000} megapixels)")
     if image.format == "JPEG" and image.mode in ("RGB", "L", "YCbCr") and (min_short_side or luminance):
         scale = min(1.0, (min_short_side or min(width, height)) / min(width, height))
         image.draft("L" if luminance else image.mode,
                     (max(1, round(width * scale)), max(1, round(height * scale))))
+    if image.width * image.height > MAX_PIXELS:  # a JPEG counts at the scale chosen above
+        raise ImageError(path, f"{width}x{height} is {width * height / 1e6:.3g} megapixels, over the limit "
+                         f"of {MAX_PIXELS / 1e6:.3g} megapixels", "scale it down first")
     try:
         image.load()
     except Exception as exc:

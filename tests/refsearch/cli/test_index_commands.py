@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 import refsearch.cli  # noqa: F401  (registers the commands)
@@ -231,7 +233,18 @@ def test_a_recipe_file_sets_source_output_and_configuration(tmp_path, copy_photo
 def test_skipped_files_are_reported_by_the_build(tmp_path, copy_photos):
     copy_photos(tmp_path / "photos", 1)
     (tmp_path / "photos" / "empty.jpg").write_bytes(b"")
-    result = run("build-index", tmp_path / "photos", "-o", tmp_path / "s.index", "-q")
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines()[1] == (f"skipped 1 unreadable files (1 new); reasons in "
-                                             f"{tmp_path / 's.index' / 'skipped.tsv'}")
+    Image.new("1", (21_000, 20_000)).save(tmp_path / "photos" / "bomb.png")  # 420 megapixels, 75 kB
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("build-index", tmp_path / "photos", "-o", tmp_path / "s.index", "-q")
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.splitlines()[1] == (f"skipped 2 unreadable files (2 new); reasons in "
+                                                 f"{tmp_path / 's.index' / 'skipped.tsv'}")
+        query = run("query", tmp_path / "photos" / "bomb.png", "--index", tmp_path / "s.index")
+        assert_user_error(query, "bomb.png: 21000x20000 is 420 megapixels, over the limit of 400 megapixels",
+                          hint="scale it down first")
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    report = (tmp_path / "s.index" / "skipped.tsv").read_text().splitlines()
+    assert report[1:] == [f"{tmp_path.resolve() / 'photos' / 'bomb.png'}\t21000x20000 is 420 megapixels, over "
+                          "the limit of 400 megapixels",
+                          f"{tmp_path.resolve() / 'photos' / 'empty.jpg'}\tempty file"]
