@@ -21,7 +21,8 @@ def build_index_command(
                                          "(e.g. demo, imagenet-train) or a recipe .toml file."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Network: efficientnet-lite2 (default, "
                                            "bundled weights) or vgg19 (the paper's; needs its weights)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file (a state dict)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, a PyTorch state "
+                                           "dict (default: the bundled ones, or vgg19's in torch's cache)."),
     global_dim: Optional[int] = typer.Option(None, "--global-dim", min=1, help="PCA size of the global descriptor "
                                              "(default 128)."),
     cell_dim: Optional[int] = typer.Option(None, "--cell-dim", min=1, help="PCA size of each cell descriptor (default 64)."),
@@ -31,7 +32,7 @@ def build_index_command(
                                 "(0: decode in the calling thread)."),
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Forward passes run side by side, one "
                                           "thread each (default: one per core on CPU, 1 on GPU)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Discard an existing index at the output and "
                                  "start over (needed to change backbone, dimensions or source folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
@@ -83,7 +84,8 @@ def query_command(
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     class_wnid: Optional[str] = typer.Option(None, "--class", help="Search this ImageNet class (a wnid like "
                                              "n02123045) instead of the predicted one."),
-    any_class: bool = typer.Option(False, "--any-class", help="Search every class."),
+    any_class: bool = typer.Option(False, "--any-class", help="Search every class, not only the predicted "
+                                   "one (excludes --class)."),
     exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave out indexed copies of the query file."),
     candidates: Optional[int] = typer.Option(None, "--candidates", help="How many of the best by global "
                                              "cosine go on to the local re-rank (default: the index's, 200; "
@@ -95,9 +97,11 @@ def query_command(
                                          "ranked when closer than anything in the searched classes "
                                          "(default 20; 0: none)."),
     global_only: bool = typer.Option(False, "--global-only", help="Rank by global cosine, no local re-rank."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Refuse unless the index was built with it."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build time."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Refuse unless the index was built with "
+                                           "this backbone (the index's own is used either way)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file: the one given to "
+                                           "build-index, if any (other weights are refused)."),
+    device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results (rank, id, path, label, "
                                  "score, semantic, luminance, ...)."),
 ) -> None:
