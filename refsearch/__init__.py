@@ -30,7 +30,11 @@ _LAZY_NAMES = {
     "ImageRecord": ".store",
 }
 
-__all__ = sorted([*_LAZY_NAMES, "__version__"])
+# The names above, and __version__ (tests check that the two agree).
+__all__ = ["BackboneError", "BuildSummary", "ClassGuess", "ConfigMismatchError", "ImageError", "ImageRecord",
+           "Index", "IndexConfig", "IndexLockedError", "IndexStateError", "InvalidArgumentError",
+           "NotFoundError", "RefsearchError", "SearchResponse", "SearchResult", "__version__",
+           "available_backbones", "build_index", "create_backbone", "register_backbone"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from .backbones import BackboneError, available_backbones, create_backbone, register_backbone

@@ -6,7 +6,6 @@ traceback. Each class also derives from the built-in exception it replaces, so `
 """
 from __future__ import annotations
 
-
 # The OSErrors that are about the user's own files and folders (a missing photo, a file where a folder
 # should be, no permission); any other OSError is reported as a bug, with its traceback.
 USER_FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)

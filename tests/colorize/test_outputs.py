@@ -35,7 +35,7 @@ def test_folder_in_folder_out(tmp_path, make_scene):
     summary = colorize_folder(source, tmp_path / "out", colorize_one, sheet_root=tmp_path / "sheets",
                               progress=False)
     assert sorted(p.name for p, _ in summary.failed) == ["broken.jpg", "dangling.png"]
-    assert "a broken link" in dict((p.name, why) for p, why in summary.failed)["dangling.png"]
+    assert "a broken link" in {p.name: why for p, why in summary.failed}["dangling.png"]
     assert {d.output.relative_to(tmp_path / "out").as_posix() for d in summary.done} == {"a.png", "sub/b.png"}
     for done in summary.done:
         gray = np.asarray(Image.open(done.source).convert("L"))

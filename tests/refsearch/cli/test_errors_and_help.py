@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 
 import refsearch
 from refsearch import search
-from refsearch.cli import app
-from refsearch.cli import colorize_command, curation_commands
+from refsearch.cli import app, colorize_command, curation_commands
 from refsearch.errors import IndexStateError, RefsearchError
 
 HEAVY = ("torch", "faiss", "numpy", "PIL", "colorize")
@@ -26,7 +25,7 @@ def run(*args: str):
 
 def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def _open_raising(monkeypatch, error: BaseException) -> None:
@@ -126,6 +125,7 @@ def test_the_package_names_are_imported_on_first_use():
 
 
 def test_every_public_name_resolves():
+    assert sorted(refsearch.__all__) == sorted([*refsearch._LAZY_NAMES, "__version__"])
     for name in refsearch.__all__:
         assert getattr(refsearch, name) is not None, name
         assert name in dir(refsearch)
