@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from refsearch.backbones import Backbone
+from refsearch.errors import InvalidArgumentError
 from refsearch.images import ImageSource, decode, is_grayscale, to_luminance
 
 from .base import ColorizeError, Colorizer, ColorizeResult, Reference, ReferenceIndex
@@ -67,7 +68,7 @@ def colorize_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 
     None: the default method)."""
     method = DEFAULT_METHOD if method is None else method
     if topk < 1:
-        raise ValueError(f"topk must be at least 1, got {topk}")
+        raise InvalidArgumentError(f"topk must be at least 1, got {topk}")
     _check_saturation(saturation)
     gray, notes = load_target(target)
     response = index.search(gray, k=topk, **search_options)
@@ -81,7 +82,7 @@ def colorize_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 
 
 def _check_saturation(saturation: float) -> None:
     if not 0.0 <= saturation <= MAX_SATURATION:
-        raise ValueError(f"saturation must be between 0 and {MAX_SATURATION:g}, got {saturation:g}")
+        raise InvalidArgumentError(f"saturation must be between 0 and {MAX_SATURATION:g}, got {saturation:g}")
 
 
 def load_target(source: ImageSource) -> tuple[Image.Image, list[str]]:

@@ -9,8 +9,10 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from PIL import Image
 
+from refsearch.errors import RefsearchError
 
-class ColorizeError(RuntimeError):
+
+class ColorizeError(RefsearchError, RuntimeError):
     """A colorization that cannot be done; the message says why and, for a plugin, names it."""
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from refsearch.images import ImageError, find_images
+from refsearch.images import ImageError, scan_images
 
 from .base import ColorizeError, ColorizeResult
 from .sheet import contact_sheet
@@ -49,10 +49,11 @@ def colorize_folder(input_root: Path, output_root: Path, colorize_one: Callable[
     """Run `colorize_one` on each image under `input_root`, saving `<output_root>/<relative path>.png` and,
     with `sheet_root`, a contact sheet `<sheet_root>/<relative folder>/<name>_sheet.png`."""
     input_root = input_root.resolve()
-    files = [f.path for f in find_images(input_root)]
+    scan = scan_images(input_root)
+    files = [f.path for f in scan.files]
     if not files:
         raise FileNotFoundError(f"{input_root}: no images found (jpg, jpeg, png, webp, bmp, tif)")
-    summary = FolderSummary()
+    summary = FolderSummary(failed=[(entry.path, f"{entry.path}: {entry.reason}") for entry in scan.unusable])
     for path in tqdm(files, desc="colorize", unit="image", disable=not progress):
         try:
             result = colorize_one(path)

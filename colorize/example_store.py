@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from refsearch.errors import InvalidArgumentError
+
 from .prior import PriorInputs, bin_centres
 
 STORE_FILE = "store.json"
@@ -73,11 +75,11 @@ class ExampleStore(Sequence[Example]):
             found = json.loads(marker.read_text())
             if found != wanted:
                 differing = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
-                raise ValueError(f"{self.directory} holds examples prepared otherwise (differing: "
-                                 f"{', '.join(differing)}); give another folder or delete this one")
+                raise InvalidArgumentError(f"{self.directory} holds examples prepared otherwise (differing: "
+                                           f"{', '.join(differing)})", "give another folder or delete this one")
         elif self.directory.is_dir() and any(self.directory.iterdir()):
-            raise ValueError(f"{self.directory} is not empty and holds no prepared examples; "
-                             "give a new folder")
+            raise InvalidArgumentError(f"{self.directory} is not empty and holds no prepared examples",
+                                       "give a new folder")
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
             _write_atomically(marker, lambda file: file.write(json.dumps(wanted, indent=1).encode()))

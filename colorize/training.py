@@ -21,7 +21,7 @@ import argparse
 import shutil
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from refsearch.backbones import Backbone, BackboneError, forward_streams
+from refsearch.backbones import Backbone, forward_streams
+from refsearch.errors import USER_FILE_ERRORS, InvalidArgumentError, RefsearchError
 from refsearch.images import ImageError, decode, find_images, is_grayscale
-from refsearch.manifest import IndexStateError
 
 from .base import Reference
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, WorkingImage
@@ -188,7 +188,7 @@ def train_prior(examples: Sequence[Example], backbone: Backbone,
                 metadata: dict | None = None) -> ChromaPrior:
     """An ensemble trained on `examples`: an ExampleStore, or a list of Examples."""
     if not examples:
-        raise ValueError("no training examples: give colour photos")
+        raise InvalidArgumentError("no training examples", "give colour photos")
     if isinstance(examples, ExampleStore):
         used_bins, grids = examples.bins_seen, examples.grids
     else:
@@ -273,6 +273,17 @@ def _crop(example: Example, rows: int, columns: int, generator: np.random.Genera
     return Example(cropped, example.colour_bins[window].float(), example.cell_ab[window], example.energy)
 
 
+def _comma_separated(kind: type) -> Callable[[str], tuple]:
+    """An argparse type: comma-separated numbers, so that a typo is a usage error, not a traceback."""
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(item) for item in text.split(",") if item.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m colorize.training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -282,14 +293,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="Where to save the prior.")
     parser.add_argument("--skip-every", type=int, default=0, help="With --skip-offsets: leave out the photos "
                         "whose position in the sorted list, modulo this, is one of the offsets.")
-    parser.add_argument("--skip-offsets", default="", help="Comma-separated, e.g. 0,4.")
+    parser.add_argument("--skip-offsets", type=_comma_separated(int), default="",
+                        help="Comma-separated, e.g. 0,4.")
     parser.add_argument("--networks", type=int, default=TrainingSettings.networks,
                         help="How many networks to train and average (default %(default)s).")
     parser.add_argument("--steps", type=int, default=TrainingSettings.steps,
                         help="Training steps per network (default %(default)s).")
     parser.add_argument("--width", type=int, default=TrainingSettings.width,
                         help="Channels of each network's hidden layers (default %(default)s).")
-    parser.add_argument("--scales", default=",".join(f"{x:g}" for x in TrainingSettings.scales),
+    parser.add_argument("--scales", type=_comma_separated(float),
+                        default=",".join(f"{x:g}" for x in TrainingSettings.scales),
                         help="Comma-separated working resolutions, relative to "
                         f"{DEFAULT_WORKING_SHORT_SIDE} px, at which every photo is seen.")
     parser.add_argument("--seed", type=int, default=TrainingSettings.seed,
@@ -307,7 +320,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         _train_from_folder(args)
-    except (OSError, ValueError, IndexStateError, BackboneError) as error:
+    except RefsearchError as error:
+        print(f"error: {error.message}" + (f"\nhint: {error.hint}" if error.hint else ""), file=sys.stderr)
+        raise SystemExit(2) from None
+    except USER_FILE_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -316,11 +332,11 @@ def _train_from_folder(args: argparse.Namespace) -> None:
     from refsearch import Index
 
     photos = [image.path for image in find_images(args.photos)]
-    offsets = {int(o) for o in args.skip_offsets.split(",") if o.strip()}
+    offsets = set(args.skip_offsets)
     if args.skip_every:
         photos = [p for i, p in enumerate(photos) if i % args.skip_every not in offsets]
     settings = TrainingSettings(networks=args.networks, steps=args.steps, width=args.width, seed=args.seed,
-                                scales=tuple(float(scale) for scale in args.scales.split(",")))
+                                scales=args.scales)
     folder = args.examples or args.output.with_suffix(".examples")
     with Index.open(args.index, device=args.device) as index:
         examples = open_example_store(index, folder, settings, int(args.memory * 2**30))
@@ -330,7 +346,7 @@ def _train_from_folder(args: argparse.Namespace) -> None:
             print(f"skipped: {reason}")
         if not examples:
             shutil.rmtree(folder)
-            raise ValueError(f"no colour photos to learn from in {args.photos}")
+            raise InvalidArgumentError(f"no colour photos to learn from in {args.photos}")
         skipped = f"every {args.skip_every}th from {sorted(offsets)}" if args.skip_every else "none"
         prior = train_prior(examples, index.backbone, settings, metadata={
             "photos": len(photos), "photo_folder": args.photos.name, "skipped": skipped})

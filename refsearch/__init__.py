@@ -1,21 +1,67 @@
 """refsearch: find colour reference photos for a grayscale photo, and colorize it from them."""
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .backbones import BackboneError, available_backbones, create_backbone, register_backbone
-from .build import BuildSummary, build_index, compact_index, remove_images
-from .config import IndexConfig, SearchSettings
-from .errors import (ConfigMismatchError, IndexLockedError, IndexStateError, InvalidArgumentError, NotFoundError,
-                     RefsearchError)
-from .images import ImageError
-from .results import ClassGuess, SearchResponse, SearchResult
-from .search import Index
-from .store import ImageRecord
-from .writer import IndexWriter
+# Public name -> the module defining it. Each is imported on first access (PEP 562), so that
+# `import refsearch` (and the command line's --help) does not pay for torch, faiss and PIL up front.
+_LAZY_NAMES = {
+    "BackboneError": ".backbones",
+    "available_backbones": ".backbones",
+    "create_backbone": ".backbones",
+    "register_backbone": ".backbones",
+    "BuildSummary": ".build",
+    "build_index": ".build",
+    "compact_index": ".build",
+    "remove_images": ".build",
+    "IndexConfig": ".config",
+    "SearchSettings": ".config",
+    "ConfigMismatchError": ".errors",
+    "IndexLockedError": ".errors",
+    "IndexStateError": ".errors",
+    "InvalidArgumentError": ".errors",
+    "NotFoundError": ".errors",
+    "RefsearchError": ".errors",
+    "ImageError": ".images",
+    "ClassGuess": ".results",
+    "SearchResponse": ".results",
+    "SearchResult": ".results",
+    "Index": ".search",
+    "ImageRecord": ".store",
+    "IndexWriter": ".writer",
+}
 
+# The names above, and __version__ (tests check that the two agree).
 __all__ = ["BackboneError", "BuildSummary", "ClassGuess", "ConfigMismatchError", "ImageError", "ImageRecord",
            "Index", "IndexConfig", "IndexLockedError", "IndexStateError", "IndexWriter", "InvalidArgumentError",
            "NotFoundError", "RefsearchError", "SearchResponse", "SearchResult", "SearchSettings", "__version__",
            "available_backbones", "build_index", "compact_index", "create_backbone", "register_backbone",
            "remove_images"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
+    from .backbones import BackboneError, available_backbones, create_backbone, register_backbone
+    from .build import BuildSummary, build_index, compact_index, remove_images
+    from .config import IndexConfig, SearchSettings
+    from .errors import (ConfigMismatchError, IndexLockedError, IndexStateError, InvalidArgumentError,
+                         NotFoundError, RefsearchError)
+    from .images import ImageError
+    from .results import ClassGuess, SearchResponse, SearchResult
+    from .search import Index
+    from .store import ImageRecord
+    from .writer import IndexWriter
+
+
+def __getattr__(name: str):
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))

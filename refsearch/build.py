@@ -25,7 +25,7 @@ from .backbones import Backbone, create_backbone, forward_streams
 from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError, InvalidArgumentError, NotFoundError
 from .features import PreparedImage, RawFeatures, describe, extract, load_prepared
-from .images import ImageError, ImageFile, find_images
+from .images import ImageError, ImageFile, UnusableEntry, scan_images
 from .projection import Projection, Projections
 from .store import ImageRecord, SkippedFile
 from .writer import IndexWriter
@@ -58,6 +58,7 @@ class _Plan:
     stale_ids: list[int]
     forgotten_skips: list[str]
     unchanged: int
+    new_unusable: list[UnusableEntry]  # named like images but no image files, not yet listed as skipped
 
 
 def default_index_path() -> Path:
@@ -87,7 +88,8 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         raise InvalidArgumentError("batch size and streams must be at least 1, and workers at least 0")
     source = Path(source).resolve()
     output = Path(output if output is not None else default_index_path())
-    files = find_images(source)
+    scan = scan_images(source)
+    files = scan.files
     backbone = create_backbone((config or IndexConfig()).backbone, weights=weights, device=device)
     config = (config or IndexConfig()).with_(weights=backbone.fingerprint)
     if config.grid != backbone.grid:
@@ -100,9 +102,10 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         if writer.took_over is not None:
             notes.append(f"took over the lock of a writer that died ({writer.took_over.describe()})")
         resumed = writer.resumed or (writer.path / layout.PCA_SAMPLE).is_dir()
-        plan = _plan(files, writer)
+        plan = _plan(files, writer, scan.unusable)
         removed = writer.remove(plan.stale_ids)
         writer.forget_skipped(plan.forgotten_skips)
+        writer.mark_skipped([SkippedFile(str(u.path), u.reason, u.size, u.mtime_ns) for u in plan.new_unusable])
         pipeline = _Pipeline(writer, backbone, config, batch_size, workers, streams)
         with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
                   dynamic_ncols=True) as bar:
@@ -113,17 +116,21 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     seconds = time.perf_counter() - started
     return BuildSummary(
         index=str(output), images=manifest.images, added=pipeline.stored, removed=len(removed),
-        unchanged=plan.unchanged, skipped=pipeline.skipped, skipped_total=manifest.skipped,
+        unchanged=plan.unchanged, skipped=pipeline.skipped + len(plan.new_unusable), skipped_total=manifest.skipped,
         seconds=round(seconds, 2), images_per_second=round(len(plan.todo) / max(pipeline.seconds, 1e-9), 1),
         report=str(output / layout.SKIPPED_REPORT) if manifest.skipped else None,
         search_kind=manifest.search_kind(), generation=published.generation, resumed=resumed, notes=notes)
 
 
-def _plan(files: list[ImageFile], writer: IndexWriter) -> _Plan:
+def _plan(files: list[ImageFile], writer: IndexWriter, unusable: list[UnusableEntry]) -> _Plan:
     indexed = writer.file_states()
     skipped = {item.path: item for item in writer.skipped()}
     todo, stale, unchanged = [], [], 0
     current = set()
+    listed_unusable = {str(u.path) for u in unusable}
+    new_unusable = [u for u in unusable if (str(u.path) not in skipped
+                                            or (skipped[str(u.path)].file_size, skipped[str(u.path)].mtime_ns)
+                                            != (u.size, u.mtime_ns))]
     for file in files:
         key = str(file.path)
         current.add(key)
@@ -138,8 +145,8 @@ def _plan(files: list[ImageFile], writer: IndexWriter) -> _Plan:
             continue
         todo.append(file)
     stale.extend(state.id for path, state in indexed.items() if path not in current)
-    forgotten = [path for path in skipped if path not in current]
-    return _Plan(todo, stale, forgotten, unchanged)
+    forgotten = [path for path in skipped if path not in current and path not in listed_unusable]
+    return _Plan(todo, stale, forgotten, unchanged, new_unusable)
 
 
 def _safe_prepare(file: ImageFile, config: IndexConfig, input_size: int) -> PreparedImage | ImageError:

@@ -6,6 +6,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from .errors import NotFoundError
+
 _WNID = re.compile(r"n\d{8}")
 
 
@@ -38,7 +40,8 @@ def class_index(wnid: str) -> int:
     try:
         return _index_of()[wnid]
     except KeyError:
-        raise KeyError(f"{wnid!r} is not an ImageNet-1k WordNet id (like n01440764)") from None
+        raise NotFoundError(f"{wnid!r} is not an ImageNet-1k WordNet id",
+                            "a wnid is n and eight digits, like n01440764 (tench)") from None
 
 
 def is_wnid(text: str) -> bool:

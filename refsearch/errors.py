@@ -6,6 +6,10 @@ traceback. Each class also derives from the built-in exception it replaces, so `
 """
 from __future__ import annotations
 
+# The OSErrors that are about the user's own files and folders (a missing photo, a file where a folder
+# should be, no permission); any other OSError is reported as a bug, with its traceback.
+USER_FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
+
 
 class RefsearchError(Exception):
     """A problem with the user's input, files or index, explained in `message`, with what to do in `hint`."""
@@ -17,6 +21,9 @@ class RefsearchError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}; {self.hint}"
+
+    def __reduce__(self):  # args holds only the message; keep the hint through pickling
+        return type(self), (self.message, self.hint)
 
 
 class InvalidArgumentError(RefsearchError, ValueError):

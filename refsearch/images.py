@@ -1,9 +1,11 @@
 """Finding image files and decoding them, whatever their mode, into RGB or luminance."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Union
@@ -11,22 +13,31 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import RefsearchError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+# The most pixels decoded from a file (a JPEG counts at the reduced scale it is decoded at): beyond it a
+# file is refused, so that a tiny file claiming a huge size cannot exhaust memory.
 MAX_PIXELS = 400_000_000
 _EXIF_ORIENTATION = 0x0112
-# Pillow's own bomb check would refuse large photos before we can decode them reduced; ours is MAX_PIXELS.
+# Pillow's own bomb check (a DecompressionBombWarning on stderr from 89 megapixels, an error from 179)
+# would judge a JPEG by its full size before we can decode it reduced, and speak of "DOS attacks" about
+# holiday photos; MAX_PIXELS replaces it. The setting is Pillow's, so it holds for the whole process.
 Image.MAX_IMAGE_PIXELS = None
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
-class ImageError(ValueError):
-    """An image that cannot be used, with the reason in words."""
+class ImageError(RefsearchError, ValueError):
+    """An image that cannot be used: `source` names it, `reason` says why in words."""
 
-    def __init__(self, source: object, reason: str):
-        super().__init__(f"{source}: {reason}")
+    def __init__(self, source: object, reason: str, hint: str = ""):
+        super().__init__(f"{source}: {reason}", hint)
         self.source = str(source)
         self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (self.source, self.reason, self.hint)
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,27 @@ class ImageFile:
     path: Path
     size: int
     mtime_ns: int
+
+
+@dataclass(frozen=True)
+class UnusableEntry:
+    """Something named like an image that cannot be read as one (a folder, a broken link, a FIFO ...),
+    with the reason in words. `size` and `mtime_ns` are the entry's own (not followed through a link),
+    as for ImageFile, so that a later scan can tell whether it changed."""
+
+    path: Path
+    reason: str
+    size: int = 0
+    mtime_ns: int = 0
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    """What `scan_images` found: the image files to decode, and the entries named like images that are not
+    usable files (in the order the walk met them)."""
+
+    files: list[ImageFile]
+    unusable: list[UnusableEntry]
 
 
 @dataclass(frozen=True)
@@ -52,24 +84,61 @@ def is_image_path(path: Path) -> bool:
 
 def find_images(root: str | os.PathLike) -> list[ImageFile]:
     """Every image file under root (recursively, sorted), skipping hidden folders and index folders."""
+    return scan_images(root).files
+
+
+def scan_images(root: str | os.PathLike) -> ImageScan:
+    """Walk root as `find_images` does, and also report what is named like an image but is no file to
+    decode: a folder (whose contents are still searched), a link to a folder (not followed), a broken or
+    looping link, a FIFO, socket or device. Paths are absolute, with the folders' links resolved (an
+    ImageFile's link is resolved too; an unusable entry's is not: it is what the folder holds)."""
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such folder")
-    if root.is_file():
+    if not root.is_dir():
         raise NotADirectoryError(f"{root}: expected a folder of images, got a file")
-    found = []
+    files: list[ImageFile] = []
+    unusable: list[UnusableEntry] = []
     for dirpath, dirnames, filenames in os.walk(root):
+        folder = Path(dirpath).resolve()
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not d.endswith(".index"))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
+        for name in sorted([*dirnames, *filenames]):
+            path = folder / name
             if not is_image_path(path):
                 continue
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            found.append(ImageFile(path.resolve(), stat.st_size, stat.st_mtime_ns))
-    return found
+            found = _examine(path)
+            if isinstance(found, ImageFile):
+                files.append(found)
+            elif found is not None:
+                unusable.append(found)
+    return ImageScan(files, unusable)
+
+
+def _examine(path: Path) -> ImageFile | UnusableEntry | None:
+    try:
+        own = path.lstat()
+    except FileNotFoundError:
+        return None  # deleted between listing the folder and looking at it: nothing to report
+    except OSError as exc:
+        return UnusableEntry(path, f"cannot read: {exc.strerror or exc}")
+
+    def unusable(reason: str) -> UnusableEntry:
+        return UnusableEntry(path, reason, own.st_size, own.st_mtime_ns)
+
+    try:
+        target = path.stat()
+    except FileNotFoundError:
+        return unusable(f"a broken link (to {os.readlink(path)}, which does not exist)")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return unusable("a link that loops back on itself")
+        return unusable(f"cannot read: {exc.strerror or exc}")
+    if stat.S_ISDIR(target.st_mode):
+        return unusable("a link to a folder, not an image file" if stat.S_ISLNK(own.st_mode)
+                        else "a folder, not an image file")
+    if not stat.S_ISREG(target.st_mode):
+        return unusable("not a regular file (a FIFO, socket or device)")
+    return ImageFile(path.resolve(), target.st_size, target.st_mtime_ns)
 
 
 def file_digest(data: bytes) -> str:
@@ -110,17 +179,20 @@ def _decode_file(path: Path, min_short_side: int | None, luminance: bool) -> Dec
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file (unrecognised format)") from None
+    except Image.DecompressionBombError:  # only if Image.MAX_IMAGE_PIXELS was set again after our import
+        raise ImageError(path, "too large for Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)") from None
     except Exception as exc:  # Pillow raises many types for malformed headers
         raise ImageError(path, f"unreadable image header ({exc})") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(path, f"has no pixels ({width}x{height})")
-    if width * height > MAX_PIXELS:
-        raise ImageError(path, f"too large ({width}x{height}, over {MAX_PIXELS // 1_000_000} megapixels)")
     if image.format == "JPEG" and image.mode in ("RGB", "L", "YCbCr") and (min_short_side or luminance):
         scale = min(1.0, (min_short_side or min(width, height)) / min(width, height))
         image.draft("L" if luminance else image.mode,
                     (max(1, round(width * scale)), max(1, round(height * scale))))
+    if image.width * image.height > MAX_PIXELS:  # a JPEG counts at the scale chosen above
+        raise ImageError(path, f"{width}x{height} is {width * height / 1e6:.3g} megapixels, over the limit "
+                         f"of {MAX_PIXELS / 1e6:.3g} megapixels", "scale it down first")
     try:
         image.load()
     except Exception as exc:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Callable, Generic, TypeVar
 
+from .errors import RefsearchError
+
 Factory = TypeVar("Factory", bound=Callable)
 
 
 class Registry(Generic[Factory]):
-    def __init__(self, kind: str, entry_point_group: str, error: type[Exception]):
+    def __init__(self, kind: str, entry_point_group: str, error: type[RefsearchError]):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self.error = error
@@ -30,7 +32,7 @@ class Registry(Generic[Factory]):
         if name not in self._factories:
             self._load_entry_points()
         if name not in self._factories:
-            raise self.error(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")
+            raise self.error(f"unknown {self.kind} {name!r}", f"available: {', '.join(self.names())}")
         return self._factories[name]
 
     def _load_entry_points(self) -> None:
@@ -41,4 +43,5 @@ class Registry(Generic[Factory]):
                 self._factories[entry.name] = entry.load()
             except Exception as exc:
                 raise self.error(f"{self.kind} plugin {entry.name!r} ({entry.value}) failed to load: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+                                 f"{type(exc).__name__}: {exc}",
+                                 f"fix or uninstall the package that provides {entry.name!r}") from exc

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .config import IndexConfig, SearchSettings
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, NotFoundError
 
 RECIPE_FOLDER = "index_builds"
 
@@ -39,7 +39,8 @@ def load_recipe(name_or_path: str) -> Recipe:
         matches = [m for m in matches if m.is_file()]
         if not matches:
             known = ", ".join(available_recipes()) or "none found"
-            raise FileNotFoundError(f"no recipe named {name_or_path!r} (known: {known})")
+            raise NotFoundError(f"no recipe named {name_or_path!r}",
+                                f"known: {known}; or give the path of a recipe .toml file")
         path = matches[0]
     with open(path, "rb") as handle:
         data = tomllib.load(handle)

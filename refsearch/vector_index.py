@@ -18,6 +18,8 @@ import faiss
 import numpy as np
 from faiss.contrib.inspect_tools import get_invlist
 
+from .errors import IndexStateError
+
 
 def _empty_ivf(dim: int, centroids: np.ndarray) -> faiss.IndexIVFScalarQuantizer:
     """An inverted file of float16 vectors (not residuals: segments and the reader's view have different
@@ -178,5 +180,5 @@ class GlobalIndex:
                     break
         if not found.all():
             missing = [i for i, f in zip(ids, found) if not f]
-            raise KeyError(f"no global descriptor stored for ids {missing[:5]}")
+            raise IndexStateError(f"no global descriptor stored for ids {missing[:5]}", "the index is damaged; rebuild it")
         return out

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
-from .errors import ConfigMismatchError, IndexStateError
+from .errors import ConfigMismatchError, IndexStateError, InvalidArgumentError
 from .lock import LockHolder, WriterLock
 from .manifest import Manifest
 from .projection import Projections
@@ -216,7 +216,7 @@ class IndexWriter:
         if not records:
             return
         if records[0].id != self._next_id or records[-1].id != self._next_id + len(records) - 1:
-            raise ValueError("records must take the ids new_ids gave, in order")
+            raise InvalidArgumentError("records must take the ids new_ids gave, in order")
         labels = np.array([classes.class_index(r.label) for r in records], np.int64)
         start = 0
         while start < len(records):

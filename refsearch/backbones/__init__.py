@@ -27,9 +27,9 @@ def resolve_device(device: str):
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BackboneError(f"--device {device} asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
+        raise BackboneError(f"--device {device} asked for, but PyTorch sees no CUDA GPU here", "use --device cpu")
     if device != "cpu" and not device.startswith("cuda"):
-        raise BackboneError(f"unknown device {device!r}; use cpu or cuda")
+        raise BackboneError(f"unknown device {device!r}", "use cpu or cuda")
     return torch.device(device)
 
 

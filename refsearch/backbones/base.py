@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import RefsearchError
 
-class BackboneError(RuntimeError):
-    """A backbone that cannot be built or loaded; the message says what to do."""
+
+class BackboneError(RefsearchError, RuntimeError):
+    """A backbone that cannot be built or loaded: the message says why, the hint what to do."""
 
 
 @dataclass
@@ -104,7 +106,7 @@ class Backbone(nn.Module):
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise BackboneError(f"weights file {path} not found")
+        raise BackboneError(f"weights file {path} not found", "check the --weights path")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

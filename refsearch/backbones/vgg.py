@@ -27,10 +27,11 @@ def find_weights(weights: str | Path | None) -> Path:
     if cached.is_file():
         return cached
     raise BackboneError(
-        "vgg19 needs its ImageNet weights, and none were found. Either pass --weights FILE (a torchvision "
-        f"vgg19 state dict), or put {TORCHVISION_FILE} in {cached.parent} - on a machine with network, "
-        "`python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\"` puts it "
-        "there. Or use the bundled default backbone, efficientnet-lite2.")
+        "vgg19 needs its ImageNet weights, and none were found",
+        f"pass --weights FILE (a torchvision vgg19 state dict), or put {TORCHVISION_FILE} in {cached.parent} - "
+        "on a machine with network, `python -c \"import torchvision; "
+        "torchvision.models.vgg19(weights='IMAGENET1K_V1')\"` puts it there; or use the bundled default "
+        "backbone, efficientnet-lite2")
 
 
 class VGG19(Backbone):

@@ -2,22 +2,24 @@
 given with --ref."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from colorize import (DEFAULT_METHOD, ColorizeError, ColorizeResult, colorize, colorize_folder,
-                      colorize_with_index, describe_methods)
-from colorize.api import MAX_SATURATION, load_reference
-from colorize.batch import Colorized, save_result
-from colorize.exemplar import ExemplarColorizer
-
-from ..search import Index
 from .app import app
-from .common import INDEX_HELP, note, print_json, resolve_index, user_errors
+from .common import INDEX_HELP, note, open_index, print_json, user_errors
+
+if TYPE_CHECKING:
+    from colorize import ColorizeResult
+    from colorize.batch import Colorized
+
+# colorize's DEFAULT_METHOD and MAX_SATURATION, repeated here because importing colorize loads torch and
+# PIL, which --help must not wait for; a test checks that they agree.
+DEFAULT_METHOD = "exemplar"
+MAX_SATURATION = 4.0
 
 
 @app.command("colorize")
@@ -69,7 +71,12 @@ def colorize_command(
     folder = image.is_dir()
     if folder and sheet is not None and sheet.suffix:
         raise typer.BadParameter("for a folder, --sheet names a folder for the sheets", param_hint="--sheet")
-    with _errors(), ExitStack() as stack:
+    with user_errors(), ExitStack() as stack:
+        from colorize import colorize, colorize_with_index
+        from colorize.api import load_reference
+        from colorize.batch import save_result
+        from colorize.exemplar import ExemplarColorizer
+
         if refs:
             references = [load_reference(path, i) for i, path in enumerate(refs)]
             colorizer = ExemplarColorizer(prior=prior) if prior else method
@@ -77,7 +84,7 @@ def colorize_command(
             def colorize_one(path: Path) -> ColorizeResult:
                 return colorize(path, references, colorizer, saturation=saturation)
         else:
-            opened = stack.enter_context(Index.open(resolve_index(index), device=device))
+            opened = stack.enter_context(open_index(index, device=device))
             colorizer = ExemplarColorizer(opened.backbone, prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
@@ -93,6 +100,8 @@ def colorize_command(
 
 def _colorize_folder(folder: Path, output: Path | None, sheet: Path | None,
                      colorize_one: Callable[[Path], ColorizeResult], as_json: bool, quiet: bool) -> None:
+    from colorize import colorize_folder
+
     output = output or Path(f"{folder.resolve().name}_colorized")
     summary = colorize_folder(folder, output, colorize_one, sheet, progress=not quiet)
     _report(summary.done, summary.failed, as_json)
@@ -128,7 +137,9 @@ def _as_dict(item: Colorized) -> dict:
 
 
 def _print_methods(as_json: bool) -> None:
-    with _errors():
+    with user_errors():
+        from colorize import describe_methods
+
         methods = describe_methods()
     if as_json:
         print_json([{"name": name, "description": text, "default": name == DEFAULT_METHOD}
@@ -137,14 +148,3 @@ def _print_methods(as_json: bool) -> None:
     width = max(map(len, methods)) + 2
     for name, text in methods.items():
         typer.echo(f"{name:<{width}}{text}{'  (default)' if name == DEFAULT_METHOD else ''}")
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """refsearch's usual error handling, plus colorize errors (a failing method names itself)."""
-    with user_errors():
-        try:
-            yield
-        except ColorizeError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None

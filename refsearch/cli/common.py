@@ -1,4 +1,8 @@
-"""What every command shares: turning library errors into one-line messages and exit codes."""
+"""What every command shares: turning refsearch's errors into messages and exit codes.
+
+Command modules import only this, typer and the standard library at module level; the library (and
+with it torch, faiss, numpy and PIL) is imported inside the command functions, so that `--help` is quick.
+"""
 from __future__ import annotations
 
 import json
@@ -9,34 +13,53 @@ from typing import Iterator
 
 import typer
 
-from ..backbones import BackboneError
-from ..build import default_index_path
-from ..config import ConfigMismatchError
-from ..images import ImageError
-from ..manifest import IndexStateError
-
-USER_ERRORS = (BackboneError, ConfigMismatchError, ImageError, IndexStateError, FileNotFoundError,
-               NotADirectoryError, FileExistsError, KeyError, ValueError, PermissionError)
+from ..errors import USER_FILE_ERRORS, RefsearchError
 
 INDEX_HELP = "Index folder (default: $REFSEARCH_INDEX or ./refsearch.index)."
 
 
 @contextmanager
 def user_errors(interrupted_hint: str = "") -> Iterator[None]:
-    """Print a refsearch error as one line on stderr and exit 2; Ctrl-C exits 130."""
+    """Report a problem the user can fix (a RefsearchError, or a missing, misplaced or forbidden file) as
+    `error: MESSAGE` on stderr, with a `hint: ...` line when there is one, and exit 2; Ctrl-C exits 130.
+    Anything else is a bug: it propagates with its traceback (exit 1)."""
     try:
         yield
-    except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2) from None
+    except RefsearchError as exc:
+        fail(exc.message, exc.hint)
+    except USER_FILE_ERRORS as exc:
+        fail(_describe_os_error(exc))
     except KeyboardInterrupt:
         typer.echo(f"interrupted{': ' + interrupted_hint if interrupted_hint else ''}", err=True)
         raise typer.Exit(130) from None
 
 
+def fail(message: str, hint: str = "") -> None:
+    """Print `error: MESSAGE` (and `hint: HINT`) on stderr and exit 2."""
+    typer.echo(f"error: {message}", err=True)
+    if hint:
+        typer.echo(f"hint: {hint}", err=True)
+    raise typer.Exit(2) from None
+
+
+def _describe_os_error(exc: OSError) -> str:
+    # one raised by the system reads "[Errno 2] No such file or directory: 'x'"; say "x: no such file ..."
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
+    return str(exc)
+
+
 def resolve_index(index: Path | None) -> Path:
+    from ..build import default_index_path
+
     return index if index is not None else default_index_path()
+
+
+def open_index(index: Path | None, **options):
+    """Index.open on --index (or the default index), importing the search library only now."""
+    from ..search import Index
+
+    return Index.open(resolve_index(index), **options)
 
 
 def print_json(data) -> None:

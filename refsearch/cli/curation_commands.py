@@ -8,11 +8,15 @@ from typing import Optional
 import typer
 
 from .. import classes
-from ..curation import EXPORT_LAYOUTS, EXPORT_MODES, NEAR_DUPLICATE_THRESHOLD
-from ..curation.report import write_clusters_report, write_duplicates_report, write_outliers_report
-from ..search import Index
+from ..errors import InvalidArgumentError
 from .app import app
-from .common import INDEX_HELP, print_json, resolve_index, user_errors
+from .common import INDEX_HELP, open_index, print_json, user_errors
+
+# refsearch.curation's values, repeated here because importing it loads numpy, scipy and faiss, which
+# --help must not wait for; a test checks that they agree.
+NEAR_DUPLICATE_THRESHOLD = 0.675
+EXPORT_MODES = ("copy", "symlink", "list")
+EXPORT_LAYOUTS = ("relative", "flat")
 
 REPORT_HELP = "Also write an HTML page of thumbnails, side by side, to review before deleting anything."
 THRESHOLD_HELP = ("Similarity (the mean of the global and the cell-by-cell cosine) from which two images are "
@@ -36,10 +40,12 @@ def dedup_command(
     Copies may be cropped, resized, recompressed, grayscale, slightly rotated or re-lit. The first image
     of each group, the one with the most pixels, is the one to keep; nothing is deleted."""
     with user_errors():
-        with Index.open(resolve_index(index)) as opened:
+        with open_index(index) as opened:
             groups = opened.exact_duplicates() if exact else opened.near_duplicates(threshold)
             shown = groups[:limit] if limit is not None else groups
             if report:
+                from ..curation.report import write_duplicates_report
+
                 write_duplicates_report(report, shown, f"Duplicates in {opened.path}")
     if as_json:
         print_json([{"kind": g.kind, "members": [asdict(m) for m in g.members]} for g in shown])
@@ -75,12 +81,14 @@ def outliers_command(
     if labels and report:
         raise typer.BadParameter("--report shows outliers; leave it out with --labels")
     with user_errors():
-        with Index.open(resolve_index(index)) as opened:
+        with open_index(index) as opened:
             if labels:
                 found = opened.label_issues(neighbours=neighbours, min_confidence=min_confidence)[:n]
             else:
                 found = opened.outliers(n, neighbours=neighbours)
                 if report:
+                    from ..curation.report import write_outliers_report
+
                     nearest = {o.nearest_id for o in found if o.nearest_id >= 0}
                     paths = {r.id: r.path for r in opened.records_of(sorted(nearest))}
                     write_outliers_report(report, found, f"Outliers in {opened.path}", paths)
@@ -115,9 +123,11 @@ def clusters_command(
     k-means on the global descriptors; each cluster is led by the image nearest its centre, and its
     cohesion is its members' mean cosine similarity to the centre."""
     with user_errors():
-        with Index.open(resolve_index(index)) as opened:
+        with open_index(index) as opened:
             found = opened.clusters(n, seed=seed)
             if report:
+                from ..curation.report import write_clusters_report
+
                 ids = {m for cluster in found for m in cluster.members[:show]}
                 paths = {r.id: r.path for r in opened.records_of(sorted(ids))}
                 write_clusters_report(report, found, f"Clusters of {opened.path}", paths, show)
@@ -153,7 +163,7 @@ def export_command(
 
     Nothing is written at the destination unless the whole export succeeds."""
     with user_errors():
-        with Index.open(resolve_index(index)) as opened:
+        with open_index(index) as opened:
             dropped = set(_read_ids(exclude)) if exclude else set()
             if drop_duplicates:
                 dropped.update(opened.near_duplicates(threshold).redundant_ids())
@@ -171,7 +181,7 @@ def _read_ids(path: Path) -> list[int]:
     try:
         return [int(token) for token in text.replace(",", " ").split()]
     except ValueError as exc:
-        raise ValueError(f"{path}: expected image ids (integers), {exc}") from None
+        raise InvalidArgumentError(f"{path}: expected image ids (integers), {exc}") from None
 
 
 @app.command("remove")
@@ -196,13 +206,14 @@ def remove_command(
     A later `build-index` over the same folder does not add them back unless their files change. An id
     or path the index does not hold is an error, and then nothing is removed."""
     with user_errors():
-        with Index.open(resolve_index(index)) as opened:
+        with open_index(index) as opened:
             chosen = [int(i) if i.isdigit() else opened.record_of_path(i).id for i in images or []]
             chosen += _read_ids(ids) if ids else []
             if drop_duplicates:
                 chosen += opened.near_duplicates(threshold).redundant_ids()
             if not chosen:
-                raise ValueError("name the images to remove: ids or paths, --ids FILE or --drop-duplicates")
+                raise InvalidArgumentError("name the images to remove",
+                                           "ids or paths, --ids FILE or --drop-duplicates")
             records = [opened.record(image_id) for image_id in sorted(set(chosen))]
             if not dry_run:
                 opened.remove([r.id for r in records], wait=wait)

@@ -7,12 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..build import build_index, compact_index
-from ..config import IndexConfig
-from ..recipes import available_recipes, load_recipe
-from ..search import Index
 from .app import app
-from .common import INDEX_HELP, note, print_json, resolve_index, user_errors
+from .common import INDEX_HELP, note, open_index, print_json, resolve_index, user_errors
 
 
 @app.command("build-index")
@@ -25,16 +21,18 @@ def build_index_command(
                                          "(e.g. demo, imagenet-train) or a recipe .toml file."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Network: efficientnet-lite2 (default, "
                                            "bundled weights) or vgg19 (the paper's; needs its weights)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file (a state dict)."),
-    global_dim: Optional[int] = typer.Option(None, "--global-dim", help="PCA size of the global descriptor "
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, a PyTorch state "
+                                           "dict (default: the bundled ones, or vgg19's in torch's cache)."),
+    global_dim: Optional[int] = typer.Option(None, "--global-dim", min=1, help="PCA size of the global descriptor "
                                              "(default 128)."),
-    cell_dim: Optional[int] = typer.Option(None, "--cell-dim", help="PCA size of each cell descriptor (default 64)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass "
+    cell_dim: Optional[int] = typer.Option(None, "--cell-dim", min=1, help="PCA size of each cell descriptor (default 64)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per forward pass "
                                              "(default 4 on CPU, 64 on GPU)."),
-    workers: int = typer.Option(2, "--workers", help="Threads decoding images while the network runs."),
-    streams: Optional[int] = typer.Option(None, "--streams", help="Forward passes run side by side, one "
+    workers: int = typer.Option(2, "--workers", min=0, help="Threads decoding images while the network runs "
+                                "(0: decode in the calling thread)."),
+    streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Forward passes run side by side, one "
                                           "thread each (default: one per core on CPU, 1 on GPU)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Discard an existing index at the output and "
                                  "start over (needed to change backbone, dimensions or source folder)."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
@@ -50,6 +48,11 @@ def build_index_command(
     backbone's prediction.
     """
     with user_errors("run the same command again to resume the build"):
+        from ..build import build_index
+        from ..config import IndexConfig
+        from ..errors import InvalidArgumentError
+        from ..recipes import available_recipes, load_recipe
+
         config, search = IndexConfig(), None
         if recipe:
             loaded = load_recipe(recipe)
@@ -57,10 +60,12 @@ def build_index_command(
             source = source or loaded.source
             output = output or loaded.output
             if source is None:
-                raise ValueError(f"recipe {loaded.name} needs a source folder: pass it as the first argument "
-                                 "or set the environment variable its source names")
+                raise InvalidArgumentError(f"recipe {loaded.name} needs a source folder",
+                                           "pass it as the first argument or set the environment variable "
+                                           "its source names")
         if source is None:
-            raise ValueError(f"give a folder of images, or --recipe NAME (known: {', '.join(available_recipes())})")
+            raise InvalidArgumentError("give a folder of images, or --recipe NAME",
+                                       f"known recipes: {', '.join(available_recipes()) or 'none found'}")
         config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
                               workers=workers, streams=streams, device=device, rebuild=rebuild, progress=not quiet,
@@ -81,22 +86,28 @@ def build_index_command(
 @app.command("query")
 def query_command(
     images: list[Path] = typer.Argument(..., help="Query image(s); colour images are searched as luminance."),
-    k: int = typer.Option(10, "-k", "--k", help="How many references to list."),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="How many references to list (at least 1)."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     class_wnid: Optional[str] = typer.Option(None, "--class", help="Search this ImageNet class (a wnid like "
                                              "n02123045) instead of the predicted one."),
-    any_class: bool = typer.Option(False, "--any-class", help="Search every class."),
+    any_class: bool = typer.Option(False, "--any-class", help="Search every class, not only the predicted "
+                                   "one (excludes --class)."),
     exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave out indexed copies of the query file."),
-    candidates: Optional[int] = typer.Option(None, "--candidates", help="Global candidates to re-rank "
-                                             "(default 200)."),
-    luminance_weight: Optional[float] = typer.Option(None, "--lum-weight", help="Weight w of d_lum in "
-                                                     "d_sem + w*d_lum (default 0.25)."),
-    rescue: Optional[int] = typer.Option(None, "--rescue", help="All-class global neighbours also ranked when "
-                                         "closer than anything in the searched classes (default 20; 0: none)."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", help="How many of the best by global "
+                                             "cosine go on to the local re-rank (default: the index's, 200; "
+                                             "at least k)."),
+    luminance_weight: Optional[float] = typer.Option(None, "--lum-weight", min=0.0, help="Weight w of d_lum "
+                                                     "in the re-rank score d_sem + w*d_lum (default: the "
+                                                     "index's, 0.25; 0 ranks by d_sem alone)."),
+    rescue: Optional[int] = typer.Option(None, "--rescue", min=0, help="All-class global neighbours also "
+                                         "ranked when closer than anything in the searched classes "
+                                         "(default 20; 0: none)."),
     global_only: bool = typer.Option(False, "--global-only", help="Rank by global cosine, no local re-rank."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Refuse unless the index was built with it."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build time."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Refuse unless the index was built with "
+                                           "this backbone (the index's own is used either way)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file: the one given to "
+                                           "build-index, if any (other weights are refused)."),
+    device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results (rank, id, path, label, "
                                  "score, semantic, luminance, ...)."),
 ) -> None:
@@ -104,8 +115,12 @@ def query_command(
     followed by the local (semantic + luminance) re-rank. Lower scores are better."""
     if class_wnid and any_class:
         raise typer.BadParameter("--class and --any-class exclude each other")
+    if candidates is not None and candidates < k:
+        raise typer.BadParameter(f"{candidates} is fewer than k={k}: the re-rank needs at least k "
+                                 f"candidates; give --candidates {k} or more, or a smaller -k",
+                                 param_hint="--candidates")
     with user_errors():
-        with Index.open(resolve_index(index), backbone=backbone, weights=weights, device=device) as opened:
+        with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
             responses = opened.search_batch(images, k, class_wnid=class_wnid, any_class=any_class,
                                             exclude_self=exclude_self, global_candidates=candidates,
                                             luminance_weight=luminance_weight, rescue_candidates=rescue,
@@ -136,9 +151,9 @@ def info_command(
                                  "writing the index now, or null) and `pending` (an interrupted build waits)."),
 ) -> None:
     """Show how an index was built, what it holds, and whether a writer is at work on it."""
-    from ..status import index_status
-
     with user_errors():
+        from ..status import index_status
+
         status = index_status(resolve_index(index))
     manifest = status.manifest
     if as_json:
@@ -172,6 +187,8 @@ def compact_command(
     Removing images only marks them (a tombstone each), so it costs milliseconds; run this now and then
     after many removals. Readers that opened the index before must reopen it afterwards."""
     with user_errors():
+        from ..build import compact_index
+
         summary = compact_index(resolve_index(index), wait=wait)
     if as_json:
         print_json(asdict(summary))

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import classes
-from ..errors import InvalidArgumentError
+from ..errors import IndexStateError, InvalidArgumentError
 from ..images import ImageSource
 from ..store import ImageRecord, RecordColumns
 from .clusters import default_cluster_count, kmeans_clusters
@@ -182,7 +182,7 @@ class Curator:
             table = self.source.record_columns()
             ids, vectors = self.source.global_vectors()
             if not np.array_equal(ids, table.ids):
-                raise RuntimeError("the index's records and descriptors disagree")
+                raise IndexStateError("the index's records and descriptors disagree", "rebuild it with --rebuild")
             self._curation = _Descriptors(table, vectors)
         return self._curation
 

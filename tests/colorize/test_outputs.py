@@ -26,6 +26,7 @@ def test_folder_in_folder_out(tmp_path, make_scene):
     make_scene(seed=1).convert("L").save(source / "a.jpg")
     make_scene((90, 70), seed=2).convert("L").save(source / "sub" / "b.png")
     (source / "broken.jpg").write_bytes(b"nope")
+    (source / "dangling.png").symlink_to(source / "gone.png")
     reference = make_scene()
 
     def colorize_one(path):
@@ -33,7 +34,8 @@ def test_folder_in_folder_out(tmp_path, make_scene):
 
     summary = colorize_folder(source, tmp_path / "out", colorize_one, sheet_root=tmp_path / "sheets",
                               progress=False)
-    assert sorted(p.name for p, _ in summary.failed) == ["broken.jpg"]
+    assert sorted(p.name for p, _ in summary.failed) == ["broken.jpg", "dangling.png"]
+    assert "a broken link" in {p.name: why for p, why in summary.failed}["dangling.png"]
     assert {d.output.relative_to(tmp_path / "out").as_posix() for d in summary.done} == {"a.png", "sub/b.png"}
     for done in summary.done:
         gray = np.asarray(Image.open(done.source).convert("L"))

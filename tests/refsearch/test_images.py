@@ -1,7 +1,11 @@
 """Finding image files and decoding every kind of image into RGB or L, or refusing it with a reason."""
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -9,9 +13,11 @@ import pytest
 from PIL import Image
 
 from refsearch import images
-from refsearch.features import load_prepared
 from refsearch.config import IndexConfig
-from refsearch.images import ImageError, decode, find_images, is_grayscale, to_luminance
+from refsearch.errors import RefsearchError
+from refsearch.features import load_prepared
+from refsearch.images import (ImageError, ImageFile, ImageScan, UnusableEntry, decode, find_images, is_grayscale,
+                              scan_images, to_luminance)
 
 
 # -- find_images ----------------------------------------------------------------------------------
@@ -38,6 +44,45 @@ def test_find_images_refuses_a_missing_folder_and_a_file(tmp_path, write_image):
         find_images(tmp_path / "missing")
     with pytest.raises(NotADirectoryError, match="expected a folder"):
         find_images(write_image("x.jpg"))
+    with pytest.raises(NotADirectoryError, match="expected a folder"):
+        scan_images(write_image("y.jpg"))
+
+
+def test_scan_images_reports_what_is_named_like_an_image_but_is_no_file(tmp_path, write_image):
+    write_image("a.jpg")
+    write_image("x.jpg/inside.png", format="PNG")  # a folder named like an image: reported, and searched
+    (tmp_path / "y.jpg").symlink_to(tmp_path / "missing.jpg")
+    (tmp_path / "z.png").symlink_to(tmp_path / "x.jpg")  # a link to a folder: reported, not followed
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")  # decoding would wait forever for a writer
+    (tmp_path / "notes").symlink_to(tmp_path / "nowhere")  # not named like an image: not reported
+    (tmp_path / ".hidden.jpg").mkdir()  # hidden folders are skipped, as before
+    scan = scan_images(tmp_path)
+    assert isinstance(scan, ImageScan)
+    root = tmp_path.resolve()
+    assert [f.path.relative_to(root).as_posix() for f in scan.files] == ["a.jpg", "x.jpg/inside.png"]
+    assert scan.files == find_images(tmp_path)
+    reasons = {entry.path.relative_to(root).as_posix(): entry.reason for entry in scan.unusable}
+    assert reasons == {
+        "x.jpg": "a folder, not an image file",
+        "y.jpg": f"a broken link (to {tmp_path / 'missing.jpg'}, which does not exist)",
+        "z.png": "a link to a folder, not an image file",
+        "loop.jpg": "a link that loops back on itself",
+        "pipe.jpg": "not a regular file (a FIFO, socket or device)",
+    }
+    broken = next(entry for entry in scan.unusable if entry.path.name == "y.jpg")
+    assert isinstance(broken, UnusableEntry) and broken.path == root / "y.jpg"
+    own = (tmp_path / "y.jpg").lstat()
+    assert (broken.size, broken.mtime_ns) == (own.st_size, own.st_mtime_ns)
+
+
+def test_a_link_to_an_image_is_an_image_file(tmp_path, write_image):
+    target = write_image("photos/a.jpg")
+    (tmp_path / "linked.jpg").symlink_to(target)
+    scan = scan_images(tmp_path)
+    assert scan.unusable == []
+    assert {f.path for f in scan.files} == {target.resolve()}
+    assert all(isinstance(f, ImageFile) and f.size == target.stat().st_size for f in scan.files)
 
 
 # -- decode: refusals -----------------------------------------------------------------------------
@@ -73,13 +118,56 @@ def test_a_header_claiming_a_giant_size_is_refused_before_decoding(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(_png_header(30_000, 20_000))  # 600 megapixels claimed in a tiny file
     reason = _reason(path)
-    assert reason.startswith("too large") and "30000x20000" in reason
+    assert reason == "30000x20000 is 600 megapixels, over the limit of 400 megapixels"
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory):
+    """PNGs whose pixel counts set off Pillow's bomb check: 900 megapixels (its error, and over our
+    limit) and 144 (its warning, within our limit); one bit a pixel, so the files are small."""
+    folder = tmp_path_factory.mktemp("bombs")
+    Image.new("1", (30_000, 30_000)).save(folder / "huge.png")
+    Image.new("1", (12_000, 12_000)).save(folder / "large.png")
+    return folder
+
+
+def test_a_decompression_bomb_is_refused_by_our_limit_without_pillows_warning(bombs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageError) as refused:
+            decode(bombs / "huge.png", luminance=True, min_short_side=256)
+        assert refused.value.reason == "30000x30000 is 900 megapixels, over the limit of 400 megapixels"
+        assert refused.value.hint == "scale it down first"
+        assert isinstance(refused.value, RefsearchError) and isinstance(refused.value, ValueError)
+        assert decode(bombs / "large.png", luminance=True).image.size == (12_000, 12_000)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)], caught
+
+
+def test_a_decompression_bomb_prints_nothing_of_pillows_on_stderr(bombs):
+    code = (f"from refsearch.images import ImageError, decode\n"
+            f"decode({str(bombs / 'large.png')!r})\n"
+            f"try:\n    decode({str(bombs / 'huge.png')!r})\n"
+            f"except ImageError as error:\n    print(error.reason)\n")
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == "30000x30000 is 900 megapixels, over the limit of 400 megapixels\n"
 
 
 def test_max_pixels_limit(tmp_path, write_image, monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 300)
-    assert _reason(write_image("big.png", size=(20, 20))).startswith("too large")
+    assert _reason(write_image("big.png", size=(20, 20))) == "20x20 is 0.0004 megapixels, over the limit of " \
+        "0.0003 megapixels"
     assert decode(write_image("ok.png", size=(10, 30))).image.size == (10, 30)
+
+
+def test_a_large_jpeg_counts_at_the_scale_it_is_decoded_at(tmp_path, write_image, monkeypatch):
+    path = write_image("big.jpg", size=(800, 600), format="JPEG")
+    monkeypatch.setattr(images, "MAX_PIXELS", 100_000)  # the photo has 480 000
+    assert "480000" not in _reason(path) and "0.48 megapixels" in _reason(path)
+    reduced = decode(path, min_short_side=150, luminance=True)  # JPEG draft: 1/4 scale, 200x150
+    assert reduced.image.size == (200, 150) and reduced.original_size == (800, 600)
 
 
 def test_an_unsupported_mode_is_refused(monkeypatch):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from refsearch.config import IndexConfig, SearchSettings
+from refsearch.errors import NotFoundError
 from refsearch.recipes import available_recipes, load_recipe, recipe_folders
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def test_recipes_in_the_working_folder_are_found_first(tmp_path, monkeypatch):
 
 
 def test_unknown_recipes_and_config_keys_are_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no recipe named 'nope' \(known: .*demo"):
+    with pytest.raises(NotFoundError, match=r"no recipe named 'nope'; known: .*demo"):
         load_recipe("nope")
     path = tmp_path / "bad.toml"
     path.write_text("[config]\nglobal_dims = 32\n")

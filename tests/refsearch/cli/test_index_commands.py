@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
-import refsearch.cli  # noqa: F401  (registers the commands)
+import refsearch.cli
 from refsearch import build
 from refsearch.cli import app
 
@@ -21,15 +23,29 @@ def run(*args: str, env: dict | None = None):
     return CliRunner(env=env).invoke(app, [str(a) for a in args])
 
 
-def assert_user_error(result, *fragments: str) -> str:
-    """Exit code 2 and exactly one line on stderr, starting `error: ` and containing the fragments."""
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+def assert_user_error(result, *fragments: str, hint: str | None = None) -> str:
+    """Exit code 2 and on stderr one line starting `error: `, then a `hint: ` line if `hint` is given (and
+    containing it), nothing else; the fragments are in the error line."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
     assert result.stdout == ""
-    message = result.stderr
-    assert message.startswith("error: ") and message.endswith("\n") and message.count("\n") == 1, message
+    lines = result.stderr.splitlines()
+    assert result.stderr.endswith("\n") and len(lines) == (1 if hint is None else 2), result.stderr
+    message = lines[0]
+    assert message.startswith("error: "), result.stderr
     for fragment in fragments:
-        assert fragment in message, message
+        assert fragment in message, result.stderr
+    if hint is not None:
+        assert lines[1].startswith("hint: ") and hint in lines[1], result.stderr
     return message
+
+
+def assert_usage_error(result, *fragments: str) -> None:
+    """Refused by the option parser: exit code 2, the usage and the fragments on stderr."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    assert result.stdout == "" and "Usage: " in result.stderr
+    text = " ".join(result.stderr.replace("│", " ").split())  # the message may be wrapped in a box
+    for fragment in fragments:
+        assert fragment in text, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +152,17 @@ def test_info_text_and_json(built):
 def test_query_errors(built, photos, tmp_path):
     assert_user_error(run("query", tmp_path / "missing.jpg", "--index", built), "missing.jpg: no such file")
     assert_user_error(run("query", photos[0], "--index", tmp_path / "nothing.index"),
-                      "nothing.index: no such index", "refsearch build-index")
+                      "nothing.index: no such index", hint="refsearch build-index")
     assert_user_error(run("query", photos[0], "--index", built, "--backbone", "vgg19"),
-                      "built with backbone 'efficientnet-lite2', not 'vgg19'")
+                      "built with backbone 'efficientnet-lite2', not 'vgg19'", hint="another network's")
     assert_user_error(run("query", photos[0], "--index", built, "--class", "n00000000"),
-                      "'n00000000' is not an ImageNet-1k WordNet id")
-    assert_user_error(run("query", photos[0], "--index", built, "-k", "0"), "k must be at least 1")
+                      "'n00000000' is not an ImageNet-1k WordNet id", hint="like n01440764")
+    assert_usage_error(run("query", photos[0], "--index", built, "-k", "0"), "-k", "greater than or equal to 1")
+    assert_usage_error(run("query", photos[0], "--index", built, "--lum-weight", "-0.5"),
+                       "--lum-weight", "greater than or equal to 0")
+    assert_usage_error(run("query", photos[0], "--index", built, "-k", "20", "--candidates", "5"),
+                       "--candidates", "5 is fewer than k=20", "give --candidates 20 or more")
+    assert_usage_error(run("query", photos[0], "--index", built, "--rescue", "-1"), "--rescue")
     (tmp_path / "notes.jpg").write_text("not a photo")
     assert_user_error(run("query", tmp_path / "notes.jpg", "--index", built), "not an image file")
     both = run("query", photos[0], "--index", built, "--class", "n01440764", "--any-class")
@@ -150,31 +171,36 @@ def test_query_errors(built, photos, tmp_path):
 
 def test_query_with_other_weights_is_refused(built, photos, changed_efficientnet_weights):
     assert_user_error(run("query", photos[0], "--index", built, "--weights", changed_efficientnet_weights),
-                      "other efficientnet-lite2 weights", "pass the same --weights")
+                      "other efficientnet-lite2 weights", hint="pass the same --weights")
 
 
 def test_info_errors(tmp_path):
-    assert_user_error(run("info", "--index", tmp_path / "nothing.index"), "no such index")
+    assert_user_error(run("info", "--index", tmp_path / "nothing.index"), "no such index", hint="build one")
     (tmp_path / "plain").mkdir()
     assert_user_error(run("info", "--index", tmp_path / "plain"), "is not a refsearch index")
 
 
 def test_build_index_errors(built, photos, tmp_path, monkeypatch):
     assert_user_error(run("build-index", tmp_path / "nowhere", "-o", tmp_path / "x.index"), "no such folder")
-    assert_user_error(run("build-index", "-o", tmp_path / "x.index"), "give a folder of images, or --recipe")
+    assert_user_error(run("build-index", "-o", tmp_path / "x.index"), "give a folder of images, or --recipe",
+                      hint="known recipes: ")
     assert_user_error(run("build-index", photos[0].parent, "-o", built, "--global-dim", "64", "-q"),
-                      "global_dim: 128 vs 64", "pass --rebuild")
-    assert_user_error(run("build-index", tmp_path, "-o", built, "-q"), f"indexes {photos[0].parent}, not")
+                      "global_dim: 128 vs 64", hint="pass --rebuild")
+    assert_user_error(run("build-index", tmp_path, "-o", built, "-q"), f"indexes {photos[0].parent}, not",
+                      hint="pass --rebuild to replace it")
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "empty-hub"))
     source = photos[0].parent
     assert_user_error(run("build-index", source, "-o", tmp_path / "vgg.index", "--backbone", "vgg19"),
-                      "vgg19 needs its ImageNet weights", "--weights")
+                      "vgg19 needs its ImageNet weights", hint="pass --weights FILE")
     assert_user_error(run("build-index", source, "-o", tmp_path / "y.index", "--backbone", "resnet"),
-                      "unknown backbone 'resnet'")
+                      "unknown backbone 'resnet'", hint="available: efficientnet-lite2, ")
     monkeypatch.delenv("IMAGENET_TRAIN", raising=False)
     assert_user_error(run("build-index", "--recipe", "imagenet-train", "-o", tmp_path / "z.index"),
-                      "recipe imagenet-train needs a source folder")
-    assert_user_error(run("build-index", "--recipe", "no-such-recipe"), "no recipe named 'no-such-recipe'")
+                      "recipe imagenet-train needs a source folder", hint="pass it as the first argument")
+    assert_user_error(run("build-index", "--recipe", "no-such-recipe"), "no recipe named 'no-such-recipe'",
+                      hint="known: demo")
+    assert_usage_error(run("build-index", source, "-o", tmp_path / "w.index", "--batch-size", "0"),
+                       "--batch-size", "greater than or equal to 1")
     assert not (tmp_path / "vgg.index").exists() and not (tmp_path / "y.index").exists()
 
 
@@ -211,7 +237,18 @@ def test_a_recipe_file_sets_source_output_and_configuration(tmp_path, copy_photo
 def test_skipped_files_are_reported_by_the_build(tmp_path, copy_photos):
     copy_photos(tmp_path / "photos", 1)
     (tmp_path / "photos" / "empty.jpg").write_bytes(b"")
-    result = run("build-index", tmp_path / "photos", "-o", tmp_path / "s.index", "-q")
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines()[1] == (f"skipped 1 unreadable files (1 new); reasons in "
-                                             f"{tmp_path / 's.index' / 'skipped.tsv'}")
+    Image.new("1", (21_000, 20_000)).save(tmp_path / "photos" / "bomb.png")  # 420 megapixels, 75 kB
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("build-index", tmp_path / "photos", "-o", tmp_path / "s.index", "-q")
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.splitlines()[1] == (f"skipped 2 unreadable files (2 new); reasons in "
+                                                 f"{tmp_path / 's.index' / 'skipped.tsv'}")
+        query = run("query", tmp_path / "photos" / "bomb.png", "--index", tmp_path / "s.index")
+        assert_user_error(query, "bomb.png: 21000x20000 is 420 megapixels, over the limit of 400 megapixels",
+                          hint="scale it down first")
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    report = (tmp_path / "s.index" / "skipped.tsv").read_text().splitlines()
+    photos = tmp_path.resolve() / "photos"
+    assert report[1:] == [f"{photos / 'bomb.png'}\t21000x20000 is 420 megapixels, over the limit of 400 megapixels",
+                          f"{photos / 'empty.jpg'}\tempty file"]
