@@ -88,7 +88,7 @@ class SearchSettings:
     # Up to this many images the all-class search scans every class; past it, only the `all_class_probes`
     # classes whose mean descriptor is nearest the query (an inverted file whose lists are the classes).
     exact_all_class_limit: int = 100_000
-    all_class_probes: int = 48
+    all_class_probes: int = 16
 
     def __post_init__(self) -> None:
         _at_least("global_candidates", self.global_candidates, 1)

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .backbones import Backbone
 from .config import IndexConfig
 from .images import DecodedImage, ImageSource, decode, to_luminance
 from .luminance import cell_histograms
 from .projection import Projections
+
+if TYPE_CHECKING:  # the network (torch) is loaded only by what runs it
+    from .backbones import Backbone
 
 
 @dataclass(frozen=True)

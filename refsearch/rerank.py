@@ -27,9 +27,12 @@ def local_scores(query_cells: np.ndarray, query_histograms: np.ndarray, candidat
     d_sem = 1 - mean(max(0, best cosine)); the histograms of those matched cells give
     d_lum = (1 + mean(1 - correlation)) / 2.
     """
-    similarity = candidate_cells @ query_cells.T  # (n, candidate cell, query cell)
-    matched = similarity.argmax(axis=1)  # (n, query cell)
-    best = np.take_along_axis(similarity, matched[:, None, :], axis=1)[:, 0, :]
+    n, cells, dim = candidate_cells.shape
+    # One matrix product, (query cell, candidate, candidate cell): each query cell's best match is then a
+    # reduction over contiguous memory.
+    similarity = (query_cells @ candidate_cells.reshape(n * cells, dim).T).reshape(len(query_cells), n, cells)
+    matched = similarity.argmax(axis=2).T  # (n, query cell)
+    best = similarity.max(axis=2).T
     semantic = 1.0 - np.maximum(best, 0.0).mean(axis=1)
     matched_histograms = np.take_along_axis(candidate_histograms, matched[:, :, None], axis=1)
     corr = correlation(query_histograms[None], matched_histograms)

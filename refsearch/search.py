@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import classes, layout
-from .backbones import Backbone, create_backbone
 from .config import IndexConfig, SearchSettings
 from .curation import Curator
 from .errors import ConfigMismatchError, IndexStateError, InvalidArgumentError, NotFoundError
@@ -29,6 +29,9 @@ from .results import ClassGuess, SearchResponse, SearchResult
 from .segments import RowShape, Segment, histograms_from_stored
 from .store import ImageRecord, MetadataReader, RecordColumns
 from .vector_index import ClassStats, GlobalIndex
+
+if TYPE_CHECKING:
+    from .backbones import Backbone
 
 COLORIZE_ENTRY_POINT_GROUP = "refsearch.colorize"
 
@@ -143,6 +146,10 @@ class Index:
     def backbone(self) -> Backbone:
         """The backbone that built the index, loaded on first use and checked against its weights."""
         if self._backbone is None:
+            # Imported here: an index opened only to read records or search described queries needs
+            # no network, and torch alone takes about half a gigabyte.
+            from .backbones import create_backbone
+
             backbone = create_backbone(self.config.backbone, weights=self._weights, device=self._device)
             if self.config.weights and backbone.fingerprint != self.config.weights:
                 raise ConfigMismatchError(

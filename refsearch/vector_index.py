@@ -1,7 +1,7 @@
 """FAISS over the global descriptors: exact search inside chosen classes, and search across all of them.
 
 Each segment's descriptors are one inverted file whose lists are the 1000 classes: the one stored copy of
-the global descriptors, as float16. A reader memory-maps every segment's file and stacks their lists into one view,
+the global descriptors, as float16. A reader memory-maps every segment's file and searches them in place,
 so opening costs milliseconds whatever the size, and adding images is writing a new segment's file,
 never rebuilding the others. Removed images are tombstones, skipped through an id selector.
 
@@ -21,12 +21,13 @@ from faiss.contrib.inspect_tools import get_invlist
 from .errors import IndexStateError
 
 
-def _empty_ivf(dim: int, centroids: np.ndarray) -> faiss.IndexIVFScalarQuantizer:
-    """An inverted file of float16 vectors (not residuals: segments and the reader's view have different
-    centroids, and a vector must read the same in both)."""
+def _empty_ivf(dim: int, num_classes: int) -> faiss.IndexIVFScalarQuantizer:
+    """An inverted file of float16 vectors, one list per class. Lists are assigned, never found by the
+    quantizer, so its centroids are zeros; codes are vectors, not residuals, so they read the same
+    whatever the lists' centroids."""
     quantizer = faiss.IndexFlatIP(dim)
-    quantizer.add(np.ascontiguousarray(centroids, np.float32))
-    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, len(centroids), faiss.ScalarQuantizer.QT_fp16,
+    quantizer.add(np.zeros((num_classes, dim), np.float32))
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, num_classes, faiss.ScalarQuantizer.QT_fp16,
                                           faiss.METRIC_INNER_PRODUCT, False)
     index.own_fields = True
     quantizer.this.disown()
@@ -38,7 +39,7 @@ def write_class_partitioned(path: Path, vectors: np.ndarray, ids: np.ndarray, la
                             num_classes: int) -> None:
     """Write `vectors` as an inverted file with one list per class (atomically)."""
     dim = vectors.shape[1]
-    index = _empty_ivf(dim, np.zeros((num_classes, dim), np.float32))
+    index = _empty_ivf(dim, num_classes)
     if len(ids):
         x = np.ascontiguousarray(vectors, np.float32)
         xids = np.ascontiguousarray(ids, np.int64)
@@ -87,23 +88,17 @@ class ClassStats:
 
 
 class GlobalIndex:
-    """The published segments' inverted files, memory-mapped and stacked, less the tombstones."""
+    """The published segments' inverted files, memory-mapped, less the tombstones. A search assigns the
+    query its lists once (the named classes, or the nearest class means), scans those lists in every
+    segment in place, and merges the segments' top-k."""
 
     def __init__(self, faiss_paths: list[Path], stats: ClassStats, tombstones: np.ndarray, dim: int):
         self.dim = dim
         self.stats = stats
         self.tombstones = np.asarray(tombstones, np.int64)
         self._segments = [faiss.read_index(str(p), faiss.IO_FLAG_MMAP) for p in faiss_paths]
-        self._view = _empty_ivf(dim, stats.centroids())
-        if len(self._segments) == 1:
-            self._view.replace_invlists(self._segments[0].invlists, False)
-        elif self._segments:
-            self._stack = faiss.InvertedListsPtrVector()
-            for segment in self._segments:
-                self._stack.push_back(segment.invlists)
-            self._stacked = faiss.HStackInvertedLists(self._stack.size(), self._stack.data())
-            self._view.replace_invlists(self._stacked, False)
-        self._view.ntotal = sum(int(s.ntotal) for s in self._segments)
+        self._means = faiss.IndexFlatIP(dim)
+        self._means.add(stats.centroids())
         self._selector = None
         if len(self.tombstones):
             self._removed = faiss.IDSelectorBatch(self.tombstones)
@@ -116,37 +111,40 @@ class GlobalIndex:
     def class_sizes(self) -> np.ndarray:
         return self.stats.counts
 
-    def _params(self, nprobe: int) -> faiss.SearchParametersIVF:
-        params = faiss.SearchParametersIVF(nprobe=nprobe)
-        if self._selector is not None:
-            params.sel = self._selector
-        return params
-
     def search(self, queries: np.ndarray, k: int, classes: list[int] | None,
                probes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (similarities, ids) per query; ids are -1 (similarities -inf) where fewer than k images
-        exist. `classes`
-        names the classes to scan; None is every class, all of them or (with `probes`) the `probes`
-        classes whose mean is nearest each query."""
+        exist. `classes` names the classes to scan; None is every class, all of them or (with `probes`)
+        the `probes` classes whose mean is nearest each query."""
         queries = np.ascontiguousarray(queries, np.float32)
         n, k = len(queries), max(1, k)
-        if classes is None and probes is not None and self._segments:
-            similarities, ids = self._view.search(queries, k, params=self._params(min(probes, self._view.nlist)))
-            similarities[ids < 0] = -np.inf
-            return similarities, ids
-        if classes is None:
-            classes = np.flatnonzero(self.stats.counts).tolist()
+        if classes is None and probes is not None:
+            _, assign = self._means.search(queries, min(probes, len(self.stats.counts)))
+        else:
+            chosen = np.flatnonzero(self.stats.counts) if classes is None else np.asarray(classes, np.int64)
+            assign = np.tile(chosen.astype(np.int64), (n, 1))
         similarities = np.full((n, k), -np.inf, np.float32)
         ids = np.full((n, k), -1, np.int64)
-        if not classes or not self._segments:
+        if assign.shape[1] == 0 or not self._segments:
             return similarities, ids
-        assign = np.ascontiguousarray(np.tile(np.asarray(classes, np.int64), (n, 1)))
+        assign = np.ascontiguousarray(assign, np.int64)
         coarse = np.zeros(assign.shape, np.float32)
-        self._view.search_preassigned_c(n, faiss.swig_ptr(queries), k, faiss.swig_ptr(assign),
-                                        faiss.swig_ptr(coarse), faiss.swig_ptr(similarities), faiss.swig_ptr(ids),
-                                        False, self._params(len(classes)))
-        similarities[ids < 0] = -np.inf
-        return similarities, ids
+        params = faiss.SearchParametersIVF(nprobe=assign.shape[1])
+        if self._selector is not None:
+            params.sel = self._selector
+        parts_sims, parts_ids = [], []
+        for segment in self._segments:
+            found_sims = np.empty((n, k), np.float32)
+            found_ids = np.empty((n, k), np.int64)
+            segment.search_preassigned_c(n, faiss.swig_ptr(queries), k, faiss.swig_ptr(assign),
+                                         faiss.swig_ptr(coarse), faiss.swig_ptr(found_sims),
+                                         faiss.swig_ptr(found_ids), False, params)
+            parts_sims.append(found_sims)
+            parts_ids.append(found_ids)
+        all_sims, all_ids = np.concatenate(parts_sims, axis=1), np.concatenate(parts_ids, axis=1)
+        all_sims[all_ids < 0] = -np.inf
+        order = np.argsort(-all_sims, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(all_sims, order, axis=1), np.take_along_axis(all_ids, order, axis=1)
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Every live image's (id, global descriptor), ids ascending."""

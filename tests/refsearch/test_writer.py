@@ -201,3 +201,20 @@ def test_the_stored_histograms_keep_the_correlation(tmp_path, photos, tiny_build
     for a in range(len(ids)):
         for b in range(len(ids)):
             np.testing.assert_allclose(correlation(stored[a], stored[b]), correlation(exact[a], exact[b]), atol=1e-3)
+
+
+def test_folders_and_broken_links_named_like_images_are_listed_as_skipped(tmp_path, copy_photos, tiny_build):
+    source = tmp_path / "photos"
+    copy_photos(source, 2)
+    (source / "album.jpg").mkdir()
+    copy_photos(source / "album.jpg", 1)  # its contents are still indexed
+    (source / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    summary = tiny_build(source, tmp_path / "s.index")
+    assert (summary.images, summary.skipped, summary.skipped_total) == (3, 2, 2)
+    rows = dict(line.split("\t") for line in Path(summary.report).read_text().splitlines()[1:])
+    assert set(rows) == {str(source.resolve() / "album.jpg"), str(source.resolve() / "gone.png")}
+    assert "folder" in rows[str(source.resolve() / "album.jpg")] and "broken link" in rows[str(source.resolve() / "gone.png")]
+    again = tiny_build(source, tmp_path / "s.index")
+    assert (again.skipped, again.skipped_total, again.images) == (0, 2, 3)
+    (source / "gone.png").unlink()
+    assert tiny_build(source, tmp_path / "s.index").skipped_total == 1  # forgotten once gone

@@ -121,7 +121,8 @@ def test_the_package_names_are_imported_on_first_use():
         print(before, light, config.backbone, index.__module__, "torch" in sys.modules)
         """)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "[] [] efficientnet-lite2 refsearch.search True\n"
+    # the reader loads the network only when a query needs it
+    assert done.stdout == "[] [] efficientnet-lite2 refsearch.search False\n"
 
 
 def test_every_public_name_resolves():
