@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -82,3 +83,25 @@ def test_the_command_line_does_not_import_the_web_packages():
 def test_bad_options_are_refused(demo_index_path, args, fragment):
     result = run("--index", str(demo_index_path), *args)
     assert result.exit_code == 2 and fragment in result.stderr
+
+
+def test_answers_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(demo_index):
+    # Without TCP_NODELAY on the accepted sockets, each answer after the first on a connection stalls
+    # about 40 ms (Linux's shortest delayed ACK) behind Nagle's algorithm.
+    import http.client
+    from statistics import median
+    from urllib.parse import urlsplit
+
+    from refsearch.server import BackgroundServer, create_app
+
+    with BackgroundServer(create_app(demo_index)) as url:
+        connection = http.client.HTTPConnection("127.0.0.1", urlsplit(url).port, timeout=30)
+        seconds = []
+        for _ in range(12):
+            started = time.perf_counter()
+            connection.request("GET", "/api/images/3?size=64")
+            response = connection.getresponse()
+            assert response.status == 200 and response.read()
+            seconds.append(time.perf_counter() - started)
+        connection.close()
+    assert median(seconds[2:]) < 0.025, seconds
