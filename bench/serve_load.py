@@ -119,15 +119,17 @@ def in_process(index: Index, k: int) -> Callable[[int, Path], None]:
 
 
 def multipart(query: Path) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{query.name}\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + query.read_bytes() + f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{query.name}\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n")
+    return head.encode() + query.read_bytes() + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def over_http(url: str, k: int, clients: int, queries: list[Path]) -> Callable[[int, Path], None]:
     parts = urlsplit(url)
     assert parts.hostname == "127.0.0.1", "loopback only"
     bodies = {query: multipart(query) for query in queries}
-    connections = [http.client.HTTPConnection(parts.hostname, parts.port, timeout=120) for _ in range(clients)]
+    connections = [http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+                   for _ in range(clients)]
 
     def one(client: int, query: Path) -> None:
         connection = connections[client]  # one keep-alive connection per client, as a browser keeps
@@ -146,7 +148,8 @@ def start_server(index_path: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-m", "refsearch", "serve", "--index", str(index_path),
                                 "--host", "127.0.0.1", "--port", "0", "--no-access-log"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                               cwd=REPO)
     line = process.stdout.readline()
     if not line.startswith("refsearch serve: http://127.0.0.1:"):
         process.kill()
@@ -155,7 +158,8 @@ def start_server(index_path: Path) -> tuple[subprocess.Popen, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", type=Path, default=REPO / "index_builds" / "demo.index")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--searches", type=int, default=50, help="searches per client")
@@ -173,11 +177,13 @@ def main() -> None:
             search = in_process(index, args.k)
             hammer("warm-up", 1, 5, queries, search)
             runs.append(hammer("in process, 1 client", 1, args.searches, queries, search))
-            runs.append(hammer(f"in process, {args.clients} clients", args.clients, args.searches, queries, search))
+            runs.append(hammer(f"in process, {args.clients} clients", args.clients, args.searches, queries,
+                               search))
         process, url = start_server(index_path)
         try:
             hammer("warm-up", 1, 5, queries, over_http(url, args.k, 1, queries))
-            runs.append(hammer("HTTP, 1 client", 1, args.searches, queries, over_http(url, args.k, 1, queries)))
+            runs.append(hammer("HTTP, 1 client", 1, args.searches, queries,
+                               over_http(url, args.k, 1, queries)))
             runs.append(hammer(f"HTTP, {args.clients} clients", args.clients, args.searches, queries,
                                over_http(url, args.k, args.clients, queries)))
         finally:

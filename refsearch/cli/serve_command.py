@@ -22,7 +22,8 @@ def serve_command(
                                         "in MB (larger: 413)."),
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Largest image accepted, in "
                                    "pixels, read from its header before decoding (larger: 413)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build time."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build "
+                                           "time."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log each request."),
 ) -> None:

@@ -49,6 +49,8 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self
 THUMBNAIL_QUALITY = 85
 # Ids are stored as unsigned 64-bit keys; anything outside cannot name an image.
 MAX_ID = 2 ** 63 - 1
+# Browsers may keep images a few minutes; the index they come from is read-only while served.
+CACHE_HEADERS = {"Cache-Control": "private, max-age=300"}
 T = TypeVar("T")
 
 
@@ -59,7 +61,8 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     service = _Service(holder, settings)
     app = FastAPI(title="refsearch", version=__version__,
-                  description="Colour reference search and colorization over one refsearch index (read-only).",
+                  description="Colour reference search and colorization over one refsearch index "
+                              "(read-only).",
                   # FastAPI's interactive docs load their scripts from a CDN; the schema alone is served.
                   docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.service = service
@@ -75,16 +78,18 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
         candidates: Optional[int] = Query(None, ge=1, le=settings.max_candidates,
                                           description="Global candidates to re-rank (default 200)."),
         lum_weight: Optional[float] = Query(None, ge=0, le=100, allow_inf_nan=False,
-                                            description="Weight w of d_lum in d_sem + w*d_lum (default 0.25)."),
+                                            description="Weight w of d_lum in d_sem + w*d_lum "
+                                            "(default 0.25)."),
         rescue: Optional[int] = Query(None, ge=0, le=settings.max_candidates,
-                                      description="All-class neighbours also ranked when closer than anything "
-                                      "in the searched classes (default 20; 0: none)."),
+                                      description="All-class neighbours also ranked when closer than "
+                                      "anything in the searched classes (default 20; 0: none)."),
         global_only: bool = Query(False, description="Rank by global cosine, without the local re-rank."),
     ) -> dict:
         if class_wnid is not None and any_class:
             raise RequestRejected(400, "class and any_class exclude each other")
         if class_wnid is not None and not classes.is_wnid(class_wnid):
-            raise RequestRejected(400, f"class {class_wnid!r} is not an ImageNet-1k WordNet id (like n01440764)")
+            raise RequestRejected(400, f"class {class_wnid!r} is not an ImageNet-1k WordNet id "
+                                       "(like n01440764)")
         return {"class_wnid": class_wnid, "any_class": any_class, "exclude_self": exclude_self,
                 "global_candidates": candidates, "luminance_weight": lum_weight, "rescue_candidates": rescue,
                 "rerank": not global_only}
@@ -131,7 +136,8 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
             return JSONResponse(await service.in_thread(_colorized_json, done))
         picture = done["result"].image if output == "image" else _confidence_image(done["result"].confidence)
         png = await service.in_thread(_png, picture)
-        headers = {"Content-Disposition": f'inline; filename="{output == "image" and "colorized" or "confidence"}.png"',
+        filename = "colorized.png" if output == "image" else "confidence.png"
+        headers = {"Content-Disposition": f'inline; filename="{filename}"',
                    "X-Mean-Confidence": f"{float(done['result'].confidence.mean()):.4f}"}
         return Response(png, media_type="image/png", headers=headers)
 
@@ -143,9 +149,9 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
         """An indexed image: its file as it is, or a thumbnail."""
         if size is None:
             path, media_type = await service.in_thread(service.image_file, image_id)
-            return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
+            return FileResponse(path, media_type=media_type, headers=CACHE_HEADERS)
         jpeg = await service.in_thread(service.thumbnail, image_id, size)
-        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+        return Response(jpeg, media_type="image/jpeg", headers=CACHE_HEADERS)
 
     @app.get("/api/records/{image_id}")
     async def record(image_id: int) -> dict:
@@ -166,12 +172,14 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/api/review/clusters")
     async def clusters(n: Optional[int] = Query(None, ge=1, le=settings.max_review,
-                                                description="How many clusters (default about sqrt(images / 2))."),
+                                                description="How many clusters (default about "
+                                                "sqrt(images / 2))."),
                        show: int = Query(12, ge=1, le=1000, description="Members listed per cluster, nearest "
                                          "the centre first.")) -> dict:
         """k-means clusters of the images, largest first, each led by the image nearest its centre."""
         found = await service.review("clusters", n)
-        return {"clusters": [{**cluster, "members": cluster["members"][:show]} for cluster in found["clusters"]]}
+        return {"clusters": [{**cluster, "members": cluster["members"][:show]}
+                             for cluster in found["clusters"]]}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -220,8 +228,8 @@ class _Service:
     # -- endpoints' work -----------------------------------------------------------------------
     def health(self) -> dict:
         index = self.holder.current()
-        return {"status": "ok", "images": len(index), "backbone": index.config.backbone, "version": __version__,
-                "methods": available_methods(), "default_method": DEFAULT_METHOD,
+        return {"status": "ok", "images": len(index), "backbone": index.config.backbone,
+                "version": __version__, "methods": available_methods(), "default_method": DEFAULT_METHOD,
                 "limits": {"max_upload_bytes": self.settings.max_upload_bytes,
                            "max_pixels": self.settings.max_pixels, "max_k": self.settings.max_k,
                            "max_topk": self.settings.max_topk}}
@@ -277,7 +285,8 @@ class _Service:
             try:
                 cached = _thumbnail(record.path, size)
             except ImageError as exc:
-                raise NotFoundError(f"the file of image {image_id} can no longer be read: {exc.reason}") from None
+                raise NotFoundError(f"the file of image {image_id} can no longer be read: "
+                                    f"{exc.reason}") from None
             self._thumbnails.put(key, cached)
         return cached
 
@@ -286,8 +295,8 @@ class _Service:
         if key not in self._reviews:
             # One at a time, so that two first requests compute once, and the index's curation cache is
             # filled by one thread; searches go on meanwhile.
-            found = await anyio.to_thread.run_sync(partial(_locked, self._review_lock, self._review, kind, parameter),
-                                                   limiter=self._limiter("review"))
+            work = partial(_locked, self._review_lock, self._review, kind, parameter)
+            found = await anyio.to_thread.run_sync(work, limiter=self._limiter("review"))
             self._reviews[key] = found
             while len(self._reviews) > 16:
                 self._reviews.popitem(last=False)
@@ -354,7 +363,10 @@ def _thumbnail(path: str, size: int) -> bytes:
     width, height = decoded.original_size
     if min(width, height) > size:
         scale = size / min(width, height)
-        target = (size, max(1, round(height * scale))) if width <= height else (max(1, round(width * scale)), size)
+        if width <= height:
+            target = (size, max(1, round(height * scale)))
+        else:
+            target = (max(1, round(width * scale)), size)
         image = image.resize(target, Image.BILINEAR, reducing_gap=3.0)
     elif image.size != (width, height):
         image = decode(path).image
@@ -379,7 +391,8 @@ def _data_url(png: bytes) -> str:
 
 def _colorized_json(done: dict) -> dict:
     result = done["result"]
-    return {"image": _data_url(_png(result.image)), "confidence": _data_url(_png(_confidence_image(result.confidence))),
+    return {"image": _data_url(_png(result.image)),
+            "confidence": _data_url(_png(_confidence_image(result.confidence))),
             "width": result.image.width, "height": result.image.height, "method": result.method,
             "seconds": round(result.seconds, 3), "mean_confidence": round(float(result.confidence.mean()), 4),
             "references": done["references"], "notes": list(result.notes)}

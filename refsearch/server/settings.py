@@ -1,4 +1,5 @@
-"""What a `refsearch serve` instance allows: upload and image sizes, and bounds on what one request may ask."""
+"""What a `refsearch serve` instance allows: upload and image sizes, and bounds on what one request may
+ask for."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -19,8 +19,8 @@ from refsearch.server import BackgroundServer, create_app
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
-    pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium); the page tests need a real browser",
-                allow_module_level=True)
+    pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium); the page tests need a real "
+                "browser", allow_module_level=True)
 SCREENSHOTS = os.environ.get("REFSEARCH_SCREENSHOTS")
 
 
@@ -45,7 +45,8 @@ def page(browser, server_url):
     opened = context.new_page()
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    opened.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
+    opened.on("console", lambda message: message.type == "error"
+              and problems.append(f"console: {message.text}"))
     opened.on("request", lambda request: request.url.startswith((server_url, "blob:", "data:"))
               or problems.append(f"request elsewhere: {request.url}"))
     opened.problems = problems  # a test expecting one takes it out
@@ -69,7 +70,8 @@ def screenshot(page, name: str, full_page: bool = False) -> None:
 
 def wait_for_images(page, selector: str) -> None:
     # As functions, not expressions: the page's policy forbids eval, and Playwright would eval an expression.
-    page.wait_for_function(f"() => [...document.querySelectorAll({selector!r})].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(f"() => [...document.querySelectorAll({selector!r})]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
 
 
 def test_search_tick_colorize_and_download(page, demo_index, query):
@@ -77,7 +79,8 @@ def test_search_tick_colorize_and_download(page, demo_index, query):
     page.fill("#k", "6")
     page.set_input_files("#file", str(query))
     page.wait_for_selector("#references img.ref-thumb")
-    sources = page.eval_on_selector_all("#references img.ref-thumb", "images => images.map(i => i.getAttribute('src'))")
+    sources = page.eval_on_selector_all("#references img.ref-thumb",
+                                        "images => images.map(i => i.getAttribute('src'))")
     assert all(source.startswith("/api/images/") for source in sources)
     assert [int(s.split("/")[3].split("?")[0]) for s in sources] == [r.id for r in expected.results]
     wait_for_images(page, "#references img.ref-thumb")
@@ -109,8 +112,10 @@ def test_search_tick_colorize_and_download(page, demo_index, query):
     saved = Image.open(download.value.path())
     assert saved.format == "PNG" and saved.size == (width, height)
     assert np.array_equal(np.asarray(saved.convert("L")), np.asarray(Image.open(query).convert("L")))
-    wanted = colorize.colorize(query, [demo_index.record(i).path for i in chosen], backbone=demo_index.backbone)
-    assert np.array_equal(np.asarray(saved), np.asarray(wanted.image))  # from the ticked references, in rank order
+    # from the ticked references, in rank order
+    references = [demo_index.record(i).path for i in chosen]
+    wanted = colorize.colorize(query, references, backbone=demo_index.backbone)
+    assert np.array_equal(np.asarray(saved), np.asarray(wanted.image))
 
 
 def test_a_dropped_photo_is_searched(page, demo_index, query):
@@ -119,7 +124,8 @@ def test_a_dropped_photo_is_searched(page, demo_index, query):
         const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
-        document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+        const drop = new DragEvent("drop", { dataTransfer: transfer, bubbles: true });
+        document.getElementById("drop").dispatchEvent(drop);
     }""", [data, query.name])
     page.wait_for_selector("#references img.ref-thumb")
     ids = page.eval_on_selector_all("#references .ref", "cards => cards.map(c => Number(c.dataset.id))")
@@ -133,7 +139,8 @@ def test_what_is_not_an_image_shows_the_server_s_error(page, tmp_path):
     page.wait_for_selector("#error:not([hidden])")
     assert "not an image" in page.inner_text("#error")
     assert page.eval_on_selector_all("#references .ref", "cards => cards.length") == 0
-    page.problems.remove("console: Failed to load resource: the server responded with a status of 400 (Bad Request)")
+    page.problems.remove("console: Failed to load resource: the server responded with a status of 400 "
+                         "(Bad Request)")
 
 
 def test_review_tabs_show_thumbnails_of_the_index(page, demo_index):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -51,14 +53,21 @@ def run(*args: str):
     return CliRunner().invoke(app, ["serve", *args])
 
 
-def test_a_port_in_use_is_an_error_line(demo_index_path):
+@pytest.fixture(scope="module")
+def own_index(demo_index_path, tmp_path_factory):
+    """A copy of the demo index: LMDB refuses to open, twice in one process, the one other tests hold."""
+    return Path(shutil.copytree(demo_index_path, tmp_path_factory.mktemp("serve") / "demo.index"))
+
+
+def test_a_port_in_use_is_an_error_line(own_index):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run("--index", str(demo_index_path), "--port", str(port))
+        result = run("--index", str(own_index), "--port", str(port))
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert result.stderr.count("\n") == 1
 
 
 def test_a_missing_index_is_an_error_line(tmp_path):
@@ -74,14 +83,16 @@ def test_only_loopback_addresses_are_served_without_a_warning():
 
 
 def test_the_command_line_does_not_import_the_web_packages():
-    code = "import sys, refsearch.cli; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))"
+    code = ("import sys, refsearch.cli; "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("args, fragment", [(["--port", "70000"], "--port"), (["--max-upload-mb", "0"], "--max-upload-mb")])
-def test_bad_options_are_refused(demo_index_path, args, fragment):
-    result = run("--index", str(demo_index_path), *args)
+@pytest.mark.parametrize("args, fragment", [(["--port", "70000"], "--port"),
+                                            (["--max-upload-mb", "0"], "--max-upload-mb")])
+def test_bad_options_are_refused(own_index, args, fragment):
+    result = run("--index", str(own_index), *args)
     assert result.exit_code == 2 and fragment in result.stderr
 
 
