@@ -291,19 +291,29 @@ class _Service:
         return cached
 
     async def review(self, kind: str, parameter: Any) -> dict:
-        key = (self.holder.generation, kind, parameter)
-        if key not in self._reviews:
-            # One at a time, so that two first requests compute once, and the index's curation cache is
-            # filled by one thread; searches go on meanwhile.
-            work = partial(_locked, self._review_lock, self._review, kind, parameter)
-            found = await anyio.to_thread.run_sync(work, limiter=self._limiter("review"))
-            self._reviews[key] = found
-            while len(self._reviews) > 16:
-                self._reviews.popitem(last=False)
-        return self._reviews[key]
+        found = self._reviews.get((self.holder.generation, kind, parameter))
+        if found is None:
+            # In a thread of its own, so that searches go on meanwhile.
+            found = await anyio.to_thread.run_sync(partial(self._cached_review, kind, parameter),
+                                                   limiter=self._limiter("review"))
+        return found
 
-    def _review(self, kind: str, parameter: Any) -> dict:
-        index = self.holder.current()
+    def _cached_review(self, kind: str, parameter: Any) -> dict:
+        # One at a time, so that requests arriving together compute once, and the index's curation cache
+        # is filled by one thread.
+        with self._review_lock:
+            index = self.holder.current()
+            key = (self.holder.generation, kind, parameter)
+            found = self._reviews.get(key)
+            if found is None:
+                found = self._review(index, kind, parameter)
+                self._reviews[key] = found
+                while len(self._reviews) > 16:
+                    self._reviews.popitem(last=False)
+            return found
+
+    @staticmethod
+    def _review(index: Any, kind: str, parameter: Any) -> dict:
         if kind == "duplicates":
             groups = index.near_duplicates() if parameter is None else index.near_duplicates(parameter)
             return {"groups": [{"kind": group.kind,

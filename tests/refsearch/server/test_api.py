@@ -438,12 +438,20 @@ class CountingIndex:
 
 def test_review_results_are_computed_once(demo_index):
     counting = CountingIndex(demo_index)
-    with TestClient(create_app(counting)) as own:
-        first = own.get("/api/review/outliers?n=4").json()
-        assert own.get("/api/review/outliers?n=4").json() == first
-        assert counting.calls == 1
-        own.get("/api/review/outliers?n=6")
-        assert counting.calls == 2
+    app = create_app(counting)
+
+    async def together(url: str, times: int) -> list:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return [r.json() for r in await asyncio.gather(*(http.get(url) for _ in range(times)))]
+
+    first = asyncio.run(together("/api/review/outliers?n=4", 3))
+    assert first[0] == first[1] == first[2] and len(first[0]["outliers"]) == 4
+    assert counting.calls == 1
+    assert asyncio.run(together("/api/review/outliers?n=4", 1)) == first[:1]
+    assert counting.calls == 1
+    asyncio.run(together("/api/review/outliers?n=6", 1))
+    assert counting.calls == 2
 
 
 # -- the holder, locking and error mapping, with a stand-in index ----------------------------------
