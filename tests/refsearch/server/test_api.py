@@ -24,8 +24,8 @@ from refsearch.server import IndexHolder, ServerSettings, create_app
 
 
 @pytest.fixture(scope="module")
-def client(demo_index) -> TestClient:
-    with TestClient(create_app(demo_index)) as test_client:
+def client(served_index) -> TestClient:
+    with TestClient(create_app(served_index)) as test_client:
         yield test_client
 
 
@@ -63,13 +63,13 @@ def from_data_url(url: str) -> Image.Image:
 
 
 # -- health ----------------------------------------------------------------------------------------
-def test_health_names_the_index(client, demo_index):
+def test_health_names_the_index(client, served_index):
     response = client.get("/api/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["images"] == len(demo_index) == 37
-    assert body["backbone"] == demo_index.config.backbone == "efficientnet-lite2"
+    assert body["images"] == len(served_index) == 37
+    assert body["backbone"] == served_index.config.backbone == "efficientnet-lite2"
     assert colorize.DEFAULT_METHOD in body["methods"]
     assert body["limits"]["max_upload_bytes"] == 32 * 1024 * 1024
     assert body["limits"]["max_pixels"] == 50_000_000
@@ -79,12 +79,12 @@ def test_health_names_the_index(client, demo_index):
 RESULT_FIELDS = {"rank", "id", "path", "label", "label_name", "score", "semantic", "luminance"}
 
 
-def test_search_answers_as_index_search_does(client, demo_index, demo_queries):
+def test_search_answers_as_index_search_does(client, served_index, demo_queries):
     for photo in demo_queries:
         response = client.post("/api/search?k=5", files=upload(photo))
         assert response.status_code == 200, response.text
         body = response.json()
-        expected = demo_index.search(photo, k=5)
+        expected = served_index.search(photo, k=5)
         assert [r["rank"] for r in body["results"]] == [1, 2, 3, 4, 5]
         for got, want in zip(body["results"], expected.results, strict=True):
             assert RESULT_FIELDS <= set(got)
@@ -102,19 +102,19 @@ def test_search_answers_as_index_search_does(client, demo_index, demo_queries):
     ("candidates=3&lum_weight=2.5&rescue=0",
      {"global_candidates": 3, "luminance_weight": 2.5, "rescue_candidates": 0}),
 ])
-def test_search_options_are_the_cli_options(client, demo_index, query, query_string, options):
+def test_search_options_are_the_cli_options(client, served_index, query, query_string, options):
     body = client.post(f"/api/search?k=4&{query_string}", files=upload(query)).json()
-    expected = demo_index.search(query, k=4, **options)
+    expected = served_index.search(query, k=4, **options)
     assert [(r["id"], r["score"]) for r in body["results"]] == [(r.id, r.score) for r in expected.results]
     assert body["notes"] == expected.notes
     def outcome(response):
         return [(r.id, r.score) for r in response.results], response.notes
-    assert outcome(expected) != outcome(demo_index.search(query, k=4)), "the option changes nothing here"
+    assert outcome(expected) != outcome(served_index.search(query, k=4)), "the option changes nothing here"
 
 
-def test_an_indexed_photo_finds_itself_unless_excluded(client, demo_index, demo_photos):
+def test_an_indexed_photo_finds_itself_unless_excluded(client, served_index, demo_photos):
     photo = demo_photos[5]
-    own = demo_index.record_of_path(photo).id
+    own = served_index.record_of_path(photo).id
     found = client.post("/api/search?k=3", files=upload(photo, "renamed.jpg")).json()["results"]
     assert found[0]["id"] == own
     excluded = client.post("/api/search?k=3&exclude_self=true", files=upload(photo)).json()["results"]
@@ -130,12 +130,12 @@ def test_bad_search_options_are_400(client, query, query_string, fragment):
 
 
 # -- colorize --------------------------------------------------------------------------------------
-def test_colorize_keeps_the_gray_levels_at_the_input_size(client, demo_index, query):
+def test_colorize_keeps_the_gray_levels_at_the_input_size(client, served_index, query):
     image = png_image(client.post("/api/colorize?topk=2", files=upload(query)))
     gray = Image.open(query).convert("L")
     assert image.mode == "RGB" and image.size == gray.size
     assert np.array_equal(np.asarray(image.convert("L")), np.asarray(gray))
-    expected = demo_index.colorize(query, topk=2).image
+    expected = served_index.colorize(query, topk=2).image
     assert np.array_equal(np.asarray(image), np.asarray(expected))  # the same as Index.colorize
 
 
@@ -145,10 +145,10 @@ def test_a_colour_photo_is_colorized_from_its_luminance(client, demo_photos):
     assert np.array_equal(np.asarray(image.convert("L")), np.asarray(Image.open(photo).convert("L")))
 
 
-def test_chosen_references_are_the_indexed_files(client, demo_index, query):
+def test_chosen_references_are_the_indexed_files(client, served_index, query):
     chosen = [14, 10]
-    expected = colorize.colorize(query, [demo_index.record(i).path for i in chosen],
-                                 backbone=demo_index.backbone).image
+    expected = colorize.colorize(query, [served_index.record(i).path for i in chosen],
+                                 backbone=served_index.backbone).image
     form = {"ref_id": [str(i) for i in chosen]}
     as_form = png_image(client.post("/api/colorize", files=upload(query), data=form))
     as_query = png_image(client.post("/api/colorize?ref_id=14&ref_id=10", files=upload(query)))
@@ -171,9 +171,9 @@ def test_colorize_outputs_the_confidence_map_and_json(client, query):
     assert body["mean_confidence"] == pytest.approx(np.asarray(confidence).mean() / 255, abs=0.01)
 
 
-def test_retrieved_references_are_named_by_id(client, demo_index, query):
+def test_retrieved_references_are_named_by_id(client, served_index, query):
     body = client.post("/api/colorize?topk=3&output=json", files=upload(query)).json()
-    expected = demo_index.search(query, k=3).results
+    expected = served_index.search(query, k=3).results
     assert [r["id"] for r in body["references"]] == [r.id for r in expected]
     assert [r["score"] for r in body["references"]] == [r.score for r in expected]
 
@@ -190,16 +190,16 @@ def test_bad_colorize_requests(client, query, query_string, status, fragment):
 
 
 # -- indexed images --------------------------------------------------------------------------------
-def test_an_indexed_image_is_served_as_its_file(client, demo_index):
-    record = demo_index.record(7)
+def test_an_indexed_image_is_served_as_its_file(client, served_index):
+    record = served_index.record(7)
     response = client.get("/api/images/7")
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
     assert response.content == Path(record.path).read_bytes()
 
 
 @pytest.mark.parametrize("size", [16, 64, 150])
-def test_thumbnails_have_the_short_side_asked_for(client, demo_index, size):
-    record = demo_index.record(3)
+def test_thumbnails_have_the_short_side_asked_for(client, served_index, size):
+    record = served_index.record(3)
     response = client.get(f"/api/images/3?size={size}")
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
     thumbnail = Image.open(io.BytesIO(response.content))
@@ -208,15 +208,15 @@ def test_thumbnails_have_the_short_side_asked_for(client, demo_index, size):
     assert client.get(f"/api/images/3?size={size}").content == response.content  # from the cache
 
 
-def test_a_thumbnail_is_never_larger_than_its_image(client, demo_index):
-    record = demo_index.record(3)
+def test_a_thumbnail_is_never_larger_than_its_image(client, served_index):
+    record = served_index.record(3)
     thumbnail = Image.open(io.BytesIO(client.get("/api/images/3?size=1024").content))
     assert thumbnail.size == (record.width, record.height)
 
 
-def test_a_record_describes_an_image(client, demo_index):
+def test_a_record_describes_an_image(client, served_index):
     body = client.get("/api/records/10").json()
-    record = demo_index.record(10)
+    record = served_index.record(10)
     assert body["id"] == 10 and body["label"] == record.label and body["label_name"] == "malamute"
     assert (body["width"], body["height"]) == (record.width, record.height)
 
@@ -281,11 +281,11 @@ def test_a_real_small_png_of_many_pixels_is_413(client):
     assert_error(response, 413, "10000x10000")
 
 
-def test_the_pixel_limit_is_a_setting(demo_index, query):
+def test_the_pixel_limit_is_a_setting(served_index, query):
     width, height = Image.open(query).size
-    with TestClient(create_app(demo_index, ServerSettings(max_pixels=width * height - 1))) as strict:
+    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height - 1))) as strict:
         assert_error(strict.post("/api/search", files=upload(query)), 413, "megapixels")
-    with TestClient(create_app(demo_index, ServerSettings(max_pixels=width * height))) as exact:
+    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height))) as exact:
         assert exact.post("/api/search?k=1", files=upload(query)).status_code == 200
 
 
@@ -301,7 +301,7 @@ def multipart(data: bytes, boundary: str = "refsearch-test-boundary") -> tuple[b
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def test_the_upload_limit_holds_for_chunked_bodies(demo_index, query):
+def test_the_upload_limit_holds_for_chunked_bodies(served_index, query):
     settings = ServerSettings(max_upload_bytes=200_000)
     photo = query.read_bytes()
     assert len(photo) < 200_000
@@ -318,7 +318,7 @@ def test_the_upload_limit_holds_for_chunked_bodies(demo_index, query):
         return await http.post("/api/search?k=2", content=content, headers={"content-type": content_type})
 
     async def scenario():
-        transport = httpx.ASGITransport(app=create_app(demo_index, settings))
+        transport = httpx.ASGITransport(app=create_app(served_index, settings))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             refused = await post(http, chunks())
             small, _ = multipart(photo)
@@ -331,10 +331,10 @@ def test_the_upload_limit_holds_for_chunked_bodies(demo_index, query):
     assert accepted.status_code == 200
 
 
-def test_a_file_just_over_the_limit_is_413(demo_index, query):
+def test_a_file_just_over_the_limit_is_413(served_index, query):
     photo = query.read_bytes()
     # The body is within the allowance for multipart overhead; the file itself is one byte over.
-    with TestClient(create_app(demo_index, ServerSettings(max_upload_bytes=200_000))) as limited:
+    with TestClient(create_app(served_index, ServerSettings(max_upload_bytes=200_000))) as limited:
         def post(size: int):
             padded = photo + bytes(size - len(photo))
             return limited.post("/api/search?k=1", files={"image": ("x.jpg", padded)})
@@ -385,11 +385,14 @@ def test_a_path_given_where_a_photo_belongs_is_not_opened(client, demo_photos):
     assert_error(response, 400, "not an image")
 
 
-def test_nothing_over_http_changes_the_index(client, demo_index_path, query):
+def test_nothing_over_http_changes_the_index(client, served_index, query):
+    folder = served_index.path
+
     def snapshot() -> dict:
-        return {p.relative_to(demo_index_path): p.read_bytes() for p in sorted(demo_index_path.rglob("*"))
+        return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
                 if p.is_file() and p.name != "lock.mdb"}
     before = snapshot()
+    assert Path("manifest.json") in before and len(before) > 3
     client.post("/api/search?k=2", files=upload(query))
     client.post("/api/colorize?ref_id=3", files=upload(query))
     client.get("/api/review/outliers?n=3")
@@ -399,20 +402,20 @@ def test_nothing_over_http_changes_the_index(client, demo_index_path, query):
 
 
 # -- review ----------------------------------------------------------------------------------------
-def test_review_endpoints_are_the_curation_calls(client, demo_index):
+def test_review_endpoints_are_the_curation_calls(client, served_index):
     def member_ids(found: dict) -> list[list[int]]:
         return [[m["id"] for m in g["members"]] for g in found["groups"]]
     duplicates = client.get("/api/review/duplicates").json()
-    assert member_ids(duplicates) == [g.ids for g in demo_index.near_duplicates()]
+    assert member_ids(duplicates) == [g.ids for g in served_index.near_duplicates()]
     low = client.get("/api/review/duplicates?threshold=0.3").json()
-    assert member_ids(low) == [g.ids for g in demo_index.near_duplicates(0.3)]
+    assert member_ids(low) == [g.ids for g in served_index.near_duplicates(0.3)]
     assert low["groups"] and all(g["members"][0]["keep"] and not any(m["keep"] for m in g["members"][1:])
                                  for g in low["groups"])
     outliers = client.get("/api/review/outliers?n=5").json()["outliers"]
     assert [(o["id"], o["score"], o["nearest_id"]) for o in outliers] == \
-        [(o.id, o.score, o.nearest_id) for o in demo_index.outliers(5)]
+        [(o.id, o.score, o.nearest_id) for o in served_index.outliers(5)]
     clusters = client.get("/api/review/clusters?n=3&show=4").json()["clusters"]
-    expected = demo_index.clusters(3)
+    expected = served_index.clusters(3)
     assert [(c["size"], c["members"], c["representative"]) for c in clusters] == \
         [(len(c), list(c.members[:4]), c.representative) for c in expected]
     assert_error(client.get("/api/review/outliers?n=0"), 400, "n")
@@ -436,8 +439,8 @@ class CountingIndex:
         return self.index.outliers(n)
 
 
-def test_review_results_are_computed_once(demo_index):
-    counting = CountingIndex(demo_index)
+def test_review_results_are_computed_once(served_index):
+    counting = CountingIndex(served_index)
     app = create_app(counting)
 
     async def together(url: str, times: int) -> list:

@@ -25,8 +25,8 @@ SCREENSHOTS = os.environ.get("REFSEARCH_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
-def server_url(demo_index) -> str:
-    with BackgroundServer(create_app(demo_index)) as url:
+def server_url(served_index) -> str:
+    with BackgroundServer(create_app(served_index)) as url:
         yield url
 
 
@@ -74,8 +74,8 @@ def wait_for_images(page, selector: str) -> None:
                            ".every(i => i.complete && i.naturalWidth > 0)")
 
 
-def test_search_tick_colorize_and_download(page, demo_index, query):
-    expected = demo_index.search(query, k=6)
+def test_search_tick_colorize_and_download(page, served_index, query):
+    expected = served_index.search(query, k=6)
     page.fill("#k", "6")
     page.set_input_files("#file", str(query))
     page.wait_for_selector("#references img.ref-thumb")
@@ -113,12 +113,12 @@ def test_search_tick_colorize_and_download(page, demo_index, query):
     assert saved.format == "PNG" and saved.size == (width, height)
     assert np.array_equal(np.asarray(saved.convert("L")), np.asarray(Image.open(query).convert("L")))
     # from the ticked references, in rank order
-    references = [demo_index.record(i).path for i in chosen]
-    wanted = colorize.colorize(query, references, backbone=demo_index.backbone)
+    references = [served_index.record(i).path for i in chosen]
+    wanted = colorize.colorize(query, references, backbone=served_index.backbone)
     assert np.array_equal(np.asarray(saved), np.asarray(wanted.image))
 
 
-def test_a_dropped_photo_is_searched(page, demo_index, query):
+def test_a_dropped_photo_is_searched(page, served_index, query):
     data = base64.b64encode(query.read_bytes()).decode()
     page.evaluate("""([data, name]) => {
         const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
@@ -129,7 +129,7 @@ def test_a_dropped_photo_is_searched(page, demo_index, query):
     }""", [data, query.name])
     page.wait_for_selector("#references img.ref-thumb")
     ids = page.eval_on_selector_all("#references .ref", "cards => cards.map(c => Number(c.dataset.id))")
-    assert ids == [r.id for r in demo_index.search(query, k=10).results]
+    assert ids == [r.id for r in served_index.search(query, k=10).results]
 
 
 def test_what_is_not_an_image_shows_the_server_s_error(page, tmp_path):
@@ -143,11 +143,11 @@ def test_what_is_not_an_image_shows_the_server_s_error(page, tmp_path):
                          "(Bad Request)")
 
 
-def test_review_tabs_show_thumbnails_of_the_index(page, demo_index):
+def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     page.click(".tab[data-view=clusters]")
     page.wait_for_selector("#clusters-list .thumb img")
     wait_for_images(page, "#clusters-list img")
-    sizes = [len(c) for c in demo_index.clusters()]
+    sizes = [len(c) for c in served_index.clusters()]
     headings = page.eval_on_selector_all("#clusters-list h3", "hs => hs.map(h => h.textContent)")
     assert [int(h.split(": ")[1].split(" ")[0]) for h in headings] == sizes
     screenshot(page, "serve-review.png")
@@ -155,12 +155,12 @@ def test_review_tabs_show_thumbnails_of_the_index(page, demo_index):
     page.click(".tab[data-view=outliers]")
     page.wait_for_selector("#outliers-list .thumb img")
     first = page.eval_on_selector("#outliers-list .thumb img", "i => i.getAttribute('src')")
-    assert first == f"/api/images/{demo_index.outliers(20)[0].id}?size=160"
+    assert first == f"/api/images/{served_index.outliers(20)[0].id}?size=160"
 
     page.click(".tab[data-view=duplicates]")
     page.wait_for_function("() => document.getElementById('duplicates-list').textContent.length > 0 "
                            "&& !document.getElementById('duplicates-list').textContent.includes('computing')")
-    groups = demo_index.near_duplicates()
+    groups = served_index.near_duplicates()
     assert page.eval_on_selector_all("#duplicates-list .review-group", "g => g.length") == len(groups)
     if not groups:
         assert "No near-duplicates" in page.inner_text("#duplicates-list")

@@ -96,7 +96,7 @@ def test_bad_options_are_refused(own_index, args, fragment):
     assert result.exit_code == 2 and fragment in result.stderr
 
 
-def test_answers_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(demo_index):
+def test_answers_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(served_index):
     # Without TCP_NODELAY on the accepted sockets, each answer after the first on a connection stalls
     # about 40 ms (Linux's shortest delayed ACK) behind Nagle's algorithm.
     import http.client
@@ -105,7 +105,7 @@ def test_answers_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(demo_in
 
     from refsearch.server import BackgroundServer, create_app
 
-    with BackgroundServer(create_app(demo_index)) as url:
+    with BackgroundServer(create_app(served_index)) as url:
         connection = http.client.HTTPConnection("127.0.0.1", urlsplit(url).port, timeout=30)
         seconds = []
         for _ in range(12):
