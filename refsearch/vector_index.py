@@ -164,19 +164,23 @@ class GlobalIndex:
 
     def vectors_of(self, ids: list[int], labels: list[int]) -> np.ndarray:
         """The global descriptors of images known to be in the given classes (their stored labels)."""
+        ids, labels = np.asarray(ids, np.int64), np.asarray(labels, np.int64)
         out = np.empty((len(ids), self.dim), np.float32)
         found = np.zeros(len(ids), bool)
-        for row, (image_id, label) in enumerate(zip(ids, labels)):
+        for label in np.unique(labels):  # each class's list is read once per segment
+            wanted = np.flatnonzero(labels == label)
             for segment in self._segments:
                 if segment.invlists.list_size(int(label)) == 0:
                     continue
                 list_ids, codes = get_invlist(segment.invlists, int(label))
-                hits = np.flatnonzero(np.asarray(list_ids) == image_id)
-                if len(hits):
-                    out[row] = np.asarray(codes[hits[0]]).view(np.float16)
-                    found[row] = True
-                    break
+                list_ids = np.asarray(list_ids)
+                order = np.argsort(list_ids)
+                at = np.searchsorted(list_ids[order], ids[wanted]).clip(0, len(list_ids) - 1)
+                hit = list_ids[order][at] == ids[wanted]
+                rows = order[at[hit]]
+                out[wanted[hit]] = np.asarray(codes)[rows].view(np.float16).reshape(-1, self.dim)
+                found[wanted[hit]] = True
         if not found.all():
-            missing = [i for i, f in zip(ids, found) if not f]
+            missing = ids[~found].tolist()
             raise IndexStateError(f"no global descriptor stored for ids {missing[:5]}", "the index is damaged; rebuild it")
         return out

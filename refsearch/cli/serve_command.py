@@ -1,0 +1,66 @@
+"""`serve`: the web page and HTTP API over one index (the web packages are imported only here)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app
+from .common import INDEX_HELP, note, open_index, user_errors
+
+
+@app.command("serve")
+def serve_command(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. The default answers this "
+                             "machine only; any other address lets whoever reaches it search and read "
+                             "every indexed image (read-only)."),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port (0: any free one)."),
+    max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", min=0.001, help="Largest upload accepted, "
+                                        "in MB (larger: 413)."),
+    max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Largest image accepted, in "
+                                   "pixels, read from its header before decoding (larger: 413)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build "
+                                           "time."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log each request."),
+) -> None:
+    """Serve a page and an HTTP API over the index: drop a photo, see its references, colorize it, and
+    review duplicates, outliers and clusters. The index and the network load once; Ctrl-C stops.
+
+    Nothing over HTTP changes the index, and no request names a file on this machine: images are
+    served by their index id. docs/serve.md describes the API."""
+    from .. import errors
+
+    with user_errors():
+        try:
+            from ..server import ServerSettings, create_app, listen, serve, url_of
+            from ..server.runner import is_loopback
+        except ImportError as exc:
+            raise errors.IndexStateError(f"refsearch serve needs FastAPI, uvicorn and python-multipart "
+                                         f"({exc}); pip install fastapi uvicorn python-multipart") from None
+        settings = ServerSettings(max_upload_bytes=max(1, round(max_upload_mb * 1024 * 1024)),
+                                  max_pixels=max_pixels)
+        opened = open_index(index, weights=weights, device=device)
+    try:
+        with user_errors():
+            try:
+                sock = listen(host, port)
+            except OSError as exc:
+                raise errors.InvalidArgumentError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                                                  "choose another --port or --host") from None
+            try:
+                opened.backbone  # noqa: B018  (load the network now, not on the first request)
+            except BaseException:
+                sock.close()
+                raise
+        if not is_loopback(host):
+            note(f"serving on {host}: anyone who can reach it can search the index and read every indexed "
+                 "image (read-only)")
+        typer.echo(f"refsearch serve: {url_of(sock)}  ({len(opened)} images, {opened.config.backbone}; "
+                   "Ctrl-C to stop)")
+        serve(create_app(opened, settings), sock, access_log=access_log)
+        typer.echo("stopped")
+    finally:
+        opened.close()

@@ -1,0 +1,27 @@
+"""What a `refsearch serve` instance allows: upload and image sizes, and bounds on what one request may
+ask for."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MEGABYTE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    # A multipart body may exceed the file by its part headers and form fields; this much is allowed over.
+    max_upload_bytes: int = 32 * MEGABYTE
+    # Checked on the header before decoding: a few kilobytes of PNG can claim gigapixels.
+    max_pixels: int = 50_000_000
+    # Bounds on one request's work, so that no single request can occupy the network for long.
+    max_k: int = 200
+    max_topk: int = 8
+    max_candidates: int = 5000
+    max_review: int = 1000
+    thumbnail_sizes: tuple[int, int] = (16, 1024)
+    thumbnail_cache_bytes: int = 64 * MEGABYTE
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_bytes", "max_pixels", "max_k", "max_topk", "max_candidates", "max_review"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

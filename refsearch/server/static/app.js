@@ -1,0 +1,313 @@
+// The refsearch page: search a photo's colour references, colorize it, review the collection.
+// Everything it shows comes from this server's /api; text is set with textContent, never parsed as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { file: null, previewUrl: null, resultUrl: null, confidenceUrl: null, limits: {}, reviewed: {} };
+const THUMB = 192;
+const DEFAULT_TICKED = 3;
+
+function element(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key in node) node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function api(url, options) {
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (err) {
+    throw new Error(`the server did not answer (${err.message})`);
+  }
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+const thumbnailUrl = (id, size) => `/api/images/${encodeURIComponent(id)}?size=${size}`;
+const percent = (p) => `${(100 * p).toFixed(p < 0.1 ? 1 : 0)}%`;
+const name = (text) => (text || "").replaceAll("_", " ");
+const count = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
+// -- start ---------------------------------------------------------------------------------------
+async function start() {
+  try {
+    const health = await (await api("/api/health")).json();
+    state.limits = health.limits || {};
+    $("index-info").textContent = `${health.images} images · ${health.backbone}`;
+    const select = $("method");
+    for (const method of health.methods) {
+      select.append(element("option", { value: method, text: method, selected: method === health.default_method }));
+    }
+    if (state.limits.max_k) $("k").max = state.limits.max_k;
+  } catch (err) {
+    $("index-info").textContent = "not connected";
+    showError(err.message);
+  }
+}
+
+// -- choosing a photo ----------------------------------------------------------------------------
+function choose(file) {
+  if (!file) return;
+  showError("");
+  if (state.limits.max_upload_bytes && file.size > state.limits.max_upload_bytes) {
+    showError(`${file.name} is ${(file.size / 1048576).toFixed(1)} MB; this server takes at most `
+      + `${(state.limits.max_upload_bytes / 1048576).toFixed(0)} MB`);
+    return;
+  }
+  state.file = file;
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = URL.createObjectURL(file);
+  const preview = $("query-preview");
+  preview.src = state.previewUrl;
+  preview.hidden = false;
+  $("drop-text").textContent = file.name;
+  $("search").disabled = false;
+  $("colorized").hidden = true;
+  search();
+}
+
+function searchParams() {
+  const params = new URLSearchParams();
+  const value = (id) => $(id).value.trim();
+  params.set("k", value("k") || "10");
+  if (value("class")) params.set("class", value("class"));
+  if ($("any-class").checked) params.set("any_class", "true");
+  if ($("exclude-self").checked) params.set("exclude_self", "true");
+  if ($("global-only").checked) params.set("global_only", "true");
+  if (value("candidates")) params.set("candidates", value("candidates"));
+  if (value("lum-weight")) params.set("lum_weight", value("lum-weight"));
+  if (value("rescue")) params.set("rescue", value("rescue"));
+  return params;
+}
+
+function upload() {
+  const form = new FormData();
+  form.append("image", state.file, state.file.name);
+  return form;
+}
+
+// -- search --------------------------------------------------------------------------------------
+async function search() {
+  if (!state.file) return;
+  showError("");
+  const button = $("search");
+  button.disabled = true;
+  button.textContent = "Searching…";
+  try {
+    const found = await (await api(`/api/search?${searchParams()}`, { method: "POST", body: upload() })).json();
+    showSearch(found);
+  } catch (err) {
+    showError(err.message);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Search";
+  }
+}
+
+function showSearch(found) {
+  $("search-output").hidden = false;
+  const predicted = $("predicted");
+  predicted.replaceChildren(...found.predicted.map((guess) => {
+    const bar = element("span", { class: "bar" });
+    bar.style.width = `${Math.max(2, Math.round(60 * guess.probability))}px`;  // CSSOM: allowed by the page's policy
+    const chip = element("button", { type: "button", title: `search ${guess.wnid} only` },
+                         [`${name(guess.name)} ${percent(guess.probability)}`, bar]);
+    chip.addEventListener("click", () => { $("class").value = guess.wnid; $("any-class").checked = false; search(); });
+    return element("li", {}, [chip]);
+  }));
+  $("notes").replaceChildren(...found.notes.map((note) => element("li", { text: note })));
+  $("timing").textContent = `${found.results.length} found · network ${Math.round(found.forward_ms)} ms, `
+    + `search ${Math.round(found.search_ms)} ms · tick the ones to colorize from`;
+  $("references").replaceChildren(...found.results.map(referenceCard));
+  updateColorizeLabel();
+}
+
+function referenceCard(result) {
+  const box = element("input", { type: "checkbox", class: "pick", value: String(result.id),
+                                 checked: result.rank <= DEFAULT_TICKED });
+  const card = element("figure", { class: "ref", "data-id": String(result.id) }, [
+    element("img", { class: "ref-thumb", src: thumbnailUrl(result.id, THUMB), alt: result.label_name,
+                     loading: "lazy", title: result.path }),
+    element("label", {}, [box, ` ${result.rank}`]),
+    element("figcaption", {}, [
+      element("div", { class: "name", text: name(result.label_name) || result.label }),
+      element("div", { text: `score ${result.score.toFixed(3)}` }),
+      element("div", { class: "muted", text: `d_sem ${result.semantic.toFixed(3)} · d_lum ${result.luminance.toFixed(3)}` }),
+    ]),
+  ]);
+  const mark = () => { card.classList.toggle("picked", box.checked); updateColorizeLabel(); };
+  box.addEventListener("change", mark);
+  card.classList.toggle("picked", box.checked);
+  return card;
+}
+
+function picked() {
+  return [...document.querySelectorAll("#references input.pick:checked")].map((box) => box.value);
+}
+
+function updateColorizeLabel() {
+  const count = picked().length;
+  $("colorize").textContent = count ? `Colorize from ${count} ticked` : "Colorize from the top 3";
+}
+
+// -- colorize ------------------------------------------------------------------------------------
+function bytesOfDataUrl(url) {
+  const binary = atob(url.slice(url.indexOf(",") + 1));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+  return new Blob([bytes], { type: "image/png" });
+}
+
+async function colorize() {
+  if (!state.file) return;
+  showError("");
+  const button = $("colorize");
+  const status = $("colorize-status");
+  button.disabled = true;
+  status.textContent = "colorizing…";
+  const params = searchParams();
+  params.delete("k");
+  params.set("output", "json");
+  params.set("method", $("method").value);
+  params.set("saturation", $("saturation").value);
+  const form = upload();
+  for (const id of picked()) form.append("ref_id", id);
+  try {
+    const done = await (await api(`/api/colorize?${params}`, { method: "POST", body: form })).json();
+    showColorized(done);
+    status.textContent = "";
+  } catch (err) {
+    status.textContent = "";
+    showError(err.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function showColorized(done) {
+  for (const key of ["resultUrl", "confidenceUrl"]) if (state[key]) URL.revokeObjectURL(state[key]);
+  state.resultUrl = URL.createObjectURL(bytesOfDataUrl(done.image));
+  state.confidenceUrl = URL.createObjectURL(bytesOfDataUrl(done.confidence));
+  $("before").src = state.previewUrl;
+  $("result").src = state.resultUrl;
+  $("confidence").src = state.confidenceUrl;
+  const download = $("download");
+  download.href = state.resultUrl;
+  download.download = `${state.file.name.replace(/\.[^.]*$/, "")}_colorized.png`;
+  const from = done.references.map((r) => name(r.label_name) || r.path.split("/").pop()).join(", ");
+  $("colorized-info").textContent = `${done.width}×${done.height} · ${done.method}, ${done.seconds.toFixed(1)} s · `
+    + `mean confidence ${done.mean_confidence.toFixed(2)} · from ${from}`;
+  $("colorized-notes").replaceChildren(...done.notes.map((note) => element("li", { text: note })));
+  $("colorized").hidden = false;
+  setSplit($("split").value);
+  $("colorized").scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+function setSplit(value) {
+  $("result").style.clipPath = `inset(0 0 0 ${value}%)`;
+  $("divider").style.left = `${value}%`;
+}
+
+// -- review --------------------------------------------------------------------------------------
+function thumb(id, lines, keep = false) {
+  return element("figure", { class: keep ? "thumb keep" : "thumb" }, [
+    element("img", { src: thumbnailUrl(id, 160), alt: `image ${id}`, loading: "lazy" }),
+    element("figcaption", {}, lines.map((line) => element("div", { text: line }))),
+  ]);
+}
+
+async function review(kind, query = "") {
+  const list = $(`${kind}-list`);
+  list.replaceChildren(element("p", { class: "muted", text: "computing…" }));
+  showError("");
+  try {
+    const found = await (await api(`/api/review/${kind}${query}`)).json();
+    list.replaceChildren(...RENDER[kind](found));
+  } catch (err) {
+    list.replaceChildren();
+    showError(err.message);
+  }
+}
+
+const RENDER = {
+  duplicates(found) {
+    if (!found.groups.length) return [element("p", { text: "No near-duplicates in this index." })];
+    return found.groups.map((group, number) => element("div", { class: "review-group" }, [
+      element("h3", { text: `${number + 1}. ${group.kind} duplicates, ${count(group.members.length, "image")}` }),
+      element("div", { class: "grid" }, group.members.map((m) => thumb(m.id, [
+        m.keep ? "keep" : `similarity ${m.similarity.toFixed(3)}`, `id ${m.id} · ${m.width}×${m.height}`,
+        name(m.label_name)], m.keep))),
+    ]));
+  },
+  outliers(found) {
+    if (!found.outliers.length) return [element("p", { text: "No outliers." })];
+    return found.outliers.map((o, number) => {
+      const row = [thumb(o.id, [`${number + 1}. score ${o.score.toFixed(3)}`, `id ${o.id}`, name(o.label_name)])];
+      if (o.nearest_id >= 0) {
+        row.push(element("span", { class: "arrow", text: "→" }),
+          thumb(o.nearest_id, [`nearest: id ${o.nearest_id}`, `similarity ${o.nearest_similarity.toFixed(3)}`]));
+      }
+      return element("div", { class: "review-group grid" }, row);
+    });
+  },
+  clusters(found) {
+    return found.clusters.map((c) => element("div", { class: "review-group" }, [
+      element("h3", { text: `cluster ${c.number}: ${count(c.size, "image")}, cohesion ${c.cohesion.toFixed(3)}` }),
+      element("div", { class: "grid" }, c.members.map((id) => thumb(id, [`id ${id}`], id === c.representative))),
+      ...(c.size > c.members.length ? [element("p", { class: "muted", text: `and ${c.size - c.members.length} more` })] : []),
+    ]));
+  },
+};
+
+function showView(view) {
+  for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.view === view);
+  for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${view}`;
+  if (view !== "search" && !state.reviewed[view]) {  // computed on the server on first look, then cached
+    state.reviewed[view] = true;
+    if (view === "duplicates") review("duplicates");
+    if (view === "outliers") review("outliers", `?n=${$("outliers-n").value || 20}`);
+    if (view === "clusters") review("clusters", $("clusters-n").value ? `?n=${$("clusters-n").value}` : "");
+  }
+}
+
+// -- wiring --------------------------------------------------------------------------------------
+document.addEventListener("DOMContentLoaded", () => {
+  const drop = $("drop");
+  $("file").addEventListener("change", (event) => choose(event.target.files[0]));
+  for (const kind of ["dragenter", "dragover"]) {
+    drop.addEventListener(kind, (event) => { event.preventDefault(); drop.classList.add("over"); });
+  }
+  for (const kind of ["dragleave", "drop"]) {
+    drop.addEventListener(kind, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (event) => { event.preventDefault(); choose(event.dataTransfer.files[0]); });
+  $("options").addEventListener("submit", (event) => { event.preventDefault(); search(); });
+  $("colorize").addEventListener("click", colorize);
+  $("split").addEventListener("input", (event) => setSplit(event.target.value));
+  $("saturation").addEventListener("input", (event) => {
+    $("saturation-value").textContent = Number(event.target.value).toFixed(2);
+  });
+  for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
+  $("outliers-load").addEventListener("click", () => review("outliers", `?n=${$("outliers-n").value || 20}`));
+  $("clusters-load").addEventListener("click", () => {
+    review("clusters", $("clusters-n").value ? `?n=${$("clusters-n").value}` : "");
+  });
+  start();
+});

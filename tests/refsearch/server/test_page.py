@@ -1,0 +1,167 @@
+"""The page in a real headless Chromium (Debian's, driven by Playwright) against uvicorn on a loopback port:
+choose or drop a photo, see its references, tick some, colorize, compare, download; the review tabs.
+
+Set REFSEARCH_SCREENSHOTS=docs to save the screenshots docs/serve.md shows."""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import colorize
+from refsearch.server import BackgroundServer, create_app
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium); the page tests need a real "
+                "browser", allow_module_level=True)
+SCREENSHOTS = os.environ.get("REFSEARCH_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def server_url(served_index) -> str:
+    with BackgroundServer(create_app(served_index)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, server_url):
+    """A fresh page on the server, failing the test on a script error or on any request to another host."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    opened.on("console", lambda message: message.type == "error"
+              and problems.append(f"console: {message.text}"))
+    opened.on("request", lambda request: request.url.startswith((server_url, "blob:", "data:"))
+              or problems.append(f"request elsewhere: {request.url}"))
+    opened.problems = problems  # a test expecting one takes it out
+    opened.goto(server_url)
+    opened.wait_for_function("() => document.getElementById('index-info').textContent.includes('images')")
+    yield opened
+    context.close()
+    assert problems == []
+
+
+@pytest.fixture(scope="module")
+def query(demo_queries) -> Path:
+    return next(q for q in demo_queries if "Eskimo_dog" in q.name)
+
+
+def screenshot(page, name: str, full_page: bool = False) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=full_page)
+
+
+def wait_for_images(page, selector: str) -> None:
+    # As functions, not expressions: the page's policy forbids eval, and Playwright would eval an expression.
+    page.wait_for_function(f"() => [...document.querySelectorAll({selector!r})]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_search_tick_colorize_and_download(page, served_index, query):
+    expected = served_index.search(query, k=6)
+    page.fill("#k", "6")
+    page.set_input_files("#file", str(query))
+    page.wait_for_selector("#references img.ref-thumb")
+    sources = page.eval_on_selector_all("#references img.ref-thumb",
+                                        "images => images.map(i => i.getAttribute('src'))")
+    assert all(source.startswith("/api/images/") for source in sources)
+    assert [int(s.split("/")[3].split("?")[0]) for s in sources] == [r.id for r in expected.results]
+    wait_for_images(page, "#references img.ref-thumb")
+    assert page.inner_text("#predicted").startswith(expected.predicted[0].name.replace("_", " "))
+    assert page.inner_text("#notes") == "\n".join(expected.notes)
+    assert f"score {expected.results[0].score:.3f}" in page.inner_text("#references .ref >> nth=0")
+    screenshot(page, "serve-search.png")
+
+    # the top three come ticked: take the third away, add the fourth
+    assert page.inner_text("#colorize") == "Colorize from 3 ticked"
+    page.uncheck(f'.ref[data-id="{expected.results[2].id}"] input.pick')
+    page.check(f'.ref[data-id="{expected.results[3].id}"] input.pick')
+    chosen = [expected.results[i].id for i in (0, 1, 3)]
+    assert page.inner_text("#colorize") == "Colorize from 3 ticked"
+    page.click("#colorize")
+    page.wait_for_selector("#colorized:not([hidden])")
+    wait_for_images(page, "#colorized img")
+    width, height = Image.open(query).size
+    assert page.eval_on_selector("#result", "i => [i.naturalWidth, i.naturalHeight]") == [width, height]
+    assert page.eval_on_selector("#confidence", "i => [i.naturalWidth, i.naturalHeight]") == [width, height]
+    page.locator("#split").fill("30")
+    assert page.eval_on_selector("#result", "i => i.style.clipPath") == "inset(0px 0px 0px 30%)"
+    page.locator("#split").fill("55")
+    screenshot(page, "serve-colorize.png", full_page=True)
+
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "gray_Eskimo_dog_colorized.png"
+    saved = Image.open(download.value.path())
+    assert saved.format == "PNG" and saved.size == (width, height)
+    assert np.array_equal(np.asarray(saved.convert("L")), np.asarray(Image.open(query).convert("L")))
+    # from the ticked references, in rank order
+    references = [served_index.record(i).path for i in chosen]
+    wanted = colorize.colorize(query, references, backbone=served_index.backbone)
+    assert np.array_equal(np.asarray(saved), np.asarray(wanted.image))
+
+
+def test_a_dropped_photo_is_searched(page, served_index, query):
+    data = base64.b64encode(query.read_bytes()).decode()
+    page.evaluate("""([data, name]) => {
+        const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+        const drop = new DragEvent("drop", { dataTransfer: transfer, bubbles: true });
+        document.getElementById("drop").dispatchEvent(drop);
+    }""", [data, query.name])
+    page.wait_for_selector("#references img.ref-thumb")
+    ids = page.eval_on_selector_all("#references .ref", "cards => cards.map(c => Number(c.dataset.id))")
+    assert ids == [r.id for r in served_index.search(query, k=10).results]
+
+
+def test_what_is_not_an_image_shows_the_server_s_error(page, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    page.set_input_files("#file", str(text))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "not an image" in page.inner_text("#error")
+    assert page.eval_on_selector_all("#references .ref", "cards => cards.length") == 0
+    page.problems.remove("console: Failed to load resource: the server responded with a status of 400 "
+                         "(Bad Request)")
+
+
+def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
+    page.click(".tab[data-view=clusters]")
+    page.wait_for_selector("#clusters-list .thumb img")
+    wait_for_images(page, "#clusters-list img")
+    sizes = [len(c) for c in served_index.clusters()]
+    headings = page.eval_on_selector_all("#clusters-list h3", "hs => hs.map(h => h.textContent)")
+    assert [int(h.split(": ")[1].split(" ")[0]) for h in headings] == sizes
+    screenshot(page, "serve-review.png")
+
+    page.click(".tab[data-view=outliers]")
+    page.wait_for_selector("#outliers-list .thumb img")
+    first = page.eval_on_selector("#outliers-list .thumb img", "i => i.getAttribute('src')")
+    assert first == f"/api/images/{served_index.outliers(20)[0].id}?size=160"
+
+    page.click(".tab[data-view=duplicates]")
+    page.wait_for_function("() => document.getElementById('duplicates-list').textContent.length > 0 "
+                           "&& !document.getElementById('duplicates-list').textContent.includes('computing')")
+    groups = served_index.near_duplicates()
+    assert page.eval_on_selector_all("#duplicates-list .review-group", "g => g.length") == len(groups)
+    if not groups:
+        assert "No near-duplicates" in page.inner_text("#duplicates-list")
+    assert page.is_hidden("#view-search")
