@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from . import classes, layout
-from .backbones import Backbone, create_backbone, forward_streams
 from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError, InvalidArgumentError, NotFoundError
 from .features import PreparedImage, RawFeatures, describe, extract, load_prepared
@@ -29,6 +29,9 @@ from .images import ImageError, ImageFile, UnusableEntry, scan_images
 from .projection import Projection, Projections
 from .store import ImageRecord, SkippedFile
 from .writer import IndexWriter
+
+if TYPE_CHECKING:  # the network (torch) is loaded by a build, not by a removal or a compaction
+    from .backbones import Backbone
 
 DEFAULT_INDEX = "refsearch.index"
 _CELL_SAMPLES_FOR_PCA = 200_000
@@ -81,6 +84,8 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     on CPU, where each pass is single-threaded; one on a GPU). Another process writing the same index
     makes this raise IndexLockedError, or, with `wait`, wait for it (`on_wait(holder)` is told who).
     `search` sets the search defaults of a new index."""
+    from .backbones import create_backbone, forward_streams
+
     started = time.perf_counter()
     batch_size = default_batch_size(device) if batch_size is None else batch_size
     streams = forward_streams(device) if streams is None else streams

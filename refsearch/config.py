@@ -11,11 +11,25 @@ from dataclasses import asdict, dataclass, fields, replace
 from .errors import ConfigMismatchError, InvalidArgumentError
 
 
-def _unknown_fields(cls, data: dict, what: str) -> None:
-    unknown = sorted(set(data) - {f.name for f in fields(cls)})
-    if unknown:
-        raise ConfigMismatchError(f"unknown {what} fields {unknown}",
-                                  "this index was built by a newer refsearch, or the recipe has a typo")
+class _Settings:
+    """Saving, loading and changing a frozen settings dataclass."""
+
+    KIND = "setting"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigMismatchError(f"unknown {cls.KIND} fields {unknown}",
+                                      "this index was built by a newer refsearch, or the recipe has a typo")
+        return cls(**data)
+
+    def with_(self, **changes):
+        """A copy with the changes that are not None."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 def _at_least(name: str, value, low) -> None:
@@ -24,8 +38,10 @@ def _at_least(name: str, value, low) -> None:
 
 
 @dataclass(frozen=True)
-class IndexConfig:
+class IndexConfig(_Settings):
     """What an index stores and how it was computed."""
+
+    KIND = "build setting"
 
     backbone: str = "efficientnet-lite2"
     # Fingerprint of the backbone weights; filled in when an index is built.
@@ -57,17 +73,6 @@ class IndexConfig:
     def cells(self) -> int:
         return self.grid * self.grid
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "IndexConfig":
-        _unknown_fields(cls, data, "build setting")
-        return cls(**data)
-
-    def with_(self, **changes) -> "IndexConfig":
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
     def differences(self, other: "IndexConfig") -> list[str]:
         """Human-readable differences between two build configurations."""
         return [f"{f.name}: {getattr(self, f.name)!r} vs {getattr(other, f.name)!r}"
@@ -75,8 +80,10 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
-class SearchSettings:
+class SearchSettings(_Settings):
     """How a query is answered unless it says otherwise."""
+
+    KIND = "search setting"
 
     global_candidates: int = 200
     luminance_weight: float = 0.25
@@ -97,14 +104,3 @@ class SearchSettings:
         _at_least("widen_classes", self.widen_classes, 1)
         _at_least("exact_all_class_limit", self.exact_all_class_limit, 0)
         _at_least("all_class_probes", self.all_class_probes, 1)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SearchSettings":
-        _unknown_fields(cls, data, "search setting")
-        return cls(**data)
-
-    def with_(self, **changes) -> "SearchSettings":
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})

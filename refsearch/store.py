@@ -285,6 +285,14 @@ class MetadataWriter(MetadataReader):
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
+    def _stored(self, txn, ids: Iterable[int]) -> Iterator[tuple[bytes, _Packed]]:
+        """(key, record) of each id that has a stored record, whatever its generations."""
+        for record_id in ids:
+            key = _key(int(record_id))
+            raw = txn.get(key, db=self.db["records"])
+            if raw is not None:
+                yield key, _Packed(int(record_id), raw)
+
     def _put_info(self, txn, name: str, value) -> None:
         txn.put(name.encode(), json.dumps(value).encode(), db=self.db["info"])
 
@@ -320,12 +328,7 @@ class MetadataWriter(MetadataReader):
 
         def work(txn):
             removed = []
-            for record_id in ids:
-                key = _key(int(record_id))
-                raw = txn.get(key, db=self.db["records"])
-                if raw is None:
-                    continue
-                packed = _Packed(int(record_id), raw)
+            for key, packed in self._stored(txn, ids):
                 if packed.removed or packed.added > generation:
                     continue
                 txn.put(key, _pack(packed.record(self.root), packed.relative_path, packed.added, generation),
@@ -347,12 +350,7 @@ class MetadataWriter(MetadataReader):
         """Delete records for good (after compaction dropped their rows), with their map entries."""
 
         def work(txn):
-            for record_id in ids:
-                key = _key(int(record_id))
-                raw = txn.get(key, db=self.db["records"])
-                if raw is None:
-                    continue
-                packed = _Packed(int(record_id), raw)
+            for key, packed in self._stored(txn, ids):
                 txn.delete(key, db=self.db["records"])
                 txn.delete(packed.relative_path.encode(), key, db=self.db["paths"])
                 if any(packed.digest):

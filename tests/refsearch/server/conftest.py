@@ -1,5 +1,5 @@
-"""The server tests' own copy of the demo index, open for the package and closed after it. LMDB refuses to
-open one environment twice in a process, and other modules open the session's demo index themselves."""
+"""The server tests' own copy of the demo index, open for the package and closed after it, so that nothing
+they do can reach the session's demo index."""
 from __future__ import annotations
 
 import shutil

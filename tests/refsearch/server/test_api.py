@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import shutil
 import struct
 import time
 import zlib
@@ -17,10 +18,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import colorize
+import refsearch
 from refsearch.errors import IndexStateError, NotFoundError
 from refsearch.images import ImageError
 from refsearch.results import SearchResponse
 from refsearch.server import IndexHolder, ServerSettings, create_app
+from refsearch.writer import IndexWriter
 
 
 @pytest.fixture(scope="module")
@@ -554,3 +557,27 @@ def test_errors_are_json_with_a_status_for_their_kind(query, error, status):
         assert "a bug" not in message and "internal error" in message
     else:
         assert str(error) in message
+
+
+def test_the_server_answers_from_its_generation_and_picks_up_a_published_one(tmp_path, copy_photos, demo_photos,
+                                                                           tiny_build):
+    photos = copy_photos(tmp_path / "photos", 6)
+    output = tmp_path / "live.index"
+    tiny_build(tmp_path / "photos", output)
+    with refsearch.Index.open(output) as opened:
+        served = TestClient(create_app(opened))
+        assert served.get("/api/health").json()["images"] == 6
+        added = shutil.copy2(demo_photos[30], tmp_path / "photos" / demo_photos[30].name)
+        shutil.copy2(demo_photos[31], tmp_path / "photos" / demo_photos[31].name)
+        photos[0].unlink()
+        with IndexWriter.open(output) as writer:  # an update in progress: the server still answers
+            assert served.get("/api/health").json()["images"] == 6
+            first = served.post("/api/search?k=6&any_class=true", files=upload(demo_photos[0])).json()
+            assert str(photos[0].resolve()) in [r["path"] for r in first["results"]]
+            assert writer.generation == 2
+        tiny_build(tmp_path / "photos", output)
+        assert served.get("/api/health").json()["images"] == 7  # generation 2: two added, one removed
+        found = served.post("/api/search?k=6&any_class=true", files=upload(Path(added))).json()["results"]
+        assert found[0]["path"] == str(Path(added).resolve())
+        assert str(photos[0].resolve()) not in [r["path"] for r in found]
+        assert served.get(f"/api/images/{found[0]['id']}").status_code == 200
