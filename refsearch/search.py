@@ -241,6 +241,7 @@ class Index:
         back first unless `exclude_self`. A search restricted to predicted classes also keeps the images
         among the `rescue_candidates` best of all classes that are closer than any image of those classes."""
         self._check_request(k, options.get("global_candidates"))
+        _ = self.backbone  # loaded (with torch) before the clock starts: forward_ms is the forward pass
         started = time.perf_counter()
         queries = self.embed(images)
         forward_ms = (time.perf_counter() - started) * 1000 / len(images)
