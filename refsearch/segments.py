@@ -128,18 +128,14 @@ class SegmentAppender:
         self._handles = {}
 
 
-def publish_segment(folder: Path, info: SegmentInfo, shape: RowShape, num_classes: int) -> None:
-    """Write the segment's FAISS file from its build-time global descriptors (idempotent)."""
+def publish_segment(folder: Path, info: SegmentInfo, vectors: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
+    """Write the segment's FAISS file from its build-time global descriptors and labels
+    (`build_time_vectors`), and make its arrays durable."""
     from .vector_index import write_class_partitioned
 
     folder = Path(folder)
-    if (folder / layout.GLOBAL_FAISS).exists() and not (folder / layout.GLOBAL_RAW).exists():
-        return
-    vectors = np.fromfile(folder / layout.GLOBAL_RAW, np.float32, info.rows * shape.global_dim)
-    labels = np.fromfile(folder / _LABELS, np.uint16, info.rows).astype(np.int64)
     ids = np.arange(info.first_id, info.first_id + info.rows, dtype=np.int64)
-    write_class_partitioned(folder / layout.GLOBAL_FAISS, vectors.reshape(info.rows, shape.global_dim), ids,
-                            labels, num_classes)
+    write_class_partitioned(folder / layout.GLOBAL_FAISS, vectors, ids, labels, num_classes)
     for name in (layout.CELLS, layout.HISTOGRAMS):
         _fsync(folder / name)
 

@@ -286,20 +286,18 @@ class IndexWriter:
             self._appender.close()
             self._appender = None
         removals = self.metadata.pending_removals()
-        new_segments = [s for s in self._segments if s.rows]
-        if self.projections is None and not new_segments:
-            shape = None
-        else:
+        new_segments = [s for s in self._segments if s.rows]  # only an index with projections has rows
+        stats = self._published_stats() if self.projections is not None else None
+        if stats is not None:
             shape = self._shape()
-        stats = self._published_stats() if shape else None
-        if shape is not None:
+            new_vectors = {}
             for info in new_segments:
                 folder = layout.segment_dir(self.path, info.name)
-                vectors, labels = build_time_vectors(folder, info, shape)
+                vectors, labels = new_vectors[info.name] = build_time_vectors(folder, info, shape)
                 stats.add(vectors, labels)
-                publish_segment(folder, info, shape, classes.num_classes())
+                publish_segment(folder, info, vectors, labels, classes.num_classes())
             if len(removals):
-                vectors, labels = self._vectors_of(removals, new_segments, shape)
+                vectors, labels = self._vectors_of(removals, new_segments, new_vectors, shape)
                 stats.add(vectors, labels, sign=-1)
         tombstones = np.union1d(self._published_tombstones(), removals).astype(np.int64)
         manifest = self.manifest
@@ -347,15 +345,17 @@ class IndexWriter:
         self.metadata.forget_pending()
 
     def _vectors_of(self, ids: np.ndarray, new_segments: list[SegmentInfo],
+                    new_vectors: dict[str, tuple[np.ndarray, np.ndarray]],
                     shape: RowShape) -> tuple[np.ndarray, np.ndarray]:
-        """Global descriptors and labels of removed images, from the new segments or the published ones."""
+        """Global descriptors and labels of removed images, from the new segments (their descriptors and
+        labels in `new_vectors`, by name) or the published ones."""
         vectors = np.empty((len(ids), shape.global_dim), np.float32)
         labels = np.empty(len(ids), np.int64)
         found = np.zeros(len(ids), bool)
         for info in new_segments:
             inside = (ids >= info.first_id) & (ids < info.first_id + info.rows)
             if inside.any():
-                seg_vectors, seg_labels = build_time_vectors(layout.segment_dir(self.path, info.name), info, shape)
+                seg_vectors, seg_labels = new_vectors[info.name]
                 rows = ids[inside] - info.first_id
                 vectors[inside], labels[inside] = seg_vectors[rows], seg_labels[rows]
                 found |= inside
