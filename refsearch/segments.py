@@ -193,10 +193,5 @@ class Segment:
             return ids - self.info.first_id
         return np.searchsorted(self.ids, ids)
 
-    def row_ids(self) -> np.ndarray:
-        if self.ids is None:
-            return np.arange(self.info.first_id, self.info.first_id + self.info.rows, dtype=np.int64)
-        return self.ids
-
     def faiss_path(self) -> Path:
         return self.folder / layout.GLOBAL_FAISS

@@ -296,10 +296,6 @@ class MetadataWriter(MetadataReader):
     def _put_info(self, txn, name: str, value) -> None:
         txn.put(name.encode(), json.dumps(value).encode(), db=self.db["info"])
 
-    def _get_info(self, txn, name: str, default=None):
-        raw = txn.get(name.encode(), db=self.db["info"])
-        return default if raw is None else json.loads(raw)
-
     def add(self, records: list[ImageRecord], generation: int, info: dict) -> None:
         """Store records added by `generation`, and set `info` entries, in one transaction."""
 
@@ -357,14 +353,6 @@ class MetadataWriter(MetadataReader):
                     txn.delete(packed.digest, key, db=self.db["digests"])
 
         self._write(work)
-
-    def all_records(self, generation: int) -> Iterator[tuple[ImageRecord, int, int]]:
-        """(record, added, removed) for every stored record added by `generation` or earlier."""
-        with self.env.begin(buffers=True) as txn:
-            for key, raw in txn.cursor(db=self.db["records"]):
-                packed = _Packed(_id(bytes(key)), raw)
-                if packed.added <= generation:
-                    yield packed.record(self.root), packed.added, packed.removed
 
     def set_info(self, **values) -> None:
         self._write(lambda txn: [self._put_info(txn, name, value) for name, value in values.items()])

@@ -64,9 +64,6 @@ class ClassStats:
     def empty(cls, num_classes: int, dim: int) -> "ClassStats":
         return cls(np.zeros((num_classes, dim), np.float64), np.zeros(num_classes, np.int64))
 
-    def copy(self) -> "ClassStats":
-        return ClassStats(self.sums.copy(), self.counts.copy())
-
     def add(self, vectors: np.ndarray, labels: np.ndarray, sign: int = 1) -> None:
         np.add.at(self.sums, labels, sign * np.asarray(vectors, np.float64))
         np.add.at(self.counts, labels, sign)
