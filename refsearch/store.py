@@ -226,16 +226,24 @@ class MetadataReader:
             yield packed.record(self.root)
 
     def columns(self) -> RecordColumns:
-        rows = list(self._scan())
-        return RecordColumns(
-            ids=np.fromiter((p.id for p in rows), np.int64, len(rows)),
-            digests=np.array([p.digest.hex().encode() if any(p.digest) else b"" for p in rows], "S32"),
-            labels=np.fromiter((p.label for p in rows), np.int16, len(rows)),
-            predictions=np.fromiter((p.prediction for p in rows), np.int16, len(rows)),
-            confidences=np.fromiter((p.confidence for p in rows), np.float32, len(rows)),
-            predicted_labels=np.fromiter((p.source == 2 for p in rows), bool, len(rows)),
-            pixels=np.fromiter((p.width * p.height for p in rows), np.int64, len(rows)),
-            file_sizes=np.fromiter((p.file_size for p in rows), np.int64, len(rows)))
+        with self.env.begin() as txn:
+            stored = txn.stat(self.db["records"])["entries"]  # visible or not: an upper bound
+        columns = {"ids": np.empty(stored, np.int64), "digests": np.empty(stored, "S32"),
+                   "labels": np.empty(stored, np.int16), "predictions": np.empty(stored, np.int16),
+                   "confidences": np.empty(stored, np.float32), "predicted_labels": np.empty(stored, bool),
+                   "pixels": np.empty(stored, np.int64), "file_sizes": np.empty(stored, np.int64)}
+        count = 0
+        for row, p in enumerate(self._scan()):
+            columns["ids"][row] = p.id
+            columns["digests"][row] = p.digest.hex().encode() if any(p.digest) else b""
+            columns["labels"][row] = p.label
+            columns["predictions"][row] = p.prediction
+            columns["confidences"][row] = p.confidence
+            columns["predicted_labels"][row] = p.source == 2
+            columns["pixels"][row] = p.width * p.height
+            columns["file_sizes"][row] = p.file_size
+            count = row + 1
+        return RecordColumns(**{name: column[:count] for name, column in columns.items()})
 
     def _dups(self, txn, db: str, key: bytes) -> list[int]:
         cursor = txn.cursor(db=self.db[db])
