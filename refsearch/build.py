@@ -185,6 +185,12 @@ class _Batch:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
 
+    @staticmethod
+    def paths(path: Path) -> list[str]:
+        """The files a saved batch holds, without reading its features."""
+        with np.load(path) as data:
+            return [str(p) for p in data["paths"]]
+
     @classmethod
     def load(cls, path: Path) -> "_Batch":
         with np.load(path) as data:
@@ -242,7 +248,7 @@ class _Pipeline:
             os.replace(temporary, chosen)
         sample = [f for f in todo if str(f.path) in names]
         rest = [f for f in todo if str(f.path) not in names]
-        done = {str(f.path) for path in self._sample_batches() for f in _Batch.load(path).files}
+        done = {name for path in self._sample_batches() for name in _Batch.paths(path)}
         self._advance(len([f for f in sample if str(f.path) in done]))
         remaining = [f for f in sample if str(f.path) not in done]
         number = len(self._sample_batches())
