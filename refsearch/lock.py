@@ -44,7 +44,7 @@ def is_locked(index: Path) -> bool:
     path = Path(index) / LOCK
     if not path.exists():
         return False
-    with open(path, "a+") as handle:
+    with open(path) as handle:  # read-only: a reader of a read-only index may ask too
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
