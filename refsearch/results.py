@@ -32,7 +32,7 @@ class SearchResponse:
     query: str
     results: list[SearchResult]
     predicted: list[ClassGuess]
-    classes_searched: list[str] | None  # None: every class
+    searched_classes: list[str] | None  # None: every class
     notes: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)
     forward_ms: float = 0.0
@@ -40,7 +40,7 @@ class SearchResponse:
 
     @property
     def widened(self) -> bool:
-        return self.classes_searched is None or len(self.classes_searched) > 1
+        return self.searched_classes is None or len(self.searched_classes) > 1
 
     def __iter__(self):
         return iter(self.results)
@@ -52,7 +52,10 @@ class SearchResponse:
         return self.results[rank_index]
 
     def to_dict(self) -> dict:
-        return {"query": self.query, "results": [r.to_dict() for r in self.results],
-                "predicted": [asdict(p) for p in self.predicted], "classes_searched": self.classes_searched,
-                "notes": self.notes, "params": self.params,
+        """The JSON form `query --json`, `query --jsonl` and the HTTP API print: the query, the predicted
+        classes, the classes searched (null: all), the notes, the ranked results, then how it was asked
+        and how long it took."""
+        return {"query": self.query, "predicted": [asdict(p) for p in self.predicted],
+                "searched_classes": self.searched_classes, "notes": self.notes,
+                "results": [r.to_dict() for r in self.results], "params": self.params,
                 "forward_ms": self.forward_ms, "search_ms": self.search_ms}

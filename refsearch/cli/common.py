@@ -67,5 +67,10 @@ def print_json(data) -> None:
     sys.stdout.write("\n")
 
 
+def print_json_line(data) -> None:
+    """One compact JSON object on its own line (JSON Lines), for output with a record per input."""
+    sys.stdout.write(json.dumps(data, separators=(",", ":")) + "\n")
+
+
 def note(text: str) -> None:
     typer.echo(f"note: {text}", err=True)

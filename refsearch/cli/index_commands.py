@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import INDEX_HELP, note, open_index, print_json, resolve_index, user_errors
+from .common import INDEX_HELP, note, open_index, print_json, print_json_line, resolve_index, user_errors
 
 
 @app.command("build-index")
@@ -108,8 +108,9 @@ def query_command(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file: the one given to "
                                            "build-index, if any (other weights are refused)."),
     device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results (rank, id, path, label, "
-                                 "score, semantic, luminance, ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per query, a line each: query, "
+                                 "predicted (wnid, name, probability), searched_classes (null: all), notes, "
+                                 "results (rank, id, path, label, score, semantic, luminance, ...)."),
 ) -> None:
     """List the k best colour references for a photo: the paper's class-restricted global ranking
     followed by the local (semantic + luminance) re-rank. Lower scores are better."""
@@ -126,9 +127,8 @@ def query_command(
                                             luminance_weight=luminance_weight, rescue_candidates=rescue,
                                             rerank=not global_only)
     if as_json:
-        rows = [{"query": r.query, **result.to_dict()} for r in responses for result in r.results]
-        print_json(rows)
         for response in responses:
+            print_json_line(response.to_dict())
             for text in response.notes:
                 note(f"{response.query}: {text}")
         return

@@ -63,7 +63,7 @@ def _labels(response) -> set[str]:
 def test_the_predicted_class_restricts_the_search(grouped, degrade):
     response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=4, rescue_candidates=0)
     assert response.predicted[0].wnid == PUG
-    assert response.classes_searched == [PUG] and not response.widened and response.notes == []
+    assert response.searched_classes == [PUG] and not response.widened and response.notes == []
     assert len(response) == 4 and _labels(response) == {PUG}
     assert response[0].path.endswith(f"{PUG}/pug.jpg")
 
@@ -71,7 +71,7 @@ def test_the_predicted_class_restricts_the_search(grouped, degrade):
 def test_a_named_class_overrides_the_prediction(grouped, degrade):
     query = degrade(DEMO / "n02110958_pug.jpg")
     response = grouped.search(query, k=3, class_wnid=BANANA, rescue_candidates=0)
-    assert response.classes_searched == [BANANA] and response.notes == []
+    assert response.searched_classes == [BANANA] and response.notes == []
     assert _labels(response) == {BANANA} and len(response) == 3
     assert response.params["class"] == BANANA
 
@@ -84,10 +84,10 @@ def test_a_named_class_returns_only_that_class_by_default(grouped, degrade):
 def test_a_near_copy_labelled_in_another_class_is_rescued(grouped, grouped_root, degrade):
     query = degrade(DEMO / "n07753592_banana.jpg")
     strict = grouped.search(query, k=2, rescue_candidates=0)
-    assert strict.predicted[0].wnid == BANANA and strict.classes_searched == [BANANA]
+    assert strict.predicted[0].wnid == BANANA and strict.searched_classes == [BANANA]
     assert _labels(strict) == {BANANA} and strict.notes == []
     rescued = grouped.search(query, k=2)
-    assert rescued.params["rescue_candidates"] == 20 and rescued.classes_searched == [BANANA]
+    assert rescued.params["rescue_candidates"] == 20 and rescued.searched_classes == [BANANA]
     assert rescued[0].path == str(grouped_root / VOLCANO / "banana.jpg")
     assert len(rescued.notes) == 1 and rescued.notes[0].startswith("also ranked ")
     assert rescued.notes[0].endswith(
@@ -96,18 +96,18 @@ def test_a_near_copy_labelled_in_another_class_is_rescued(grouped, grouped_root,
 
 def test_too_small_a_class_widens_to_the_next_most_probable(grouped, degrade):
     response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=6, rescue_candidates=0)
-    assert response.widened and response.classes_searched[0] == PUG and len(response.classes_searched) >= 2
+    assert response.widened and response.searched_classes[0] == PUG and len(response.searched_classes) >= 2
     assert response.notes == [f"class {PUG} (pug) holds 4 images, fewer than 6: widened to the "
-                              f"{len(response.classes_searched) - 1} next most probable class"
-                              + ("es" if len(response.classes_searched) > 2 else "")]
+                              f"{len(response.searched_classes) - 1} next most probable class"
+                              + ("es" if len(response.searched_classes) > 2 else "")]
     assert len(response) == 6
     held = {r.label for r in grouped.records()}
-    assert set(response.classes_searched) <= held  # only classes that hold images are added
+    assert set(response.searched_classes) <= held  # only classes that hold images are added
 
 
 def test_more_than_the_widened_classes_hold_searches_all_classes(grouped, degrade):
     response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=20)
-    assert response.classes_searched is None and response.widened
+    assert response.searched_classes is None and response.widened
     assert "searched all classes" in response.notes[0]
     assert response.notes[-1] == "only 15 images to rank (k=20)"
     assert len(response) == 15 and [r.rank for r in response] == list(range(1, 16))
@@ -116,7 +116,7 @@ def test_more_than_the_widened_classes_hold_searches_all_classes(grouped, degrad
 def test_an_empty_named_class_still_returns_results(grouped, synthetic_image):
     response = grouped.search(synthetic_image((96, 96), "L", "noise"), k=2, class_wnid=TENCH)
     assert len(response) == 2
-    assert response.classes_searched[0] == TENCH and TENCH not in _labels(response)
+    assert response.searched_classes[0] == TENCH and TENCH not in _labels(response)
     assert response.notes[0].startswith(f"class {TENCH} (tench) holds 0 images, fewer than 2: widened")
 
 
@@ -129,7 +129,7 @@ def test_never_empty_from_a_non_empty_index(grouped, synthetic_image, options):
 
 def test_any_class_searches_everything_without_class_notes(grouped, degrade):
     response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=15, any_class=True)
-    assert response.classes_searched is None and response.notes == []
+    assert response.searched_classes is None and response.notes == []
     assert {r.path for r in response} == {r.path for r in grouped.records()}
 
 

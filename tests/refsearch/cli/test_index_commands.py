@@ -15,8 +15,13 @@ import refsearch.cli
 from refsearch import build
 from refsearch.cli import app
 
-QUERY_KEYS = {"query", "rank", "id", "path", "label", "label_name", "score", "semantic", "luminance",
-              "global_similarity"}
+RESULT_KEYS = {"rank", "id", "path", "label", "label_name", "score", "semantic", "luminance", "global_similarity"}
+RESPONSE_KEYS = {"query", "predicted", "searched_classes", "notes", "results", "params", "forward_ms", "search_ms"}
+
+
+def responses(stdout: str) -> list[dict]:
+    """`query --json` output: one object per query, a line each."""
+    return [json.loads(line) for line in stdout.splitlines()]
 
 
 def run(*args: str, env: dict | None = None):
@@ -79,11 +84,15 @@ def test_build_index_prints_a_json_summary_then_a_line_when_run_again(built, pho
 def test_query_json_lists_ranked_references(built, photos):
     result = run("query", photos[3], "--index", built, "-k", "4", "--json")
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    response = json.loads(result.stdout)  # a single query prints a single object
+    assert set(response) == RESPONSE_KEYS and response["query"] == str(photos[3])
+    guess = response["predicted"][0]
+    assert set(guess) == {"wnid", "name", "probability"} and 0 < guess["probability"] <= 1
+    assert response["searched_classes"] is None or response["searched_classes"][0] == guess["wnid"]
+    rows = response["results"]
     assert [row["rank"] for row in rows] == [1, 2, 3, 4]
     for row in rows:
-        assert set(row) == QUERY_KEYS
-        assert row["query"] == str(photos[3])
+        assert set(row) == RESULT_KEYS
         assert Path(row["path"]).parent == photos[0].parent
         assert row["label"] == Path(row["path"]).name[:9]
     assert rows[0]["path"] == str(photos[3])  # an indexed file finds itself first
@@ -97,8 +106,8 @@ def test_query_a_degraded_copy_and_several_queries_at_once(built, photos, degrad
     degrade(photos[7]).save(copy)
     result = run("query", copy, photos[12], "--index", built, "-k", "2", "--json", "--exclude-self")
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
-    by_query = {query: [r for r in rows if r["query"] == query] for query in (str(copy), str(photos[12]))}
+    by_query = {response["query"]: response["results"] for response in responses(result.stdout)}
+    assert list(by_query) == [str(copy), str(photos[12])]
     assert [r["rank"] for r in by_query[str(copy)]] == [1, 2]
     assert by_query[str(copy)][0]["path"] == str(photos[7])
     assert str(photos[12]) not in [r["path"] for r in by_query[str(photos[12])]]
@@ -107,7 +116,8 @@ def test_query_a_degraded_copy_and_several_queries_at_once(built, photos, degrad
 def test_query_json_keeps_notes_off_stdout(built, photos):
     result = run("query", photos[0], "--index", built, "-k", "25", "--json")
     assert result.exit_code == 0, result.stderr
-    assert len(json.loads(result.stdout)) == 20
+    response = json.loads(result.stdout)
+    assert len(response["results"]) == 20 and "only 20 images to rank (k=25)" in response["notes"]
     assert "note: " in result.stderr and "only 20 images to rank (k=25)" in result.stderr
 
 
@@ -130,7 +140,7 @@ def test_query_global_only_and_the_default_index_from_the_environment(built, pho
     result = run("query", photos[9], "-k", "3", "--global-only", "--json",
                  env={"REFSEARCH_INDEX": str(built)})
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["results"]
     sims = [row["global_similarity"] for row in rows]
     assert sims == sorted(sims, reverse=True) and rows[0]["path"] == str(photos[9])
 
