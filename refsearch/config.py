@@ -10,6 +10,12 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import ConfigMismatchError, InvalidArgumentError
 
+CLASS_CHOICES = ("taxonomy", "probability")
+CROPS = ("full", "center")
+MIN_INPUT_SIZE = 32
+# What an index built before a build setting existed was built with.
+SETTINGS_BEFORE_THEY_WERE_SAVED = {"input_size": 224, "crop": "full"}
+
 
 class _Settings:
     """Saving, loading and changing a frozen settings dataclass."""
@@ -47,6 +53,11 @@ class IndexConfig(_Settings):
     # Fingerprint of the backbone weights; filled in when an index is built.
     weights: str = ""
     grid: int = 7
+    # The network sees a square of input_size pixels (0: the backbone's native size, fixed when the index is
+    # built): the whole frame squeezed to a square ("full"), or its centre square ("center"), which the
+    # cell histograms then cover too.
+    input_size: int = 0
+    crop: str = "full"
     global_dim: int = 128
     cell_dim: int = 64
     # Images the PCA projections are fitted on (spread over the collection).
@@ -60,6 +71,11 @@ class IndexConfig(_Settings):
             raise InvalidArgumentError("backbone must be named")
         for name in ("grid", "global_dim", "cell_dim", "pca_images"):
             _at_least(name, getattr(self, name), 1)
+        if self.input_size and self.input_size < MIN_INPUT_SIZE:
+            raise InvalidArgumentError(f"input_size must be 0 (the backbone's own) or at least {MIN_INPUT_SIZE}, "
+                                       f"got {self.input_size}")
+        if self.crop not in CROPS:
+            raise InvalidArgumentError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
         if not 2 <= self.hist_bins <= 256:
             raise InvalidArgumentError(f"hist_bins must be from 2 to 256, got {self.hist_bins}")
         _at_least("hist_border", self.hist_border, 0)
@@ -90,8 +106,12 @@ class SearchSettings(_Settings):
     # A class-restricted search also considers this many all-class global neighbours, keeping those closer
     # to the query than anything in the searched classes: a misclassified query still finds its near copies.
     rescue_candidates: int = 20
-    # Classes tried, most probable first, before a query with too few candidates searches all classes.
+    # A searched class holding fewer images than this is widened, up to `widen_classes` classes in all, to
+    # the classes nearest the query's in meaning ("taxonomy": highest Wu-Palmer similarity expected under
+    # the predicted class distribution) or to the next most probable ones ("probability", the paper's).
+    min_class_images: int = 10
     widen_classes: int = 10
+    class_choice: str = "taxonomy"
     # Up to this many images the all-class search scans every class; past it, only the `all_class_probes`
     # classes whose mean descriptor is nearest the query (an inverted file whose lists are the classes).
     exact_all_class_limit: int = 100_000
@@ -101,6 +121,10 @@ class SearchSettings(_Settings):
         _at_least("global_candidates", self.global_candidates, 1)
         _at_least("luminance_weight", self.luminance_weight, 0.0)
         _at_least("rescue_candidates", self.rescue_candidates, 0)
+        _at_least("min_class_images", self.min_class_images, 1)
         _at_least("widen_classes", self.widen_classes, 1)
+        if self.class_choice not in CLASS_CHOICES:
+            raise InvalidArgumentError(f"class_choice must be one of {', '.join(CLASS_CHOICES)}, "
+                                       f"got {self.class_choice!r}")
         _at_least("exact_all_class_limit", self.exact_all_class_limit, 0)
         _at_least("all_class_probes", self.all_class_probes, 1)

@@ -58,6 +58,10 @@ class Descriptors:
 
 def prepare(decoded: DecodedImage, config: IndexConfig, input_size: int) -> PreparedImage:
     luminance = to_luminance(decoded.image)
+    if config.crop == "center":
+        side = min(luminance.size)
+        left, top = (luminance.width - side) // 2, (luminance.height - side) // 2
+        luminance = luminance.crop((left, top, left + side, top + side))
     network_input = np.asarray(luminance.resize((input_size, input_size), Image.BILINEAR))
     histograms = cell_histograms(luminance, config.grid, config.hist_bins, config.hist_short_side,
                                  config.hist_border)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import IndexConfig, SearchSettings
+from .config import SETTINGS_BEFORE_THEY_WERE_SAVED, IndexConfig, SearchSettings
 from .errors import IndexStateError
 from .layout import MANIFEST
 from .segments import SegmentInfo
@@ -93,7 +93,8 @@ class Manifest:
             raise IndexStateError(
                 f"{folder} has index format {version}, and this refsearch reads format {FORMAT_VERSION}",
                 f"rebuild it: `refsearch build-index {source} -o {folder} --rebuild`")
-        return cls(config=IndexConfig.from_dict(data["config"]), source=data["source"],
+        config = {**SETTINGS_BEFORE_THEY_WERE_SAVED, **data["config"]}
+        return cls(config=IndexConfig.from_dict(config), source=data["source"],
                    search=SearchSettings.from_dict(data["search"]), generation=data["generation"],
                    images=data["images"], skipped=data["skipped"], classes=data["classes"], dims=data["dims"],
                    segments=[SegmentInfo.from_dict(s) for s in data["segments"]], tombstones=data["tombstones"],

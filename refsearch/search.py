@@ -150,7 +150,16 @@ class Index:
             # no network, and torch alone takes about half a gigabyte.
             from .backbones import create_backbone
 
-            backbone = create_backbone(self.config.backbone, weights=self._weights, device=self._device)
+            backbone = create_backbone(self.config.backbone, weights=self._weights, device=self._device,
+                                       input_size=self.config.input_size)
+            if self._weights is None and self.config.weights and backbone.fingerprint != self.config.weights:
+                # built with another of the backbone's named weights than today's default (e.g. before it changed)
+                for name in backbone.named_weights:
+                    other = create_backbone(self.config.backbone, weights=name, device=self._device,
+                                            input_size=self.config.input_size)
+                    if other.fingerprint == self.config.weights:
+                        backbone = other
+                        break
             if self.config.weights and backbone.fingerprint != self.config.weights:
                 raise ConfigMismatchError(
                     f"{self.path} was built with other {self.config.backbone} weights (fingerprint "
@@ -262,23 +271,23 @@ class Index:
     def search_features(self, queries: Sequence[QueryFeatures], k: int = 10, *, class_wnid: str | None = None,
                         any_class: bool = False, exclude_self: bool = False, global_candidates: int | None = None,
                         luminance_weight: float | None = None, rescue_candidates: int | None = None,
-                        rerank: bool = True) -> list[SearchResponse]:
+                        class_choice: str | None = None, rerank: bool = True) -> list[SearchResponse]:
         """`search_batch` for queries already described (by `embed`, or computed elsewhere)."""
         self._check_request(k, global_candidates)
         if class_wnid is not None:
             classes.class_index(class_wnid)
         settings = self.search_settings.with_(global_candidates=global_candidates, luminance_weight=luminance_weight,
-                                              rescue_candidates=rescue_candidates)
+                                              rescue_candidates=rescue_candidates, class_choice=class_choice)
         candidates = max(k, settings.global_candidates)
         weight, rescue = settings.luminance_weight, settings.rescue_candidates
         params = {"k": k, "global_candidates": candidates, "luminance_weight": weight, "rerank": rerank,
-                  "rescue_candidates": rescue,
+                  "rescue_candidates": rescue, "class_choice": settings.class_choice,
                   "class": class_wnid, "any_class": any_class, "exclude_self": exclude_self}
         responses = []
         for query in queries:
             started = time.perf_counter()
             response = self._search_one(query, k, class_wnid, any_class, exclude_self, candidates, weight, rescue,
-                                        rerank)
+                                        settings.class_choice, rerank)
             response.search_ms = round((time.perf_counter() - started) * 1000, 2)
             response.params = params
             responses.append(response)
@@ -291,7 +300,7 @@ class Index:
         return _colorize_engine()(self, image, topk, method, **options)
 
     def _search_one(self, query: QueryFeatures, k: int, class_wnid: str | None, any_class: bool,
-                    exclude_self: bool, candidates: int, weight: float, rescue: int,
+                    exclude_self: bool, candidates: int, weight: float, rescue: int, class_choice: str,
                     rerank: bool) -> SearchResponse:
         descriptors = query.descriptors
         probabilities = descriptors.probabilities[0]
@@ -303,26 +312,40 @@ class Index:
         self_ids = set(self.ids_with_digest(query.digest)) if query.digest else set()
         if exclude_self and len(self) <= len(self_ids):
             raise IndexStateError("the index holds no image other than the query itself")
-        wanted = k + (len(self_ids) if exclude_self else 0)
-        chosen = None if any_class else self._choose_classes(top, class_wnid, wanted, notes)
-        searched = min(candidates + len(self_ids), len(self))
-        similarities, ids = self.search_global(descriptors.global_[0][None], searched, chosen)
-        found = [(float(s), int(i)) for s, i in zip(similarities[0], ids[0])
-                 if i >= 0 and not (exclude_self and i in self_ids)]
+        # What is searched depends on the query and the settings, never on k: `-k 3` is the first three of `-k 5`.
+        wanted = self.search_settings.min_class_images + (len(self_ids) if exclude_self else 0)
+        chosen = None if any_class else self._choose_classes(probabilities, top, class_wnid, wanted, class_choice,
+                                                             notes)
+        excluded = self_ids if exclude_self else set()
+        found = self._candidates(descriptors.global_[0], candidates, chosen, excluded)
         if chosen is not None and class_wnid is None and rescue > 0:
-            found.extend(self._rescued(descriptors.global_[0], rescue, found, self_ids if exclude_self else set(),
-                                       notes))
+            found.extend(self._rescued(descriptors.global_[0], rescue, found, excluded, notes))
         if not exclude_self:
             missing = sorted(self_ids - {i for _, i in found})
             vectors = self.global_vectors_of(missing) if missing else []
             found.extend((float(v @ descriptors.global_[0]), i) for v, i in zip(vectors, missing))
         found.sort(key=lambda pair: -pair[0])
         found = [f for f in found if f[1] in self_ids] + [f for f in found if f[1] not in self_ids][:candidates]
-        if k > len(found):
-            notes.append(f"only {len(found)} images to rank (k={k})")
         results = self._rank(found, descriptors, k, weight, rerank)
+        if len(results) < k and chosen is not None:
+            # The searched classes ran out: the rest come from all classes, ranked after them.
+            more = self._candidates(descriptors.global_[0], candidates, None, excluded | {i for _, i in found})
+            extra = self._rank(more, descriptors, k - len(results), weight, rerank, first_rank=len(results) + 1)
+            if extra:
+                notes.append(f"the searched classes hold {_count(len(results), 'image')} to rank; ranks "
+                             f"{len(results) + 1} to {len(results) + len(extra)} come from all classes")
+            results += extra
+        if k > len(results):
+            notes.append(f"only {len(results)} images to rank (k={k})")
         searched_classes = None if chosen is None else [wnids[c] for c in chosen]
         return SearchResponse(query.source, results, predicted, searched_classes, notes)
+
+    def _candidates(self, query_global: np.ndarray, candidates: int, chosen: list[int] | None,
+                    excluded: set[int]) -> list[tuple[float, int]]:
+        """(global similarity, id) of the `candidates` best in the chosen classes (all: None), less `excluded`."""
+        searched = min(candidates + len(excluded), len(self))
+        similarities, ids = self.search_global(query_global[None], searched, chosen)
+        return [(float(s), int(i)) for s, i in zip(similarities[0], ids[0]) if i >= 0 and i not in excluded]
 
     def _rescued(self, query_global: np.ndarray, rescue: int, found: list[tuple[float, int]],
                  excluded: set[int], notes: list[str]) -> list[tuple[float, int]]:
@@ -338,31 +361,42 @@ class Index:
                          "than any image of the searched classes")
         return rescued
 
-    def _choose_classes(self, ranked_classes: np.ndarray, class_wnid: str | None, k: int,
-                        notes: list[str]) -> list[int] | None:
+    def _choose_classes(self, probabilities: np.ndarray, ranked_classes: np.ndarray, class_wnid: str | None,
+                        wanted: int, class_choice: str, notes: list[str]) -> list[int] | None:
+        """The predicted (or named) class, widened while the chosen classes hold fewer than `wanted` images;
+        None (every class) when none of the classes tried holds any."""
         sizes = self.global_index.class_sizes()
         first = classes.class_index(class_wnid) if class_wnid else int(ranked_classes[0])
         chosen, total = [first], int(sizes[first])
-        for candidate in ranked_classes:
-            if total >= k or len(chosen) >= self.search_settings.widen_classes:
-                break
-            candidate = int(candidate)
-            if candidate != first and sizes[candidate] > 0:
-                chosen.append(candidate)
-                total += int(sizes[candidate])
+        if total < wanted:
+            if class_choice == "taxonomy":
+                from .taxonomy import expected_similarity, wu_palmer_matrix
+
+                nearness = wu_palmer_matrix()[first] if class_wnid else expected_similarity(probabilities)
+                # ties (classes equally near in meaning) go to the more probable
+                order = np.lexsort((-probabilities, -nearness))
+            else:
+                order = ranked_classes
+            for candidate in order:
+                if total >= wanted or len(chosen) >= self.search_settings.widen_classes:
+                    break
+                candidate = int(candidate)
+                if candidate != first and sizes[candidate] > 0:
+                    chosen.append(candidate)
+                    total += int(sizes[candidate])
+        if len(chosen) == 1 and total > 0:
+            return chosen
         wnid = classes.wnids()[first]
-        held = _count(int(sizes[first]), "image")
-        if total < k:
-            notes.append(f"class {wnid} ({classes.class_name(wnid)}) holds {held}, fewer than {k}, and so do the "
-                         f"{_count(len(chosen) - 1, 'next most probable class')}: searched all classes")
+        held = f"class {wnid} ({classes.class_name(wnid)}) holds {_count(int(sizes[first]), 'image')}"
+        if total == 0:  # only when widening is off (widen_classes 1)
+            notes.append(f"{held}: searched all classes")
             return None
-        if len(chosen) > 1:
-            notes.append(f"class {wnid} ({classes.class_name(wnid)}) holds {held}, fewer than {k}: widened to "
-                         f"the {_count(len(chosen) - 1, 'next most probable class')}")
+        which = "the nearest in meaning" if class_choice == "taxonomy" else "the next most probable"
+        notes.append(f"{held}, fewer than {wanted}: widened to {_count(len(chosen) - 1, 'more class')} ({which})")
         return chosen
 
     def _rank(self, found: list[tuple[float, int]], descriptors: Descriptors, k: int, weight: float,
-              rerank: bool) -> list[SearchResult]:
+              rerank: bool, first_rank: int = 1) -> list[SearchResult]:
         if not found:
             return []
         global_sims = np.array([s for s, _ in found], np.float32)
@@ -378,7 +412,7 @@ class Index:
                              semantic=round(float(local.semantic[j]), 5),
                              luminance=round(float(local.luminance[j]), 5),
                              global_similarity=round(float(global_sims[j]), 5))
-                for rank, (j, record) in enumerate(zip(order, records), start=1)]
+                for rank, (j, record) in enumerate(zip(order, records), start=first_rank)]
 
 
     # -- curation: the calls of `refsearch.curation.Curator`, on the index --------------------

@@ -1,7 +1,9 @@
 """Backbones by name. Third-party packages add theirs through the `refsearch.backbones` entry point
-group: the entry point names a callable that takes `weights=None` and returns a Backbone."""
+group: the entry point names a callable that takes `weights=None` (and, for a network that can be built
+for several input sizes, `input_size=0`) and returns a Backbone."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Callable
 
@@ -15,11 +17,20 @@ register_backbone = _BACKBONES.register
 available_backbones = _BACKBONES.names
 
 
-def create_backbone(name: str, weights: str | Path | None = None, device: str = "cpu") -> Backbone:
-    """Build the backbone registered as `name`, load its weights and move it to `device`."""
+def create_backbone(name: str, weights: str | Path | None = None, device: str = "cpu",
+                    input_size: int = 0) -> Backbone:
+    """Build the backbone registered as `name`, load its weights and move it to `device`. `input_size`
+    (0: the backbone's own) is the square it sees: a factory that takes `input_size` builds its network for
+    it; one that does not has a fixed size, and another size is refused."""
     factory = _BACKBONES.get(name)
     torch_device = resolve_device(device)
-    backbone = factory(weights=weights)
+    if input_size and "input_size" in inspect.signature(factory).parameters:
+        backbone = factory(weights=weights, input_size=input_size)
+    else:
+        backbone = factory(weights=weights)
+    if input_size and backbone.input_size != input_size:
+        raise BackboneError(f"backbone {name} takes {backbone.input_size}-pixel inputs only, not {input_size}",
+                            f"leave the input size at {backbone.input_size}")
     return backbone.to(torch_device).eval()
 
 
@@ -33,16 +44,16 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
-def _efficientnet_lite2(weights=None) -> Backbone:
+def _efficientnet_lite2(weights=None, input_size: int = 0) -> Backbone:
     from .efficientnet_lite import EfficientNetLite2
 
-    return EfficientNetLite2(weights)
+    return EfficientNetLite2(weights, input_size)
 
 
-def _vgg19(weights=None) -> Backbone:
+def _vgg19(weights=None, input_size: int = 0) -> Backbone:
     from .vgg import VGG19
 
-    return VGG19(weights)
+    return VGG19(weights, input_size)
 
 
 register_backbone("efficientnet-lite2")(_efficientnet_lite2)

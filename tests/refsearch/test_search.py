@@ -48,10 +48,11 @@ def grouped_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def grouped(grouped_root):
     """15 photos in wnid folders: pug (four dogs), tabby (four cats), banana (three other fruit),
-    volcano (the volcano and, mislabelled, the banana), and two unlabelled copies of one pizza photo."""
+    volcano (the volcano and, mislabelled, the banana), and two unlabelled copies of one pizza photo;
+    opened to search a class alone when it holds at least three images."""
     output = grouped_root.parent / "grouped.index"
     refsearch.build_index(grouped_root, output, progress=False)
-    with refsearch.Index.open(output) as index:
+    with refsearch.Index.open(output, search=SearchSettings(min_class_images=3)) as index:
         yield index
 
 
@@ -94,30 +95,49 @@ def test_a_near_copy_labelled_in_another_class_is_rescued(grouped, grouped_root,
         "from other classes, closer to the query than any image of the searched classes")
 
 
-def test_too_small_a_class_widens_to_the_next_most_probable(grouped, degrade):
-    response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=6, rescue_candidates=0)
+@pytest.mark.parametrize("choice", ["probability", "taxonomy"])
+def test_too_small_a_class_widens(grouped, degrade, choice):
+    with refsearch.Index.open(grouped.path, search=SearchSettings(min_class_images=6, class_choice=choice)) as index:
+        response = index.search(degrade(DEMO / "n02110958_pug.jpg"), k=6, rescue_candidates=0)
     assert response.widened and response.searched_classes[0] == PUG and len(response.searched_classes) >= 2
-    assert response.notes == [f"class {PUG} (pug) holds 4 images, fewer than 6: widened to the "
-                              f"{len(response.searched_classes) - 1} next most probable class"
-                              + ("es" if len(response.searched_classes) > 2 else "")]
+    which = "the nearest in meaning" if choice == "taxonomy" else "the next most probable"
+    added = len(response.searched_classes) - 1
+    assert response.notes == [f"class {PUG} (pug) holds 4 images, fewer than 6: widened to {added} more "
+                              f"class{'es' if added > 1 else ''} ({which})"]
     assert len(response) == 6
     held = {r.label for r in grouped.records()}
     assert set(response.searched_classes) <= held  # only classes that hold images are added
+    if choice == "taxonomy":
+        assert response.searched_classes[1] == TABBY  # cats are nearer dogs than fruit, pizza or a volcano are
 
 
-def test_more_than_the_widened_classes_hold_searches_all_classes(grouped, degrade):
+def test_the_top_k_does_not_depend_on_k(grouped, degrade, synthetic_image):
+    queries = [degrade(DEMO / "n02110958_pug.jpg"), degrade(DEMO / "n07753592_banana.jpg"),
+               synthetic_image((80, 60), "RGB", "checker")]
+    with refsearch.Index.open(grouped.path) as widening:  # the default settings widen every class of this index
+        for index in (grouped, widening):
+            for query in queries:
+                for options in ({}, {"class_wnid": TENCH}, {"exclude_self": True}, {"rescue_candidates": 0}):
+                    longest = [(r.rank, r.id, r.score) for r in index.search(query, k=12, **options)]
+                    for k in (1, 3, 5):
+                        assert [(r.rank, r.id, r.score) for r in index.search(query, k=k, **options)] == longest[:k]
+
+
+def test_when_the_searched_classes_run_out_the_rest_come_from_all_classes(grouped, degrade):
     response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=20)
-    assert response.searched_classes is None and response.widened
-    assert "searched all classes" in response.notes[0]
-    assert response.notes[-1] == "only 15 images to rank (k=20)"
+    assert response.searched_classes == [PUG] and not response.widened
+    assert response.notes == ["the searched classes hold 4 images to rank; ranks 5 to 15 come from all classes",
+                              "only 15 images to rank (k=20)"]
     assert len(response) == 15 and [r.rank for r in response] == list(range(1, 16))
+    assert _labels(response.results[:4]) == {PUG} and PUG not in _labels(response.results[4:])
+    assert {r.path for r in response} == {r.path for r in grouped.records()}
 
 
 def test_an_empty_named_class_still_returns_results(grouped, synthetic_image):
     response = grouped.search(synthetic_image((96, 96), "L", "noise"), k=2, class_wnid=TENCH)
     assert len(response) == 2
     assert response.searched_classes[0] == TENCH and TENCH not in _labels(response)
-    assert response.notes[0].startswith(f"class {TENCH} (tench) holds 0 images, fewer than 2: widened")
+    assert response.notes[0].startswith(f"class {TENCH} (tench) holds 0 images, fewer than 3: widened")
 
 
 @pytest.mark.parametrize("options", [{}, {"any_class": True}, {"class_wnid": TENCH}, {"rerank": False}])
