@@ -7,6 +7,7 @@ from typing import Callable
 
 from ..plugins import Registry
 from .base import Backbone, BackboneError, BackboneOutput, forward_streams, load_state_dict, state_fingerprint
+from .inference import PRECISIONS, InferenceSettings, inference_settings
 
 ENTRY_POINT_GROUP = "refsearch.backbones"
 BackboneFactory = Callable[..., Backbone]
@@ -15,12 +16,15 @@ register_backbone = _BACKBONES.register
 available_backbones = _BACKBONES.names
 
 
-def create_backbone(name: str, weights: str | Path | None = None, device: str = "cpu") -> Backbone:
-    """Build the backbone registered as `name`, load its weights and move it to `device`."""
+def create_backbone(name: str, weights: str | Path | None = None, device: str = "cpu",
+                    precision: str = "auto") -> Backbone:
+    """Build the backbone registered as `name`, load its weights and move it to `device`, where its passes
+    run in `precision` (auto: float16 autocast on a GPU, float32 on CPU; see `inference_settings`)."""
     factory = _BACKBONES.get(name)
     torch_device = resolve_device(device)
+    inference_settings(torch_device.type, precision)  # refuse a bad precision before loading any weights
     backbone = factory(weights=weights)
-    return backbone.to(torch_device).eval()
+    return backbone.run_on(torch_device, precision)
 
 
 def resolve_device(device: str):
@@ -48,5 +52,6 @@ def _vgg19(weights=None) -> Backbone:
 register_backbone("efficientnet-lite2")(_efficientnet_lite2)
 register_backbone("vgg19")(_vgg19)
 
-__all__ = ["Backbone", "BackboneError", "BackboneOutput", "available_backbones", "create_backbone",
-           "forward_streams", "load_state_dict", "register_backbone", "resolve_device", "state_fingerprint"]
+__all__ = ["PRECISIONS", "Backbone", "BackboneError", "BackboneOutput", "InferenceSettings", "available_backbones",
+           "create_backbone", "forward_streams", "inference_settings", "load_state_dict", "register_backbone",
+           "resolve_device", "state_fingerprint"]
