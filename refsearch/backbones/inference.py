@@ -1,13 +1,13 @@
 """How a backbone's forward passes run on a device: the precision they autocast to, the memory layout of
 their input, and how the batch gets to the device.
 
-Measured on CPU, where autocast runs too (bundled EfficientNet-Lite2, the 37 demo photos, against float32):
-float16 keeps every global descriptor within cosine 0.99995 and every cell descriptor within 0.9996;
-bfloat16 falls to 0.98999 for one global descriptor and 0.966 for one cell, outside the 1e-2 bound the
-descriptors must keep. So on a GPU `auto` is float16; bfloat16 stays a choice for weights whose
-activations could overflow float16's range (VGG's ReLUs are unbounded; EfficientNet-Lite's are ReLU6).
-On CPU `auto` is float32: the CPU figures in docs/benchmarks.md are float32, and the CPU has no float16
-arithmetic to gain from.
+Measured on CPU, where autocast runs too (bundled EfficientNet-Lite2, the 37 demo photos, against float32;
+docs/benchmarks.md, "GPU"): float16 keeps every global descriptor within cosine 0.99995 and every cell
+descriptor within 0.9996; bfloat16 falls to 0.98999 for one global descriptor and below 0.99 for cells of
+10 of the photos, outside the 1e-2 bound the descriptors must keep. So on a GPU `auto` is float16;
+bfloat16 stays a choice for weights whose activations could overflow float16's range (VGG's ReLUs are
+unbounded; EfficientNet-Lite's are ReLU6). On CPU `auto` is float32: it keeps the bound trivially, and
+the CPU figures in docs/benchmarks.md are float32.
 """
 from __future__ import annotations
 
