@@ -74,15 +74,24 @@ def default_batch_size(device: str) -> int:
     return 4 if device == "cpu" else 64
 
 
+def default_workers(device: str) -> int:
+    """Decoding threads: on CPU two, leaving the cores to the forward passes; with the network on a GPU,
+    one per usable core, since decoding is then what the build waits for."""
+    if device == "cpu":
+        return 2
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+
+
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
                 config: IndexConfig | None = None, *, weights: str | os.PathLike | None = None,
-                batch_size: int | None = None, workers: int = 2, streams: int | None = None,
-                device: str = "cpu", rebuild: bool = False, progress: bool = True, wait: bool = False,
+                batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
+                device: str = "cpu", precision: str = "auto", rebuild: bool = False, progress: bool = True, wait: bool = False,
                 on_wait=None, search: SearchSettings | None = None) -> BuildSummary:
     """Index every image under `source` into `output` (resuming or updating an existing index there).
 
-    `workers` threads decode images; `streams` forward passes run side by side (default: one per core
-    on CPU, where each pass is single-threaded; one on a GPU). Another process writing the same index
+    `workers` threads decode images (default: `default_workers`); `streams` forward passes run side by
+    side (default: one per core on CPU, where each pass is single-threaded; two on a GPU); `precision`
+    is what they compute in (see `refsearch.backbones.inference_settings`). Another process writing the same index
     makes this raise IndexLockedError, or, with `wait`, wait for it (`on_wait(holder)` is told who).
     `search` sets the search defaults of a new index."""
     from .backbones import create_backbone, forward_streams
@@ -90,6 +99,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     started = time.perf_counter()
     batch_size = default_batch_size(device) if batch_size is None else batch_size
     streams = forward_streams(device) if streams is None else streams
+    workers = default_workers(device) if workers is None else workers
     if batch_size < 1 or workers < 0 or streams < 1:
         raise InvalidArgumentError("batch size and streams must be at least 1, and workers at least 0")
     source = Path(source).resolve()
@@ -99,7 +109,8 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     config = config or IndexConfig()
     if not config.input_size and not rebuild and Manifest.exists(output):  # unspecified: as the index was built
         config = config.with_(input_size=Manifest.load(output).config.input_size)
-    backbone = create_backbone(config.backbone, weights=weights, device=device, input_size=config.input_size)
+    backbone = create_backbone(config.backbone, weights=weights, device=device, input_size=config.input_size,
+                               precision=precision)
     config = config.with_(weights=backbone.fingerprint, input_size=backbone.input_size)
     if config.grid != backbone.grid:
         raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {backbone.name}, whose cell "

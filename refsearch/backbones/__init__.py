@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..plugins import Registry
 from .base import Backbone, BackboneError, BackboneOutput, forward_streams, load_state_dict, state_fingerprint
+from .inference import PRECISIONS, InferenceSettings, inference_settings
 
 ENTRY_POINT_GROUP = "refsearch.backbones"
 BackboneFactory = Callable[..., Backbone]
@@ -18,12 +19,14 @@ available_backbones = _BACKBONES.names
 
 
 def create_backbone(name: str, weights: str | Path | None = None, device: str = "cpu",
-                    input_size: int = 0) -> Backbone:
-    """Build the backbone registered as `name`, load its weights and move it to `device`. `input_size`
-    (0: the backbone's own) is the square it sees: a factory that takes `input_size` builds its network for
-    it; one that does not has a fixed size, and another size is refused."""
+                    input_size: int = 0, precision: str = "auto") -> Backbone:
+    """Build the backbone registered as `name`, load its weights and move it to `device`, where its passes
+    run in `precision` (auto: float16 autocast on a GPU, float32 on CPU; see `inference_settings`).
+    `input_size` (0: the backbone's own) is the square it sees: a factory that takes `input_size` builds
+    its network for it; one that does not has a fixed size, and another size is refused."""
     factory = _BACKBONES.get(name)
     torch_device = resolve_device(device)
+    inference_settings(torch_device.type, precision)  # refuse a bad precision before loading any weights
     if input_size and "input_size" in inspect.signature(factory).parameters:
         backbone = factory(weights=weights, input_size=input_size)
     else:
@@ -31,7 +34,7 @@ def create_backbone(name: str, weights: str | Path | None = None, device: str = 
     if input_size and backbone.input_size != input_size:
         raise BackboneError(f"backbone {name} takes {backbone.input_size}-pixel inputs only, not {input_size}",
                             f"leave the input size at {backbone.input_size}")
-    return backbone.to(torch_device).eval()
+    return backbone.run_on(torch_device, precision)
 
 
 def resolve_device(device: str):
@@ -59,5 +62,6 @@ def _vgg19(weights=None, input_size: int = 0) -> Backbone:
 register_backbone("efficientnet-lite2")(_efficientnet_lite2)
 register_backbone("vgg19")(_vgg19)
 
-__all__ = ["Backbone", "BackboneError", "BackboneOutput", "available_backbones", "create_backbone",
-           "forward_streams", "load_state_dict", "register_backbone", "resolve_device", "state_fingerprint"]
+__all__ = ["PRECISIONS", "Backbone", "BackboneError", "BackboneOutput", "InferenceSettings", "available_backbones",
+           "create_backbone", "forward_streams", "inference_settings", "load_state_dict", "register_backbone",
+           "resolve_device", "state_fingerprint"]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import RefsearchError
+from .inference import InferenceSettings, inference_settings
 
 
 # An adapted weights file: {"format", "backbone", "base_fingerprint", "input_size", "state" (the tensors
@@ -50,11 +51,12 @@ def _single_threaded() -> Iterator[None]:
 
 
 def forward_streams(device: str) -> int:
-    """How many forward passes to run side by side: on a GPU, one; on CPU, where each pass is
-    single-threaded, one per thread torch would use (its count follows OMP_NUM_THREADS and
-    torch.set_num_threads, so that budget is kept), at most one per usable core."""
+    """How many forward passes to run side by side: on a GPU, two, so that the next batch is queued on
+    the card while the last one's results are stored (the card runs them one after the other); on CPU,
+    where each pass is single-threaded, one per thread torch would use (its count follows OMP_NUM_THREADS
+    and torch.set_num_threads, so that budget is kept), at most one per usable core."""
     if device != "cpu":
-        return 1
+        return 2
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, torch.get_num_threads()))
 
@@ -92,13 +94,31 @@ class Backbone(nn.Module):
     def features(self, x: torch.Tensor, feature_maps: bool = False) -> BackboneOutput:
         raise NotImplementedError
 
+    # How passes run: float32, NCHW, plain copies until `run_on` sets what suits its device.
+    inference: InferenceSettings = InferenceSettings(autocast_dtype=None, channels_last=False, pinned_transfer=False)
+
+    def run_on(self, device: torch.device, precision: str = "auto") -> Backbone:
+        """Move to `device` for inference with the settings that suit it (see `inference_settings`)."""
+        self.inference = inference_settings(device.type, precision)
+        self.to(device)
+        if self.inference.channels_last:
+            self.to(memory_format=torch.channels_last)
+        return self.eval()
+
     @torch.inference_mode()
     def extract(self, luminance: np.ndarray, feature_maps: bool = False) -> BackboneOutput:
-        """Run on a (B, H, W) uint8 batch of luminance images (any H, W; `input_size` for retrieval)."""
-        pixels = torch.from_numpy(np.ascontiguousarray(luminance)).to(self.device)
-        pixels = pixels.unsqueeze(1).expand(-1, 3, -1, -1).float()
-        with _single_threaded() if self.device.type == "cpu" else nullcontext():
-            return self.features(self.normalize(pixels), feature_maps=feature_maps)
+        """Run on a (B, H, W) uint8 batch of luminance images (any H, W; `input_size` for retrieval).
+        The batch crosses to the device as uint8, a quarter of the bytes of the float input it becomes."""
+        device, settings = self.device, self.inference
+        pixels = torch.from_numpy(np.ascontiguousarray(luminance))
+        pixels = pixels.pin_memory().to(device, non_blocking=True) if settings.pinned_transfer else pixels.to(device)
+        x = self.normalize(pixels.unsqueeze(1).expand(-1, 3, -1, -1).float())
+        if settings.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast = (torch.autocast(device.type, dtype=settings.autocast_dtype) if settings.autocast_dtype
+                    else nullcontext())
+        with _single_threaded() if device.type == "cpu" else nullcontext(), autocast:
+            return self.features(x, feature_maps=feature_maps)
 
     def base_weights(self) -> Path:
         """The ImageNet weights an adapted weights file (see refsearch.adapt) is applied on top of."""

@@ -35,11 +35,14 @@ def build_index_command(
     cell_dim: Optional[int] = typer.Option(None, "--cell-dim", min=1, help="PCA size of each cell descriptor (default 64)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per forward pass "
                                              "(default 4 on CPU, 64 on GPU)."),
-    workers: int = typer.Option(2, "--workers", min=0, help="Threads decoding images while the network runs "
-                                "(0: decode in the calling thread)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Threads decoding images while the "
+                                          "network runs (default 2 on CPU, one per core with --device cuda; "
+                                          "0: decode in the calling thread)."),
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Forward passes run side by side, one "
-                                          "thread each (default: one per core on CPU, 1 on GPU)."),
+                                          "thread each (default: one per core on CPU, 2 on GPU)."),
     device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="What the network computes in: auto (float16 "
+                                  "on GPU, float32 on CPU), float32, float16 or bfloat16 (see README)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Discard an existing index at the output and "
                                  "start over (needed to change backbone, dimensions or source folder)."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
@@ -76,7 +79,8 @@ def build_index_command(
         config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim, input_size=input_size,
                               crop=crop)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
-                              workers=workers, streams=streams, device=device, rebuild=rebuild, progress=not quiet,
+                              workers=workers, streams=streams, device=device, precision=precision,
+                              rebuild=rebuild, progress=not quiet,
                               search=search, wait=wait, on_wait=lambda holder: note(f"waiting for {holder} to finish writing"))
     for text in summary.notes:
         note(text)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from .. import faiss_gpu
 from ..errors import InvalidArgumentError
 from .neighbours import QUERY_BLOCK
 
@@ -29,7 +30,7 @@ def kmeans_clusters(vectors: np.ndarray, n: int, *, seed: int = 0,
         raise InvalidArgumentError(f"cannot make {n} clusters of {count} images; ask for 1 to {count}")
     vectors = np.ascontiguousarray(vectors, np.float32)
     kmeans = faiss.Kmeans(dim, n, niter=iterations, seed=seed, spherical=True, verbose=False,
-                          min_points_per_centroid=1)
+                          min_points_per_centroid=1, gpu=faiss_gpu.use_gpu())
     kmeans.train(vectors)  # spherical: unit centres in an inner-product index, so scores are cosines
     assigned = np.empty(count, np.int64)
     similarity = np.empty(count, np.float32)

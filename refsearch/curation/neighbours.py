@@ -3,7 +3,8 @@
 Queries go through FAISS in blocks, so memory is the vectors plus n x k neighbours, never n x n. Up to
 `EXACT_LIMIT` images the search is exact; past it an inverted file (k-means lists, `nprobe` of them
 scanned per query) keeps the cost close to linear in the collection. Near-duplicates sit very close
-together, so they share a list and the approximation costs them next to nothing.
+together, so they share a list and the approximation costs them next to nothing. With faiss-gpu and a
+card, training, adding and searching run on the GPU (`refsearch.faiss_gpu`).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+from .. import faiss_gpu
 
 EXACT_LIMIT = 20_000
 QUERY_BLOCK = 8192
@@ -59,7 +62,13 @@ def neighbour_graph(ids: np.ndarray, vectors: np.ndarray, k: int, *, exact_limit
         return NeighbourGraph(np.asarray(ids), np.empty((n, 0), np.int64), np.empty((n, 0), np.float32),
                               approximate=False)
     approximate = n > exact_limit
-    index = _ivf_index(vectors, nprobe) if approximate else faiss.IndexFlatIP(vectors.shape[1])
+    dim = vectors.shape[1]
+    lists = min(int(4 * np.sqrt(n)), n // 39)  # FAISS wants 39 training points per list
+    index = _ivf_index(dim, lists, nprobe) if approximate else faiss.IndexFlatIP(dim)
+    if faiss_gpu.use_gpu(k + 1):
+        index = faiss_gpu.to_gpu(index)  # moved before training, so that k-means runs on the card too
+    if approximate:
+        index.train(vectors[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)])
     index.add(vectors)
     neighbours = np.empty((n, k), np.int64)
     similarities = np.empty((n, k), np.float32)
@@ -76,14 +85,11 @@ def neighbour_graph(ids: np.ndarray, vectors: np.ndarray, k: int, *, exact_limit
     return NeighbourGraph(np.asarray(ids), neighbours, similarities, approximate)
 
 
-def _ivf_index(vectors: np.ndarray, nprobe: int) -> faiss.IndexIVFFlat:
-    n, dim = vectors.shape
-    lists = min(int(4 * np.sqrt(n)), n // 39)  # FAISS wants 39 training points per list
+def _ivf_index(dim: int, lists: int, nprobe: int) -> faiss.IndexIVFFlat:
+    """An untrained inverted file of `lists` k-means lists, `nprobe` of them scanned per query."""
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
     index.own_fields = True
     quantizer.this.disown()
-    sample = vectors[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)]
-    index.train(sample)
     index.nprobe = nprobe
     return index

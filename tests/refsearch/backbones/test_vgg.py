@@ -1,14 +1,16 @@
-"""VGG-19, the paper's network: its real loading path (a torchvision state dict), outputs, and errors."""
+"""VGG-19, the paper's network: its real loading path (a torchvision state dict), outputs, errors, and
+the download of its weights into torchvision's cache (faked: the real file is 548 MB)."""
 from __future__ import annotations
 
 import re
+import shutil
+import urllib.error
 
 import numpy as np
 import pytest
 import torch
 
-from refsearch.backbones import BackboneError, create_backbone, state_fingerprint
-from refsearch.backbones import vgg
+from refsearch.backbones import BackboneError, create_backbone, state_fingerprint, vgg
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +68,73 @@ def test_outputs_fc6_and_relu5_4_cells_and_feature_maps(vgg_backbone):
 
 def test_missing_weights_say_how_to_get_them_and_the_advice_works(empty_hub, vgg_weights):
     with pytest.raises(BackboneError) as caught:
-        create_backbone("vgg19")
+        create_backbone("vgg19")  # the test suite runs with REFSEARCH_OFFLINE=1
     message = str(caught.value)
-    assert "--weights" in message
+    assert "REFSEARCH_OFFLINE forbids downloading" in message and "--weights" in message
     assert str(empty_hub / "checkpoints") in message and vgg.TORCHVISION_FILE in message
-    assert "IMAGENET1K_V1" in message and "efficientnet-lite2" in message
+    assert vgg.TORCHVISION_URL in message and "efficientnet-lite2" in message
     # following the advice: the file in torch.hub's checkpoints folder is what vgg19 loads by default
     cached = empty_hub / "checkpoints" / vgg.TORCHVISION_FILE
     cached.parent.mkdir()
     cached.symlink_to(vgg_weights[0])
     assert vgg.find_weights(None) == cached
     assert vgg.find_weights(vgg_weights[0]) == vgg_weights[0]  # an explicit file wins
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Downloading allowed, with torch.hub's download replaced: set `.serve` to a file to hand out or an
+    exception to raise; `.calls` records (url, destination, hash_prefix, progress)."""
+
+    class FakeDownload:
+        def __init__(self):
+            self.serve: object = None
+            self.calls: list[tuple] = []
+
+        def __call__(self, url, dst, hash_prefix=None, progress=True):
+            self.calls.append((url, dst, hash_prefix, progress))
+            if isinstance(self.serve, BaseException):
+                raise self.serve
+            shutil.copy(self.serve, dst)
+
+    fake = FakeDownload()
+    monkeypatch.delenv(vgg.OFFLINE_VARIABLE)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake)
+    return fake
+
+
+def test_missing_weights_download_into_torchvisions_cache_with_a_progress_bar(empty_hub, downloads, vgg_weights):
+    downloads.serve = vgg_weights[0]
+    backbone = create_backbone("vgg19")
+    cached = empty_hub / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    assert downloads.calls == [("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", str(cached),
+                                "dcbb9e9d", True)]
+    torch.testing.assert_close(backbone.net.classifier[6].weight, vgg_weights[1])
+    assert vgg.find_weights(None) == cached and len(downloads.calls) == 1  # the next time: from the cache
+
+
+def test_cached_weights_are_used_without_a_download(empty_hub, downloads, vgg_weights):
+    downloads.serve = AssertionError("downloaded although the weights are cached")
+    cached = empty_hub / "checkpoints" / vgg.TORCHVISION_FILE
+    cached.parent.mkdir()
+    cached.symlink_to(vgg_weights[0])
+    torch.testing.assert_close(create_backbone("vgg19").net.classifier[6].weight, vgg_weights[1])
+    assert downloads.calls == []
+
+
+@pytest.mark.parametrize("failure, reason", [
+    (urllib.error.URLError(OSError(-3, "Temporary failure in name resolution")), "name resolution"),
+    (TimeoutError("timed out"), "timed out"),
+    (RuntimeError('invalid hash value (expected "dcbb9e9d", got "0badf00d")'), "was damaged (invalid hash"),
+])
+def test_a_failed_download_is_the_clear_error_and_leaves_no_file(empty_hub, downloads, failure, reason):
+    downloads.serve = failure
+    with pytest.raises(BackboneError) as caught:
+        create_backbone("vgg19")
+    assert len(downloads.calls) == 1
+    assert reason in caught.value.message and vgg.TORCHVISION_URL in caught.value.message
+    assert "--weights FILE" in caught.value.hint and str(empty_hub / "checkpoints") in caught.value.hint
+    assert not any((empty_hub / "checkpoints").iterdir())
 
 
 def test_another_networks_weights_are_refused_clearly(tmp_path, efficientnet_state):

@@ -211,7 +211,9 @@ def test_build_index_errors(built, photos, tmp_path, monkeypatch):
                       hint="known: demo")
     assert_usage_error(run("build-index", source, "-o", tmp_path / "w.index", "--batch-size", "0"),
                        "--batch-size", "greater than or equal to 1")
-    assert not (tmp_path / "vgg.index").exists() and not (tmp_path / "y.index").exists()
+    assert_user_error(run("build-index", source, "-o", tmp_path / "p.index", "--precision", "half"),
+                      "unknown precision 'half'", hint="auto, float32, float16, bfloat16")
+    assert not any((tmp_path / name).exists() for name in ("vgg.index", "y.index", "p.index"))
 
 
 def test_an_interrupted_build_exits_130_and_resumes(tmp_path, copy_photos, monkeypatch):

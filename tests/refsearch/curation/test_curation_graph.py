@@ -132,3 +132,54 @@ def test_clusters_split_separated_families():
         centre = _unit(vectors[members].mean(axis=0))
         similarity = vectors[members] @ centre
         assert similarity[0] == pytest.approx(similarity.max(), abs=1e-3)
+
+
+def test_faiss_runs_on_a_gpu_only_when_faiss_gpu_sees_one_and_k_fits_its_limit(monkeypatch):
+    import faiss
+
+    from refsearch import faiss_gpu
+
+    assert not faiss_gpu.use_gpu()  # faiss-cpu here: it sees no GPU
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    assert faiss_gpu.use_gpu() and faiss_gpu.use_gpu(faiss_gpu.GPU_MAX_K)
+    assert not faiss_gpu.use_gpu(faiss_gpu.GPU_MAX_K + 1)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """faiss "sees" a GPU, and an index moved there stays where it is (this machine has none); returns
+    what was moved: (index type, whether it was trained) from faiss_gpu.to_gpu, (index type, GPUs) from
+    faiss's own move, which its k-means uses."""
+    import faiss
+
+    from refsearch import faiss_gpu
+
+    moved = []
+
+    def to_gpu(index):
+        moved.append((type(index).__name__, index.is_trained))
+        return index
+
+    def index_cpu_to_all_gpus(index, ngpu=-1):
+        moved.append((type(index).__name__, ngpu))
+        return index
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(faiss.extra_wrappers, "get_num_gpus", lambda: 1)  # the name faiss.Kmeans reads
+    monkeypatch.setattr(faiss_gpu, "to_gpu", to_gpu)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", index_cpu_to_all_gpus)
+    return moved
+
+
+def test_with_a_gpu_the_graph_is_searched_and_its_inverted_file_trained_there(planted_vectors, fake_gpu):
+    ids = np.arange(len(planted_vectors))
+    exact = neighbour_graph(ids, planted_vectors, 5)
+    approximate = neighbour_graph(ids, planted_vectors, 2, exact_limit=100, nprobe=2)
+    assert fake_gpu == [("IndexFlatIP", True), ("IndexIVFFlat", False)]  # the IVF goes there untrained
+    assert not exact.approximate and approximate.approximate
+    copies = np.repeat(np.arange(10), 2)
+    assert all(row in found for row, found in zip(copies, exact.neighbours[600:].tolist()))
+    assert np.mean([row in found for row, found in zip(copies, approximate.neighbours[600:].tolist())]) >= 0.9
+    fake_gpu.clear()
+    kmeans_clusters(planted_vectors, 3)
+    assert fake_gpu == [("IndexFlatIP", 1)]  # k-means assigns through an index on the GPU
