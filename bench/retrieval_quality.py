@@ -68,7 +68,13 @@ def variants(gray_weights: str) -> list[Variant]:
         Variant("224 px centre crop", Build(224, "center", "imagenet"), paper),
         Variant("260 px centre crop", Build(260, "center", "imagenet"), paper),
         Variant("gray-adapted weights", Build(224, "full", gray_weights), paper),
+        Variant("gray-adapted weights at 260 px full frame", Build(260, "full", gray_weights), paper),
+        Variant("all at 224 px: full frame, gray-adapted, taxonomy", Build(224, "full", gray_weights),
+                SearchSettings()),
         Variant("all: 260 px full frame, gray-adapted, taxonomy", Build(260, "full", gray_weights), SearchSettings()),
+        Variant("all, widening to 5 images", Build(260, "full", gray_weights), SearchSettings(min_class_images=5)),
+        Variant("all, widening to 20 images", Build(260, "full", gray_weights), SearchSettings(min_class_images=20,
+                                                                                              widen_classes=20)),
         Variant("all: 260 px centre crop, gray-adapted, taxonomy", Build(260, "center", gray_weights),
                 SearchSettings()),
     ]
@@ -103,7 +109,7 @@ def colour_top1(index: Index, photos) -> float:
             side = min(image.size)
             left, top = (image.width - side) // 2, (image.height - side) // 2
             image = image.crop((left, top, left + side, top + side))
-        pixels = torch.from_numpy(np.asarray(image.resize((size, size), Image.BILINEAR))).permute(2, 0, 1)[None]
+        pixels = torch.from_numpy(np.array(image.resize((size, size), Image.BILINEAR))).permute(2, 0, 1)[None]
         with torch.inference_mode():
             logits = backbone.features(backbone.normalize(pixels.float())).logits
         correct += int(classes.wnids()[int(logits.argmax())] == photo.name[:9])

@@ -103,14 +103,14 @@ def adapt_backbone(photos: str | os.PathLike, output: str | os.PathLike, *, back
         if checkpoint["settings"] != asdict(settings) or checkpoint["photos"] != len(kept):
             raise InvalidArgumentError(f"{checkpoint_path} is a checkpoint of another adaptation",
                                        "delete it to start over, or rerun with the same photos and settings")
-        student.load_state_dict(checkpoint["student"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        first_epoch, losses = checkpoint["epoch"], list(checkpoint["losses"])
     size = student.input_size
     steps = -(-len(kept) // settings.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs * steps)
-    for _ in range(first_epoch * steps):
-        schedule.step()
+    if checkpoint_path.exists():
+        student.load_state_dict(checkpoint["student"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+        first_epoch, losses = checkpoint["epoch"], list(checkpoint["losses"])
     teacher.eval()
     student.eval()  # batch-norm statistics stay the ImageNet ones; only the affine parameters learn
     with tqdm(total=(settings.epochs - first_epoch) * len(kept), unit="img", desc="adapting",
@@ -135,7 +135,8 @@ def adapt_backbone(photos: str | os.PathLike, output: str | os.PathLike, *, back
                 bar.update(len(rows))
                 bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}", refresh=False)
             losses.append(round(total / len(kept), 4))
-            _save_atomically({"student": student.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+            _save_atomically({"student": student.state_dict(), "optimizer": optimizer.state_dict(),
+                              "schedule": schedule.state_dict(), "epoch": epoch + 1,
                               "losses": losses, "settings": asdict(settings), "photos": len(kept)}, checkpoint_path)
     # Saved: what differs from the base weights (the trained tensors, and any the starting weights changed).
     base_state = load_state_dict(student.base_weights())

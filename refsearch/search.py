@@ -95,7 +95,8 @@ class Index:
             raise ConfigMismatchError(f"{path} was built with backbone {built.backbone!r}, not {backbone!r}",
                                       "its descriptors cannot be compared with another network's")
         if config is not None:
-            differences = built.differences(config.with_(weights=config.weights or built.weights))
+            differences = built.differences(config.with_(weights=config.weights or built.weights,
+                                                         input_size=config.input_size or built.input_size))
             if differences:
                 raise ConfigMismatchError(f"{path} was built with another configuration: {'; '.join(differences)}")
         return cls(path, manifest, weights, device, search)

@@ -84,7 +84,10 @@ def test_summary_manifest_and_files_of_a_fresh_build(tree_build, efficientnet_st
     assert summary.index == str(output) and summary.search_kind == "exact"
     manifest = Manifest.load(output)
     assert manifest.images == 6 and manifest.generation == 1 and len(manifest.segments) == 1
-    assert manifest.config.weights == refsearch.backbones.state_fingerprint(efficientnet_state)
+    # the default weights (gray-adapted) at the backbone's native input size, whole frames
+    assert manifest.config.weights == refsearch.create_backbone("efficientnet-lite2").fingerprint
+    assert manifest.config.weights != refsearch.backbones.state_fingerprint(efficientnet_state)
+    assert (manifest.config.input_size, manifest.config.crop) == (260, "full")
     # six images cannot fit 128 global PCA components: the global descriptor is kept whole
     assert manifest.dims == {"global": 1280, "cell": 64, "fitted_on": 6}
     assert manifest.classes == 5  # the two cats share a folder label

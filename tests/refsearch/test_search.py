@@ -17,17 +17,17 @@ from refsearch.config import IndexConfig, SearchSettings
 from refsearch.errors import ConfigMismatchError, IndexStateError, InvalidArgumentError
 
 DEMO = Path(__file__).resolve().parents[2] / "index_builds" / "demo" / "photos"
-PUG, TABBY, BANANA, VOLCANO = "n02110958", "n02123045", "n07753592", "n09472597"
+DALMATIAN, TABBY, LEMON, VOLCANO = "n02110341", "n02123045", "n07749582", "n09472597"
 TENCH = "n01440764"  # a class the grouped index does not hold
 
 # Folders named by wnid label every photo in them with that class.
 GROUPS = {
-    PUG: ["n02110958_pug.jpg", "n02108089_boxer.jpg", "n02099712_Labrador_retriever.jpg",
-          "n02110341_dalmatian.jpg"],
+    DALMATIAN: ["n02110341_dalmatian.jpg", "n02108089_boxer.jpg", "n02099712_Labrador_retriever.jpg",
+                "n02110958_pug.jpg"],
     TABBY: ["n02123045_tabby.jpg", "n02123159_tiger_cat.jpg", "n02123394_Persian_cat.jpg",
             "n02123597_Siamese_cat.jpg"],
-    BANANA: ["n07749582_lemon.jpg", "n07747607_orange.jpg", "n07745940_strawberry.jpg"],  # no banana here...
-    VOLCANO: ["n09472597_volcano.jpg", "n07753592_banana.jpg"],  # ...but mislabelled here
+    LEMON: ["n07753592_banana.jpg", "n07747607_orange.jpg", "n07745940_strawberry.jpg"],  # no lemon here...
+    VOLCANO: ["n09472597_volcano.jpg", "n07749582_lemon.jpg"],  # ...but mislabelled here
 }
 MISC = {"pizza.jpg": "n07873807_pizza.jpg", "pizza-copy.jpg": "n07873807_pizza.jpg"}
 
@@ -47,8 +47,8 @@ def grouped_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def grouped(grouped_root):
-    """15 photos in wnid folders: pug (four dogs), tabby (four cats), banana (three other fruit),
-    volcano (the volcano and, mislabelled, the banana), and two unlabelled copies of one pizza photo;
+    """15 photos in wnid folders: dalmatian (four dogs), tabby (four cats), lemon (three other fruit),
+    volcano (the volcano and, mislabelled, the lemon), and two unlabelled copies of one pizza photo;
     opened to search a class alone when it holds at least three images."""
     output = grouped_root.parent / "grouped.index"
     refsearch.build_index(grouped_root, output, progress=False)
@@ -62,34 +62,34 @@ def _labels(response) -> set[str]:
 
 # -- class restriction ----------------------------------------------------------------------------
 def test_the_predicted_class_restricts_the_search(grouped, degrade):
-    response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=4, rescue_candidates=0)
-    assert response.predicted[0].wnid == PUG
-    assert response.searched_classes == [PUG] and not response.widened and response.notes == []
-    assert len(response) == 4 and _labels(response) == {PUG}
-    assert response[0].path.endswith(f"{PUG}/pug.jpg")
+    response = grouped.search(degrade(DEMO / "n02110341_dalmatian.jpg"), k=4, rescue_candidates=0)
+    assert response.predicted[0].wnid == DALMATIAN
+    assert response.searched_classes == [DALMATIAN] and not response.widened and response.notes == []
+    assert len(response) == 4 and _labels(response) == {DALMATIAN}
+    assert response[0].path.endswith(f"{DALMATIAN}/dalmatian.jpg")
 
 
 def test_a_named_class_overrides_the_prediction(grouped, degrade):
-    query = degrade(DEMO / "n02110958_pug.jpg")
-    response = grouped.search(query, k=3, class_wnid=BANANA, rescue_candidates=0)
-    assert response.searched_classes == [BANANA] and response.notes == []
-    assert _labels(response) == {BANANA} and len(response) == 3
-    assert response.params["class"] == BANANA
+    query = degrade(DEMO / "n02110341_dalmatian.jpg")
+    response = grouped.search(query, k=3, class_wnid=LEMON, rescue_candidates=0)
+    assert response.searched_classes == [LEMON] and response.notes == []
+    assert _labels(response) == {LEMON} and len(response) == 3
+    assert response.params["class"] == LEMON
 
 
 def test_a_named_class_returns_only_that_class_by_default(grouped, degrade):
-    response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=3, class_wnid=BANANA)
-    assert _labels(response) == {BANANA}
+    response = grouped.search(degrade(DEMO / "n02110341_dalmatian.jpg"), k=3, class_wnid=LEMON)
+    assert _labels(response) == {LEMON}
 
 
 def test_a_near_copy_labelled_in_another_class_is_rescued(grouped, grouped_root, degrade):
-    query = degrade(DEMO / "n07753592_banana.jpg")
+    query = degrade(DEMO / "n07749582_lemon.jpg")
     strict = grouped.search(query, k=2, rescue_candidates=0)
-    assert strict.predicted[0].wnid == BANANA and strict.searched_classes == [BANANA]
-    assert _labels(strict) == {BANANA} and strict.notes == []
+    assert strict.predicted[0].wnid == LEMON and strict.searched_classes == [LEMON]
+    assert _labels(strict) == {LEMON} and strict.notes == []
     rescued = grouped.search(query, k=2)
-    assert rescued.params["rescue_candidates"] == 20 and rescued.searched_classes == [BANANA]
-    assert rescued[0].path == str(grouped_root / VOLCANO / "banana.jpg")
+    assert rescued.params["rescue_candidates"] == 20 and rescued.searched_classes == [LEMON]
+    assert rescued[0].path == str(grouped_root / VOLCANO / "lemon.jpg")
     assert len(rescued.notes) == 1 and rescued.notes[0].startswith("also ranked ")
     assert rescued.notes[0].endswith(
         "from other classes, closer to the query than any image of the searched classes")
@@ -98,11 +98,11 @@ def test_a_near_copy_labelled_in_another_class_is_rescued(grouped, grouped_root,
 @pytest.mark.parametrize("choice", ["probability", "taxonomy"])
 def test_too_small_a_class_widens(grouped, degrade, choice):
     with refsearch.Index.open(grouped.path, search=SearchSettings(min_class_images=6, class_choice=choice)) as index:
-        response = index.search(degrade(DEMO / "n02110958_pug.jpg"), k=6, rescue_candidates=0)
-    assert response.widened and response.searched_classes[0] == PUG and len(response.searched_classes) >= 2
+        response = index.search(degrade(DEMO / "n02110341_dalmatian.jpg"), k=6, rescue_candidates=0)
+    assert response.widened and response.searched_classes[0] == DALMATIAN and len(response.searched_classes) >= 2
     which = "the nearest in meaning" if choice == "taxonomy" else "the next most probable"
     added = len(response.searched_classes) - 1
-    assert response.notes == [f"class {PUG} (pug) holds 4 images, fewer than 6: widened to {added} more "
+    assert response.notes == [f"class {DALMATIAN} (dalmatian) holds 4 images, fewer than 6: widened to {added} more "
                               f"class{'es' if added > 1 else ''} ({which})"]
     assert len(response) == 6
     held = {r.label for r in grouped.records()}
@@ -112,7 +112,7 @@ def test_too_small_a_class_widens(grouped, degrade, choice):
 
 
 def test_the_top_k_does_not_depend_on_k(grouped, degrade, synthetic_image):
-    queries = [degrade(DEMO / "n02110958_pug.jpg"), degrade(DEMO / "n07753592_banana.jpg"),
+    queries = [degrade(DEMO / "n02110341_dalmatian.jpg"), degrade(DEMO / "n07749582_lemon.jpg"),
                synthetic_image((80, 60), "RGB", "checker")]
     with refsearch.Index.open(grouped.path) as widening:  # the default settings widen every class of this index
         for index in (grouped, widening):
@@ -124,12 +124,12 @@ def test_the_top_k_does_not_depend_on_k(grouped, degrade, synthetic_image):
 
 
 def test_when_the_searched_classes_run_out_the_rest_come_from_all_classes(grouped, degrade):
-    response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=20)
-    assert response.searched_classes == [PUG] and not response.widened
+    response = grouped.search(degrade(DEMO / "n02110341_dalmatian.jpg"), k=20)
+    assert response.searched_classes == [DALMATIAN] and not response.widened
     assert response.notes == ["the searched classes hold 4 images to rank; ranks 5 to 15 come from all classes",
                               "only 15 images to rank (k=20)"]
     assert len(response) == 15 and [r.rank for r in response] == list(range(1, 16))
-    assert _labels(response.results[:4]) == {PUG} and PUG not in _labels(response.results[4:])
+    assert _labels(response.results[:4]) == {DALMATIAN} and DALMATIAN not in _labels(response.results[4:])
     assert {r.path for r in response} == {r.path for r in grouped.records()}
 
 
@@ -148,7 +148,7 @@ def test_never_empty_from_a_non_empty_index(grouped, synthetic_image, options):
 
 
 def test_any_class_searches_everything_without_class_notes(grouped, degrade):
-    response = grouped.search(degrade(DEMO / "n02110958_pug.jpg"), k=15, any_class=True)
+    response = grouped.search(degrade(DEMO / "n02110341_dalmatian.jpg"), k=15, any_class=True)
     assert response.searched_classes is None and response.notes == []
     assert {r.path for r in response} == {r.path for r in grouped.records()}
 
@@ -163,7 +163,7 @@ def test_bad_arguments_are_refused(grouped):
 
 # -- the query itself -----------------------------------------------------------------------------
 def test_an_indexed_file_finds_itself_first_and_exclude_self_drops_it(grouped, grouped_root):
-    query = grouped_root / BANANA / "lemon.jpg"
+    query = grouped_root / LEMON / "orange.jpg"
     response = grouped.search(query, k=3)
     assert response[0].path == str(query) and response[0].semantic < 0.01
     # d_lum is at its minimum, 0.5, when every matched histogram correlates perfectly
@@ -184,13 +184,13 @@ def test_every_indexed_copy_of_the_query_counts_as_itself(grouped, grouped_root)
 
 def test_self_comes_first_even_outside_the_searched_class(grouped, grouped_root):
     query = grouped_root / TABBY / "Siamese_cat.jpg"
-    response = grouped.search(query, k=2, class_wnid=BANANA, rescue_candidates=0)
+    response = grouped.search(query, k=2, class_wnid=LEMON, rescue_candidates=0)
     assert response[0].path == str(query)
-    assert response[1].label == BANANA
+    assert response[1].label == LEMON
 
 
 def test_the_same_photo_as_an_image_is_not_recognised_as_itself_but_still_ranks_first(grouped, grouped_root):
-    query = grouped_root / PUG / "boxer.jpg"
+    query = grouped_root / DALMATIAN / "boxer.jpg"
     colour = grouped.search(Image.open(query), k=4, exclude_self=True)
     assert colour[0].path == str(query)  # no file, no digest: nothing to exclude
     gray = grouped.search(np.asarray(Image.open(query).convert("L")), k=4, exclude_self=True)
@@ -250,7 +250,7 @@ def test_only_the_global_candidates_are_re_ranked(grouped, degrade):
 
 
 def test_search_batch_answers_each_query_as_search_does(grouped, grouped_root, degrade):
-    queries = [grouped_root / PUG / "dalmatian.jpg", degrade(DEMO / "n07753592_banana.jpg")]
+    queries = [grouped_root / DALMATIAN / "pug.jpg", degrade(DEMO / "n07749582_lemon.jpg")]
     batch = grouped.search_batch(queries, k=3)
     assert len(batch) == 2
     assert batch[0].query == str(queries[0]) and batch[1].query == "<JpegImageFile>"
@@ -262,9 +262,9 @@ def test_search_batch_answers_each_query_as_search_does(grouped, grouped_root, d
 
 
 def test_responses_serialise_to_json(grouped, grouped_root):
-    response = grouped.search(grouped_root / PUG / "pug.jpg", k=2)
+    response = grouped.search(grouped_root / DALMATIAN / "dalmatian.jpg", k=2)
     data = json.loads(json.dumps(response.to_dict()))
-    assert data["query"] == str(grouped_root / PUG / "pug.jpg")
+    assert data["query"] == str(grouped_root / DALMATIAN / "dalmatian.jpg")
     assert [r["rank"] for r in data["results"]] == [1, 2]
     assert set(data["results"][0]) == {"rank", "id", "path", "label", "label_name", "score", "semantic",
                                        "luminance", "global_similarity"}
@@ -273,15 +273,15 @@ def test_responses_serialise_to_json(grouped, grouped_root):
 
 
 def test_records_by_id_and_by_path(grouped, grouped_root, monkeypatch):
-    response = grouped.search(grouped_root / PUG / "pug.jpg", k=1)
+    response = grouped.search(grouped_root / DALMATIAN / "dalmatian.jpg", k=1)
     record = grouped.record(response[0].id)
-    assert record.path == response[0].path and record.label == PUG and record.label_source == "folder"
+    assert record.path == response[0].path and record.label == DALMATIAN and record.label_source == "folder"
     with pytest.raises(KeyError, match="no image with id 9999"):
         grouped.record(9999)
     assert len(list(grouped.records())) == len(grouped) == 15
     assert grouped.record_of_path(record.path) == record
     monkeypatch.chdir(grouped_root)
-    assert grouped.record_of_path(f"{PUG}/pug.jpg") == record  # relative to the current folder
+    assert grouped.record_of_path(f"{DALMATIAN}/dalmatian.jpg") == record  # relative to the current folder
     with pytest.raises(KeyError, match="elsewhere.jpg is not in this index"):
         grouped.record_of_path("elsewhere.jpg")
 
@@ -296,7 +296,7 @@ def test_open_refuses_another_backbone_or_configuration(demo_index_path):
     same = refsearch.Index.open(demo_index_path, backbone="efficientnet-lite2", config=IndexConfig(),
                                 search=SearchSettings(luminance_weight=0.5, global_candidates=50))
     assert len(same) == 37
-    assert same.search(DEMO / "n02110958_pug.jpg", k=2).params["luminance_weight"] == 0.5
+    assert same.search(DEMO / "n02110341_dalmatian.jpg", k=2).params["luminance_weight"] == 0.5
     same.close()
 
 

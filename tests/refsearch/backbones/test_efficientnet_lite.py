@@ -74,7 +74,7 @@ def test_other_input_sizes_still_give_a_7x7_cell_grid(bundled):
 
 def test_a_saved_state_dict_loads_and_changes_the_fingerprint(bundled, changed_efficientnet_weights,
                                                               efficientnet_state, tmp_path, demo_photos):
-    changed = create_backbone("efficientnet-lite2", weights=changed_efficientnet_weights)
+    changed = create_backbone("efficientnet-lite2", weights=changed_efficientnet_weights, input_size=224)
     assert changed.fingerprint != bundled.fingerprint
     x = _inputs(demo_photos[:1])
     # the file's weights are really used: every classifier bias is one higher
@@ -118,7 +118,7 @@ def test_float16_passes_keep_the_descriptors_within_1e_2_cosine_of_float32(bundl
     8-bit mantissa misses the bound, see refsearch/backbones/inference.py.)"""
     batch = _inputs([demo_dir / name for name in RECOGNISED])
     exact = bundled.extract(batch)
-    half = create_backbone("efficientnet-lite2", precision="float16")
+    half = create_backbone("efficientnet-lite2", weights="imagenet", input_size=224, precision="float16")
     assert half.inference.autocast_dtype == torch.float16
     reduced = half.extract(batch)
     assert not torch.equal(exact.global_descriptor, reduced.global_descriptor)  # it did run in float16

@@ -15,7 +15,7 @@ DEMO = Path(__file__).resolve().parents[3] / "index_builds" / "demo" / "photos"
 PHOTOS = ["n01440764_tench.jpg", "n01443537_goldfish.jpg", "n01558993_robin.jpg", "n01614925_bald_eagle.jpg",
           "n02099712_Labrador_retriever.jpg", "n02108089_boxer.jpg", "n02110958_pug.jpg",
           "n02123394_Persian_cat.jpg", "n02128385_leopard.jpg", "n04146614_school_bus.jpg",
-          "n07749582_lemon.jpg", "n07873807_pizza.jpg"]
+          "n07747607_orange.jpg", "n07749582_lemon.jpg", "n07873807_pizza.jpg"]
 BANANA = "n07753592"
 FIRE_ENGINE = "n03345487"
 
