@@ -422,3 +422,72 @@ def test_removing_an_unknown_id_changes_nothing(tmp_path, copy_photos):
 def test_a_gpu_build_decodes_on_every_usable_core_and_a_cpu_build_on_two():
     assert build.default_workers("cpu") == 2
     assert build.default_workers("cuda") == len(os.sched_getaffinity(0))
+
+
+# -- what the network sees: input size and crop -------------------------------------------------
+def test_a_centre_crop_build_stores_what_a_full_frame_build_of_the_centre_square_stores(tmp_path, tiny_build,
+                                                                                      tiny_config, demo_photos):
+    wide, square = tmp_path / "wide", tmp_path / "square"
+    wide.mkdir()
+    square.mkdir()
+    for number, photo in enumerate(demo_photos[:4]):
+        image = Image.open(photo).convert("RGB").resize((240, 120))  # a wide frame, its centre 120 x 120
+        image.save(wide / f"p{number}.png")
+        image.crop((60, 0, 180, 120)).save(square / f"p{number}.png")
+    refsearch.build_index(wide, tmp_path / "center.index", tiny_config.with_(crop="center"), progress=False,
+                          workers=0)
+    tiny_build(square, tmp_path / "square.index")
+    tiny_build(wide, tmp_path / "full.index")
+    with refsearch.Index.open(tmp_path / "center.index") as center, \
+            refsearch.Index.open(tmp_path / "square.index") as cropped, refsearch.Index.open(tmp_path / "full.index") as full:
+        assert center.config.crop == "center" and full.config.crop == "full"
+        ids = [r.id for r in center.records()]
+        np.testing.assert_allclose(center.local_features(ids)[1], cropped.local_features(ids)[1], atol=1e-3)
+        assert not np.allclose(center.local_features(ids)[1], full.local_features(ids)[1], atol=1e-3)
+        query = wide / "p2.png"
+        assert center.search(query, k=1, any_class=True)[0].path == str(query.resolve())
+
+
+def test_input_size_and_crop_are_build_settings(tmp_path, tiny_build, tiny_config, copy_photos):
+    photos = tmp_path / "photos"
+    copy_photos(photos, 3)
+    summary = tiny_build(photos, tmp_path / "tiny.index")
+    manifest = Manifest.load(Path(summary.index))
+    assert (manifest.config.input_size, manifest.config.crop) == (56, "full")  # the tiny network's own size
+    with pytest.raises(ConfigMismatchError, match="crop: 'full' vs 'center'"):
+        refsearch.build_index(photos, summary.index, tiny_config.with_(crop="center"), progress=False)
+    with pytest.raises(refsearch.BackboneError, match="takes 56-pixel inputs only, not 96"):
+        refsearch.build_index(photos, tmp_path / "other.index", tiny_config.with_(input_size=96), progress=False)
+    for bad, message in (({"input_size": 16}, "input_size must be 0"), ({"crop": "middle"}, "crop must be one of")):
+        with pytest.raises(ValueError, match=message):
+            IndexConfig(**bad)
+
+
+def test_an_index_saved_before_input_size_and_crop_existed_reads_as_224_pixels_full_frame(tmp_path, tiny_build,
+                                                                                       copy_photos):
+    import json
+
+    copy_photos(tmp_path / "photos", 2)
+    summary = tiny_build(tmp_path / "photos", tmp_path / "tiny.index")
+    manifest_file = Path(summary.index) / "manifest.json"
+    data = json.loads(manifest_file.read_text())
+    del data["config"]["input_size"], data["config"]["crop"]
+    manifest_file.write_text(json.dumps(data))
+    config = Manifest.load(Path(summary.index)).config
+    assert (config.input_size, config.crop) == (224, "full")
+
+
+def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo_photos):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in demo_photos[:3]:
+        shutil.copy2(photo, folder / photo.name)
+    refsearch.build_index(folder, tmp_path / "imagenet.index", IndexConfig(input_size=224), weights="imagenet",
+                          progress=False)
+    with refsearch.Index.open(tmp_path / "imagenet.index") as index:  # no --weights: the default is gray
+        assert index.backbone.fingerprint == refsearch.create_backbone(
+            "efficientnet-lite2", weights="imagenet").fingerprint
+        assert index.search(folder / demo_photos[1].name, k=1)[0].path == str((folder / demo_photos[1].name).resolve())
+    with refsearch.Index.open(tmp_path / "imagenet.index", weights="gray") as index:
+        with pytest.raises(ConfigMismatchError, match="other efficientnet-lite2 weights"):
+            index.backbone

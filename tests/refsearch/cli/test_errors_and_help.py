@@ -139,6 +139,7 @@ def test_every_public_name_resolves():
 def test_the_constants_repeated_in_the_command_line_agree_with_the_library():
     import colorize
     from colorize.api import MAX_SATURATION
+    from refsearch.adapt import AdaptSettings
     from refsearch import curation
 
     assert curation_commands.NEAR_DUPLICATE_THRESHOLD == curation.NEAR_DUPLICATE_THRESHOLD
@@ -146,6 +147,10 @@ def test_the_constants_repeated_in_the_command_line_agree_with_the_library():
     assert curation_commands.EXPORT_LAYOUTS == curation.EXPORT_LAYOUTS
     assert colorize_command.DEFAULT_METHOD == colorize.DEFAULT_METHOD
     assert colorize_command.MAX_SATURATION == MAX_SATURATION
+    defaults = {param.name: param.default for param in typer.main.get_command(app).commands["adapt"].params}
+    settings = AdaptSettings()
+    assert (defaults["epochs"], defaults["batch_size"], defaults["learning_rate"]) == (
+        settings.epochs, settings.batch_size, settings.learning_rate)
 
 
 def test_every_command_and_option_is_explained():

@@ -264,3 +264,42 @@ def test_skipped_files_are_reported_by_the_build(tmp_path, copy_photos):
     photos = tmp_path.resolve() / "photos"
     assert report[1:] == [f"{photos / 'bomb.png'}\t21000x20000 is 420 megapixels, over the limit of 400 megapixels",
                           f"{photos / 'empty.jpg'}\tempty file"]
+
+
+def test_query_widen_chooses_how_classes_are_added(built, photos):
+    for choice in ("probability", "taxonomy"):
+        result = run("query", photos[2], "--index", built, "-k", "3", "--json", "--widen", choice)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["params"]["class_choice"] == choice
+    assert_user_error(run("query", photos[2], "--index", built, "--widen", "alphabet"),
+                      "class_choice must be one of taxonomy, probability")
+
+
+def test_build_index_input_size_and_crop_are_recorded(photos, tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for photo in photos[:3]:
+        shutil.copy2(photo, folder / photo.name)
+    result = run("build-index", folder, "-o", tmp_path / "c.index", "--quiet", "--crop", "center", "--input-size",
+                 "224", "--weights", "imagenet")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(run("info", "--index", tmp_path / "c.index", "--json").stdout)
+    assert (info["config"]["crop"], info["config"]["input_size"]) == ("center", 224)
+    assert_user_error(run("build-index", folder, "-o", tmp_path / "d.index", "--crop", "middle"),
+                      "crop must be one of full, center")
+
+
+def test_adapt_writes_weights_that_build_index_takes(photos, tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for photo in photos[:2]:
+        shutil.copy2(photo, folder / photo.name)
+    output = tmp_path / "gray.pt"
+    result = run("adapt", folder, "-o", output, "--epochs", "1", "--batch-size", "2", "--input-size", "64",
+                 "--quiet", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["photos"] == 2 and summary["epochs"] == 1 and len(summary["losses"]) == 1
+    built = run("build-index", folder, "-o", tmp_path / "g.index", "--quiet", "--weights", output, "--input-size", "64")
+    assert built.exit_code == 0, built.stderr
+    assert_user_error(run("adapt", tmp_path / "nothing-here", "-o", output), "no such folder")
