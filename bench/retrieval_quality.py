@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from benchlib import CACHE, load_avg, machine, sample_photos
 from PIL import Image
 
-from benchlib import CACHE, load_avg, machine, sample_photos
 from colorize.lab import colorize_gray, luma, rgb_to_lab
 from colorize.metrics import psnr
 from refsearch import Index, IndexConfig, SearchSettings, build_index, classes

@@ -112,6 +112,10 @@ class SearchSettings(_Settings):
     min_class_images: int = 10
     widen_classes: int = 10
     class_choice: str = "taxonomy"
+    # The Wu-Palmer similarities are raised to this power before their expectation is taken: most classes are
+    # moderately similar (0.6 to 0.9) to any guess, and without it they outweigh a class the classifier also
+    # finds probable (docs/benchmarks.md measures 1 to 32).
+    taxonomy_sharpness: float = 16.0
     # Up to this many images the all-class search scans every class; past it, only the `all_class_probes`
     # classes whose mean descriptor is nearest the query (an inverted file whose lists are the classes).
     exact_all_class_limit: int = 100_000
@@ -123,6 +127,7 @@ class SearchSettings(_Settings):
         _at_least("rescue_candidates", self.rescue_candidates, 0)
         _at_least("min_class_images", self.min_class_images, 1)
         _at_least("widen_classes", self.widen_classes, 1)
+        _at_least("taxonomy_sharpness", self.taxonomy_sharpness, 1.0)
         if self.class_choice not in CLASS_CHOICES:
             raise InvalidArgumentError(f"class_choice must be one of {', '.join(CLASS_CHOICES)}, "
                                        f"got {self.class_choice!r}")

@@ -373,7 +373,9 @@ class Index:
             if class_choice == "taxonomy":
                 from .taxonomy import expected_similarity, wu_palmer_matrix
 
-                nearness = wu_palmer_matrix()[first] if class_wnid else expected_similarity(probabilities)
+                sharpness = self.search_settings.taxonomy_sharpness
+                nearness = (wu_palmer_matrix()[first] if class_wnid
+                            else expected_similarity(probabilities, sharpness))
                 # ties (classes equally near in meaning) go to the more probable
                 order = np.lexsort((-probabilities, -nearness))
             else:

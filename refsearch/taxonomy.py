@@ -67,9 +67,15 @@ def wu_palmer_matrix() -> np.ndarray:
     return 2 * lcs_depth / (class_depths[:, None] + class_depths[None, :])
 
 
-def expected_similarity(probabilities: np.ndarray) -> np.ndarray:
-    """Each class's Wu-Palmer similarity to the query's class, expected under the predicted distribution."""
-    return probabilities @ wu_palmer_matrix()
+@lru_cache(maxsize=4)
+def _sharpened(sharpness: float) -> np.ndarray:
+    return wu_palmer_matrix() ** np.float32(sharpness)
+
+
+def expected_similarity(probabilities: np.ndarray, sharpness: float = 1.0) -> np.ndarray:
+    """Each class's Wu-Palmer similarity to the query's class, raised to `sharpness`, expected under the
+    predicted distribution."""
+    return probabilities @ _sharpened(float(sharpness))
 
 
 def derive_table(wordnet_dir: str | Path) -> str:

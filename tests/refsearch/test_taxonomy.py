@@ -42,6 +42,9 @@ def test_expected_similarity_weighs_each_class_by_its_probability():
     for wnid in (HUSKY, TABBY, GREAT_WHITE_SHARK):
         assert expected[classes.class_index(wnid)] == pytest.approx(
             0.75 * _similarity(ESKIMO_DOG, wnid) + 0.25 * _similarity(TENCH, wnid), rel=1e-5)
+        sharp = taxonomy.expected_similarity(probabilities, 4)[classes.class_index(wnid)]
+        assert sharp == pytest.approx(0.75 * _similarity(ESKIMO_DOG, wnid) ** 4 + 0.25 * _similarity(TENCH, wnid) ** 4,
+                                      rel=1e-5)
 
 
 def test_the_table_is_derived_from_wordnet_noun_data(tmp_path, monkeypatch):
