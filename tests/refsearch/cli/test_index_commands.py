@@ -275,11 +275,9 @@ def test_query_widen_chooses_how_classes_are_added(built, photos):
                       "class_choice must be one of taxonomy, probability")
 
 
-def test_build_index_input_size_and_crop_are_recorded(photos, tmp_path):
+def test_build_index_input_size_and_crop_are_recorded(photos, tmp_path, copy_photos):
     folder = tmp_path / "few"
-    folder.mkdir()
-    for photo in photos[:3]:
-        shutil.copy2(photo, folder / photo.name)
+    copy_photos(folder, photos[:3])
     result = run("build-index", folder, "-o", tmp_path / "c.index", "--quiet", "--crop", "center", "--input-size",
                  "224", "--weights", "imagenet")
     assert result.exit_code == 0, result.stderr
@@ -289,11 +287,9 @@ def test_build_index_input_size_and_crop_are_recorded(photos, tmp_path):
                       "crop must be one of full, center")
 
 
-def test_adapt_writes_weights_that_build_index_takes(photos, tmp_path):
+def test_adapt_writes_weights_that_build_index_takes(photos, tmp_path, copy_photos):
     folder = tmp_path / "few"
-    folder.mkdir()
-    for photo in photos[:2]:
-        shutil.copy2(photo, folder / photo.name)
+    copy_photos(folder, photos[:2])
     output = tmp_path / "gray.pt"
     result = run("adapt", folder, "-o", output, "--epochs", "1", "--batch-size", "2", "--input-size", "64",
                  "--quiet", "--json")
