@@ -110,8 +110,9 @@ class IndexWriter:
         path = Path(path)
         if not create and not Manifest.exists(path):
             Manifest.load(path)  # raises the right "no such index" / "not an index" error
+        # A folder with our lock file but no manifest yet is an index another writer is creating.
         if create and not Manifest.exists(path) and path.exists() and (
-                not path.is_dir() or any(p.name != layout.LOCK for p in path.iterdir())):
+                not path.is_dir() or (not (path / layout.LOCK).exists() and any(path.iterdir()))):
             raise IndexStateError(f"{path} exists and is not a refsearch index", "choose another output")
         path.mkdir(parents=True, exist_ok=True)
         lock = WriterLock(path, command).acquire(wait=wait, on_wait=on_wait)

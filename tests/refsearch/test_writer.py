@@ -17,7 +17,7 @@ import pytest
 import refsearch
 from refsearch import layout
 from refsearch.errors import IndexLockedError, IndexStateError, InvalidArgumentError
-from refsearch.lock import read_holder
+from refsearch.lock import WriterLock, read_holder
 from refsearch.manifest import Manifest
 from refsearch.status import index_status
 from refsearch.writer import IndexWriter
@@ -75,6 +75,18 @@ def test_two_builds_at_once_never_store_an_image_twice(tmp_path, photos):
     with refsearch.Index.open(output) as index:
         paths = [r.path for r in index.records()]
         assert len(paths) == len(set(paths)) == len(index) == 12
+
+
+def test_an_index_still_being_created_is_locked_not_foreign(tmp_path, photos, tiny_build):
+    output = tmp_path / "new.index"
+    output.mkdir()
+    (output / (layout.MANIFEST + ".tmp")).write_text("{")  # its creator is between writing and renaming
+    creator = WriterLock(output, "creator").acquire()
+    with pytest.raises(IndexLockedError, match="being written by .*creator"):
+        tiny_build(tmp_path / "photos", output)
+    creator.release()
+    # the creator died before its manifest existed: the next build takes the folder over
+    assert tiny_build(tmp_path / "photos", output).added == 12
 
 
 def test_a_lock_left_by_a_killed_writer_is_taken_over(tmp_path, photos, tiny_build):
