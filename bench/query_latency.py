@@ -52,8 +52,9 @@ def main() -> None:
                 forward.append(response.forward_ms)
                 search.append(response.search_ms)
                 search_all.append(index.search(query, k=10, any_class=True).search_ms)
-            print(f"\nwarm queries on {len(index)} images, k=10, {index.config.global_candidates} candidates "
-                  f"({len(queries)} queries, grayscale 256px JPEGs)")
+            print(f"\nwarm queries on {len(index)} images, {index.config.backbone} at {index.config.input_size} px, "
+                  f"k=10, {index.search_settings.global_candidates} candidates ({len(queries)} queries, grayscale "
+                  f"256px JPEGs)")
             print("| part | p50 ms | p95 ms |\n|---|---:|---:|")
             for name, values in (("forward (decode, histograms, network, PCA)", forward),
                                  ("search + re-rank (in the predicted class)", search),

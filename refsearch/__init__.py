@@ -13,6 +13,8 @@ _LAZY_NAMES = {
     "available_backbones": ".backbones",
     "create_backbone": ".backbones",
     "register_backbone": ".backbones",
+    "BatchQuerySummary": ".batch_query",
+    "query_folder": ".batch_query",
     "BuildSummary": ".build",
     "build_index": ".build",
     "compact_index": ".build",
@@ -24,6 +26,7 @@ _LAZY_NAMES = {
     "IndexStateError": ".errors",
     "InvalidArgumentError": ".errors",
     "NotFoundError": ".errors",
+    "OutputLockedError": ".errors",
     "RefsearchError": ".errors",
     "ImageError": ".images",
     "ClassGuess": ".results",
@@ -35,18 +38,19 @@ _LAZY_NAMES = {
 }
 
 # The names above, and __version__ (tests check that the two agree).
-__all__ = ["BackboneError", "BuildSummary", "ClassGuess", "ConfigMismatchError", "ImageError", "ImageRecord",
-           "Index", "IndexConfig", "IndexLockedError", "IndexStateError", "IndexWriter", "InvalidArgumentError",
-           "NotFoundError", "RefsearchError", "SearchResponse", "SearchResult", "SearchSettings", "__version__",
-           "available_backbones", "build_index", "compact_index", "create_backbone", "register_backbone",
-           "remove_images"]
+__all__ = ["BackboneError", "BatchQuerySummary", "BuildSummary", "ClassGuess", "ConfigMismatchError", "ImageError",
+           "ImageRecord", "Index", "IndexConfig", "IndexLockedError", "IndexStateError", "IndexWriter",
+           "InvalidArgumentError", "NotFoundError", "OutputLockedError", "RefsearchError", "SearchResponse",
+           "SearchResult", "SearchSettings", "__version__", "available_backbones", "build_index", "compact_index",
+           "create_backbone", "query_folder", "register_backbone", "remove_images"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from .backbones import BackboneError, available_backbones, create_backbone, register_backbone
+    from .batch_query import BatchQuerySummary, query_folder
     from .build import BuildSummary, build_index, compact_index, remove_images
     from .config import IndexConfig, SearchSettings
     from .errors import (ConfigMismatchError, IndexLockedError, IndexStateError, InvalidArgumentError,
-                         NotFoundError, RefsearchError)
+                         NotFoundError, OutputLockedError, RefsearchError)
     from .images import ImageError
     from .results import ClassGuess, SearchResponse, SearchResult
     from .search import Index

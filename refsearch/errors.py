@@ -47,3 +47,7 @@ class IndexStateError(RefsearchError, RuntimeError):
 
 class IndexLockedError(IndexStateError):
     """Another process is writing to the index."""
+
+
+class OutputLockedError(RefsearchError, RuntimeError):
+    """Another process is writing the same output file."""

@@ -97,7 +97,8 @@ def build_index_command(
 
 @app.command("query")
 def query_command(
-    images: list[Path] = typer.Argument(..., help="Query image(s); colour images are searched as luminance."),
+    images: list[Path] = typer.Argument(..., help="Query image(s), or folders of them with --jsonl; colour "
+                                        "images are searched as luminance."),
     k: int = typer.Option(10, "-k", "--k", min=1, help="How many references to list (at least 1)."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     class_wnid: Optional[str] = typer.Option(None, "--class", help="Search this ImageNet class (a wnid like "
@@ -127,21 +128,44 @@ def query_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per query, a line each: query, "
                                  "predicted (wnid, name, probability), searched_classes (null: all), notes, "
                                  "results (rank, id, path, label, score, semantic, luminance, ...)."),
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Append the answers (a --json object a line, or "
+                                         "{query, error, hint} for a photo that cannot be read) to this file "
+                                         "instead, batched, with a progress bar; a rerun answers only the "
+                                         "photos the file does not name yet. Needed when a query is a folder."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Photos per network pass with --jsonl."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (with --jsonl)."),
 ) -> None:
     """List the k best colour references for a photo: the paper's class-restricted global ranking
-    followed by the local (semantic + luminance) re-rank. Lower scores are better."""
+    followed by the local (semantic + luminance) re-rank. Lower scores are better. With --jsonl, answer
+    whole folders into a JSON Lines file (--json then prints the run's counts)."""
     if class_wnid and any_class:
         raise typer.BadParameter("--class and --any-class exclude each other")
     if candidates is not None and candidates < k:
         raise typer.BadParameter(f"{candidates} is fewer than k={k}: the re-rank needs at least k "
                                  f"candidates; give --candidates {k} or more, or a smaller -k",
                                  param_hint="--candidates")
+    options = dict(class_wnid=class_wnid, any_class=any_class, exclude_self=exclude_self,
+                   global_candidates=candidates, luminance_weight=luminance_weight, rescue_candidates=rescue,
+                   class_choice=widen, rerank=not global_only)
+    if jsonl is not None:
+        from ..batch_query import query_folder
+        with user_errors("rerun the same command to answer the photos not yet in the file"):
+            with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
+                summary = query_folder(opened, images, jsonl, k, batch_size=batch_size, progress=not quiet,
+                                       **options)
+        if as_json:
+            print_json(asdict(summary))
+            return
+        note(f"{summary.answered} answered ({summary.failed} could not be read), {summary.already_done} "
+             f"already in {summary.output}; {summary.queries} photos in all")
+        return
+    folders = [str(image) for image in images if image.is_dir()]
+    if folders:
+        raise typer.BadParameter(f"{', '.join(folders)} is a folder: give --jsonl OUT.jsonl to answer every "
+                                 "photo in it", param_hint="IMAGES")
     with user_errors():
         with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
-            responses = opened.search_batch(images, k, class_wnid=class_wnid, any_class=any_class,
-                                            exclude_self=exclude_self, global_candidates=candidates,
-                                            luminance_weight=luminance_weight, rescue_candidates=rescue,
-                                            class_choice=widen, rerank=not global_only)
+            responses = opened.search_batch(images, k, **options)
     if as_json:
         for response in responses:
             print_json_line(response.to_dict())

@@ -179,6 +179,23 @@ def test_query_errors(built, photos, tmp_path):
     assert both.exit_code == 2 and "--class and --any-class exclude each other" in both.stderr
 
 
+def test_query_a_folder_into_jsonl_resumes_and_reports_counts(built, photos, demo_photos, tmp_path):
+    assert_usage_error(run("query", photos[0].parent, "--index", built), "is a folder", "--jsonl OUT.jsonl")
+    output = tmp_path / "answers.jsonl"
+    # a photo named twice (in the folder and on its own) is answered once
+    first = run("query", photos[0].parent, photos[1], demo_photos[3], "--index", built, "-k", "2", "--jsonl", output,
+                "--quiet")
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout == "" and "21 answered (0 could not be read), 0 already in" in first.stderr
+    lines = responses(output.read_text())
+    assert len(lines) == 21 and set(lines[0]) == RESPONSE_KEYS and len(lines[0]["results"]) == 2
+    assert lines[0]["results"][0]["path"] == lines[0]["query"]  # an indexed photo finds itself first
+    again = run("query", photos[0].parent, "--index", built, "--jsonl", output, "--quiet", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout) == {"output": str(output), "queries": 20, "answered": 0, "already_done": 20,
+                                        "failed": 0}
+
+
 def test_query_with_other_weights_is_refused(built, photos, changed_efficientnet_weights):
     assert_user_error(run("query", photos[0], "--index", built, "--weights", changed_efficientnet_weights),
                       "other efficientnet-lite2 weights", hint="pass the same --weights")
