@@ -11,12 +11,9 @@ import importlib
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -24,15 +21,13 @@ from tqdm import tqdm
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError, InvalidArgumentError, NotFoundError
-from .features import PreparedImage, RawFeatures, describe, extract, load_prepared
-from .images import ImageError, ImageFile, UnusableEntry, scan_images
+from .engines import BackboneRequest, Engine, ExtractedBatch, Unreadable, create_engine
+from .features import describe
+from .images import ImageFile, UnusableEntry, scan_images
 from .manifest import Manifest
 from .projection import Projection, Projections
 from .store import ImageRecord, SkippedFile
 from .writer import IndexWriter
-
-if TYPE_CHECKING:  # the network (torch) is loaded by a build, not by a removal or a compaction
-    from .backbones import Backbone
 
 DEFAULT_INDEX = "refsearch.index"
 _CELL_SAMPLES_FOR_PCA = 200_000
@@ -86,15 +81,18 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
                 config: IndexConfig | None = None, *, weights: str | os.PathLike | None = None,
                 batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
                 device: str = "cpu", precision: str = "auto", rebuild: bool = False, progress: bool = True, wait: bool = False,
-                on_wait=None, search: SearchSettings | None = None) -> BuildSummary:
+                on_wait=None, search: SearchSettings | None = None, engine: str = "local",
+                engine_options: dict | None = None) -> BuildSummary:
     """Index every image under `source` into `output` (resuming or updating an existing index there).
 
     `workers` threads decode images (default: `default_workers`); `streams` forward passes run side by
     side (default: one per core on CPU, where each pass is single-threaded; two on a GPU); `precision`
     is what they compute in (see `refsearch.backbones.inference_settings`). Another process writing the same index
     makes this raise IndexLockedError, or, with `wait`, wait for it (`on_wait(holder)` is told who).
-    `search` sets the search defaults of a new index."""
-    from .backbones import create_backbone, forward_streams
+    `search` sets the search defaults of a new index. `engine` names where the images are decoded and
+    the backbone run (see `refsearch.engines`: "local", or "ray" with `engine_options` address and
+    actors); whichever it is, this process writes the index."""
+    from .backbones import backbone_factory, create_backbone, forward_streams
 
     started = time.perf_counter()
     batch_size = default_batch_size(device) if batch_size is None else batch_size
@@ -116,6 +114,11 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {backbone.name}, whose cell "
                                    f"descriptors form a {backbone.grid}x{backbone.grid} grid",
                                    f"leave grid at {backbone.grid}")
+    # a weights file by its absolute path, for workers whose folder is another; a weights name as it is
+    shipped_weights = None if weights is None else str(Path(weights).resolve() if Path(weights).is_file() else weights)
+    request = BackboneRequest(config.backbone, shipped_weights, device, backbone.input_size, precision,
+                              backbone_factory(config.backbone))
+    extraction = create_engine(engine, backbone, request, config, batch_size, workers, streams, **(engine_options or {}))
     notes = [] if files else [f"{source} holds no image files (jpg, jpeg, png, webp, bmp, tif)"]
     with IndexWriter.open(output, config=config, source=source, search=search, create=True, rebuild=rebuild, wait=wait,
                           on_wait=on_wait, command=f"build-index {source}") as writer:
@@ -126,7 +129,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         removed = writer.remove(plan.stale_ids)
         writer.forget_skipped(plan.forgotten_skips)
         writer.mark_skipped([SkippedFile(str(u.path), u.reason, u.size, u.mtime_ns) for u in plan.new_unusable])
-        pipeline = _Pipeline(writer, backbone, config, batch_size, workers, streams)
+        pipeline = _Pipeline(writer, extraction, config)
         with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
                   dynamic_ncols=True) as bar:
             pipeline.bar = bar
@@ -169,61 +172,11 @@ def _plan(files: list[ImageFile], writer: IndexWriter, unusable: list[UnusableEn
     return _Plan(todo, stale, forgotten, unchanged, new_unusable)
 
 
-def _safe_prepare(file: ImageFile, config: IndexConfig, input_size: int) -> PreparedImage | ImageError:
-    try:
-        return load_prepared(file.path, config, input_size)
-    except ImageError as error:
-        return error
-    except Exception as exc:  # a decoder bug on one file must not stop a million-image build
-        return ImageError(file.path, f"cannot decode ({type(exc).__name__}: {exc})")
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """Decoded and forwarded images, before projection: what the PCA sample keeps on disk."""
-
-    files: list[ImageFile]
-    sizes: list[tuple[int, int]]
-    digests: list[str]
-    raw: RawFeatures
-
-    def save(self, path: Path) -> None:
-        temporary = path.with_name(path.name + ".tmp.npz")
-        with open(temporary, "wb") as handle:
-            np.savez(handle, paths=np.array([str(f.path) for f in self.files]),
-                     file_sizes=np.array([f.size for f in self.files], np.int64),
-                     mtimes=np.array([f.mtime_ns for f in self.files], np.int64),
-                     sizes=np.array(self.sizes, np.int64).reshape(-1, 2), digests=np.array(self.digests),
-                     logits=self.raw.logits, global_=self.raw.global_.astype(np.float16),
-                     cells=self.raw.cells.astype(np.float16), histograms=self.raw.histograms)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-
-    @staticmethod
-    def paths(path: Path) -> list[str]:
-        """The files a saved batch holds, without reading its features."""
-        with np.load(path) as data:
-            return [str(p) for p in data["paths"]]
-
-    @classmethod
-    def load(cls, path: Path) -> "_Batch":
-        with np.load(path) as data:
-            files = [ImageFile(Path(p), int(s), int(m)) for p, s, m in
-                     zip(data["paths"], data["file_sizes"], data["mtimes"])]
-            raw = RawFeatures(data["logits"], data["global_"].astype(np.float32), data["cells"].astype(np.float32),
-                              data["histograms"])
-            return cls(files, [tuple(s) for s in data["sizes"].tolist()], [str(d) for d in data["digests"]], raw)
-
-
 class _Pipeline:
-    """Decodes on worker threads, runs the backbone on batches in `streams` threads, projects, and hands
-    each batch to the writer."""
+    """Has the engine extract the files' features, projects them, and hands each batch to the writer."""
 
-    def __init__(self, writer: IndexWriter, backbone: Backbone, config: IndexConfig, batch_size: int,
-                 workers: int, streams: int):
-        self.writer, self.backbone, self.config = writer, backbone, config
-        self.batch_size, self.workers, self.streams = batch_size, workers, streams
+    def __init__(self, writer: IndexWriter, engine: Engine, config: IndexConfig):
+        self.writer, self.engine, self.config = writer, engine, config
         self.skipped = 0
         self.stored = 0
         self.seconds = 0.0
@@ -263,7 +216,7 @@ class _Pipeline:
             os.replace(temporary, chosen)
         sample = [f for f in todo if str(f.path) in names]
         rest = [f for f in todo if str(f.path) not in names]
-        done = {name for path in self._sample_batches() for name in _Batch.paths(path)}
+        done = {name for path in self._sample_batches() for name in ExtractedBatch.paths(path)}
         self._advance(len([f for f in sample if str(f.path) in done]))
         remaining = [f for f in sample if str(f.path) not in done]
         number = len(self._sample_batches())
@@ -279,7 +232,7 @@ class _Pipeline:
         return rest
 
     def _fit(self, batches: list[Path]) -> Projections:
-        loaded = [_Batch.load(path).raw for path in batches]
+        loaded = [ExtractedBatch.load(path).raw for path in batches]
         global_ = np.concatenate([raw.global_ for raw in loaded])
         total_cells = sum(raw.cells.shape[0] * raw.cells.shape[1] for raw in loaded)
         keep = min(1.0, _CELL_SAMPLES_FOR_PCA / max(total_cells, 1))
@@ -296,7 +249,7 @@ class _Pipeline:
         paths: set[str] = set()
         indexed = self.writer.file_states()  # batches are disjoint: one look before storing them suffices
         for path in self._sample_batches():
-            batch = _Batch.load(path)
+            batch = ExtractedBatch.load(path)
             if not all(str(f.path) in indexed for f in batch.files):
                 self._store(batch)
             paths.update(str(f.path) for f in batch.files)
@@ -305,61 +258,18 @@ class _Pipeline:
         self.sample_dir.rmdir()
         return paths
 
-    def _extracted(self, files: list[ImageFile]) -> Iterator[_Batch]:
-        """Batches in file order with their features; up to `streams` batches are in the network at once."""
-        with ThreadPoolExecutor(self.streams) as pool:
-            running: deque = deque()
-            for batch_files, images in self._batches(files):
-                running.append((batch_files, images, pool.submit(extract, self.backbone, images)))
-                if len(running) >= self.streams:
-                    yield self._finished(running.popleft())
-            while running:
-                yield self._finished(running.popleft())
-
-    def _finished(self, item: tuple) -> _Batch:
-        files, images, future = item
-        raw = future.result()
-        self._advance(len(images))
-        return _Batch(files, [image.original_size for image in images], [image.digest or "" for image in images], raw)
-
-    def _batches(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage]]]:
-        batch_files, batch_images = [], []
-        for file, result in self._prepared_stream(files):
-            if isinstance(result, ImageError):
+    def _extracted(self, files: list[ImageFile]) -> Iterator[ExtractedBatch]:
+        for item in self.engine.extract(files):
+            if isinstance(item, Unreadable):
                 self.skipped += 1
-                self.writer.mark_skipped([SkippedFile(str(file.path), result.reason, file.size, file.mtime_ns)])
+                self.writer.mark_skipped([SkippedFile(str(item.file.path), item.error.reason, item.file.size,
+                                                      item.file.mtime_ns)])
                 self._advance(1)
                 continue
-            batch_files.append(file)
-            batch_images.append(result)
-            if len(batch_images) == self.batch_size:
-                yield batch_files, batch_images
-                batch_files, batch_images = [], []
-        if batch_images:
-            yield batch_files, batch_images
+            self._advance(len(item.files))
+            yield item
 
-    def _prepared_stream(self, files: list[ImageFile]) -> Iterator[tuple[ImageFile, PreparedImage | ImageError]]:
-        size = self.backbone.input_size
-        if self.workers == 0:
-            for file in files:
-                yield file, _safe_prepare(file, self.config, size)
-            return
-        window = 4 * max(self.batch_size, self.workers)
-        with ThreadPoolExecutor(self.workers) as pool:
-            pending: deque = deque()
-            remaining = iter(files)
-            for file in remaining:
-                pending.append((file, pool.submit(_safe_prepare, file, self.config, size)))
-                if len(pending) >= window:
-                    break
-            while pending:
-                file, future = pending.popleft()
-                following = next(remaining, None)
-                if following is not None:
-                    pending.append((following, pool.submit(_safe_prepare, following, self.config, size)))
-                yield file, future.result()
-
-    def _store(self, batch: _Batch) -> None:
+    def _store(self, batch: ExtractedBatch) -> None:
         descriptors = describe(batch.raw, self.writer.projections)
         first_id = self.writer.new_ids(len(batch.files))
         wnids = classes.wnids()

@@ -16,6 +16,7 @@ BackboneFactory = Callable[..., Backbone]
 _BACKBONES: Registry[BackboneFactory] = Registry("backbone", ENTRY_POINT_GROUP, BackboneError)
 register_backbone = _BACKBONES.register
 available_backbones = _BACKBONES.names
+backbone_factory = _BACKBONES.get
 
 
 def create_backbone(name: str, weights: str | Path | None = None, device: str = "cpu",
@@ -63,5 +64,5 @@ register_backbone("efficientnet-lite2")(_efficientnet_lite2)
 register_backbone("vgg19")(_vgg19)
 
 __all__ = ["PRECISIONS", "Backbone", "BackboneError", "BackboneOutput", "InferenceSettings", "available_backbones",
-           "create_backbone", "forward_streams", "inference_settings", "load_state_dict", "register_backbone",
+           "backbone_factory", "create_backbone", "forward_streams", "inference_settings", "load_state_dict", "register_backbone",
            "resolve_device", "state_fingerprint"]

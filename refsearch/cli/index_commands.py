@@ -43,6 +43,15 @@ def build_index_command(
     device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="What the network computes in: auto (float16 "
                                   "on GPU, float32 on CPU), float32, float16 or bfloat16 (see README)."),
+    engine: str = typer.Option("local", "--engine", help="Where images are decoded and the network runs: "
+                               "local (this process's threads) or ray (a Ray cluster; pip install "
+                               "'refsearch[ray]'). This process writes the index either way."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join "
+                                          "(default $RAY_ADDRESS, else a Ray started on this machine for the "
+                                          "build)."),
+    actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --engine ray: backbone actors, "
+                                         "each loading the network once (default: one per GPU with --device "
+                                         "cuda, else one per CPU of the cluster)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Discard an existing index at the output and "
                                  "start over (needed to change backbone, dimensions or source folder)."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
@@ -78,9 +87,12 @@ def build_index_command(
                                        f"known recipes: {', '.join(available_recipes()) or 'none found'}")
         config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim, input_size=input_size,
                               crop=crop)
+        if engine != "ray" and (address is not None or actors is not None):
+            raise InvalidArgumentError("--address and --actors are options of --engine ray")
+        engine_options = {"address": address, "actors": actors} if engine == "ray" else {}
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
                               workers=workers, streams=streams, device=device, precision=precision,
-                              rebuild=rebuild, progress=not quiet,
+                              rebuild=rebuild, progress=not quiet, engine=engine, engine_options=engine_options,
                               search=search, wait=wait, on_wait=lambda holder: note(f"waiting for {holder} to finish writing"))
     for text in summary.notes:
         note(text)

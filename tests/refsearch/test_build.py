@@ -14,6 +14,8 @@ from PIL import Image
 import refsearch
 from refsearch import build, images
 from refsearch.build import remove_images
+from refsearch.engines import base as engine_base
+from refsearch.engines import local as local_engine
 from refsearch.config import IndexConfig, SearchSettings
 from refsearch.errors import ConfigMismatchError, IndexStateError
 from refsearch.images import file_digest
@@ -41,13 +43,13 @@ def _touch_later(path: Path, seconds: int = 10) -> None:
 def spy_decodes(monkeypatch):
     """The paths the build decodes, in order."""
     seen: list[str] = []
-    real = build.load_prepared
+    real = engine_base.load_prepared
 
     def spy(path, *args, **kwargs):
         seen.append(str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(build, "load_prepared", spy)
+    monkeypatch.setattr(engine_base, "load_prepared", spy)
     return seen
 
 
@@ -183,10 +185,10 @@ def test_parallel_forward_streams_store_what_one_stream_stores_and_restore_torch
 
 # -- resume after a crash -------------------------------------------------------------------------
 class _Crash:
-    """Stands in for build.extract; raises KeyboardInterrupt on its `crash_on`-th call."""
+    """Stands in for the local engine's extract; raises KeyboardInterrupt on its `crash_on`-th call."""
 
     def __init__(self, crash_on: int):
-        self.crash_on, self.calls, self.real = crash_on, 0, build.extract
+        self.crash_on, self.calls, self.real = crash_on, 0, local_engine.extract
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -202,10 +204,10 @@ def test_an_interrupted_build_leaves_the_last_generation_and_resuming_equals_a_c
     # photos 1, 2, 4, 5, then photos 7, 8 (the third forward pass, where the crash happens).
     config = IndexConfig(pca_images=4, global_dim=3, cell_dim=8)
     crash = _Crash(crash_on=3)
-    monkeypatch.setattr(build, "extract", crash)
+    monkeypatch.setattr(local_engine, "extract", crash)
     with pytest.raises(KeyboardInterrupt):
         _build(tmp_path / "photos", tmp_path / "crashed.index", config, batch_size=4)
-    monkeypatch.setattr(build, "extract", crash.real)
+    monkeypatch.setattr(local_engine, "extract", crash.real)
     # readers see the generation published before the build (a new index: empty)
     with refsearch.Index.open(tmp_path / "crashed.index") as before:
         assert len(before) == 0 and before.generation == 0
@@ -235,7 +237,7 @@ def test_an_interrupted_build_leaves_the_last_generation_and_resuming_equals_a_c
 
 def test_a_crash_while_fitting_the_pca_restarts_cleanly(tmp_path, copy_photos, monkeypatch):
     copy_photos(tmp_path / "photos", 3)
-    monkeypatch.setattr(build, "extract", _Crash(crash_on=1))
+    monkeypatch.setattr(local_engine, "extract", _Crash(crash_on=1))
     with pytest.raises(KeyboardInterrupt):
         _build(tmp_path / "photos", tmp_path / "x.index")
     monkeypatch.undo()

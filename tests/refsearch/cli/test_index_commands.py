@@ -12,8 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import refsearch.cli
-from refsearch import build
 from refsearch.cli import app
+from refsearch.engines import local as local_engine
 
 RESULT_KEYS = {"rank", "id", "path", "label", "label_name", "score", "semantic", "luminance", "global_similarity"}
 RESPONSE_KEYS = {"query", "predicted", "searched_classes", "notes", "results", "params", "forward_ms", "search_ms"}
@@ -235,16 +235,16 @@ def test_build_index_errors(built, photos, tmp_path, monkeypatch):
 
 def test_an_interrupted_build_exits_130_and_resumes(tmp_path, copy_photos, monkeypatch):
     copy_photos(tmp_path / "photos", 3)
-    real = build.extract
+    real = local_engine.extract
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build, "extract", interrupted)
+    monkeypatch.setattr(local_engine, "extract", interrupted)
     result = run("build-index", tmp_path / "photos", "-o", tmp_path / "x.index", "-q")
     assert result.exit_code == 130
     assert result.stderr == "interrupted: run the same command again to resume the build\n"
-    monkeypatch.setattr(build, "extract", real)
+    monkeypatch.setattr(local_engine, "extract", real)
     info = run("info", "--index", tmp_path / "x.index")
     assert info.exit_code == 0 and "an interrupted build is pending: run the same `refsearch build-index`" in info.stdout
     assert json.loads(run("info", "--index", tmp_path / "x.index", "--json").stdout)["pending"] is True

@@ -1,0 +1,121 @@
+"""The Ray engine on a local Ray of two CPUs: the same index as the local engine, a worker that dies
+mid-build, resuming, and the command line."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray engine's tests need the [ray] extra")
+import tiny_backbone  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import refsearch  # noqa: E402
+from refsearch.backbones import register_backbone  # noqa: E402
+from refsearch.cli import app  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    # Ray's workers cannot import the test modules: ship the test backbones' code along with them.
+    ray.cloudpickle.register_pickle_by_value(tiny_backbone)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _photos(tmp_path, copy_photos, write_image, count=12) -> Path:
+    folder = tmp_path / "photos"
+    photos = copy_photos(folder, count)
+    (folder / "notes.jpg").write_text("not a photo\n")
+    (folder / "truncated.jpg").write_bytes(photos[0].read_bytes()[:2000])
+    write_image("tiny.png", size=(2, 2), folder=folder)  # unusual but usable
+    return folder
+
+
+def _records(index) -> dict:
+    return {r.path: (r.label, r.label_source, r.prediction, r.digest, r.width, r.height) for r in index.records()}
+
+
+def _assert_same_index(built, reference, queries):
+    with refsearch.Index.open(built) as a, refsearch.Index.open(reference) as b:
+        assert _records(a) == _records(b)
+        assert (Path(built) / "skipped.tsv").read_text() == (Path(reference) / "skipped.tsv").read_text()
+        paths_a = {r.id: r.path for r in a.records()}
+        paths_b = {r.id: r.path for r in b.records()}
+        ids_a, vectors_a = a.global_vectors()
+        ids_b, vectors_b = b.global_vectors()
+        by_path_a = dict(zip((paths_a[i] for i in ids_a.tolist()), vectors_a))
+        by_path_b = dict(zip((paths_b[i] for i in ids_b.tolist()), vectors_b))
+        for path, vector in by_path_b.items():
+            other = by_path_a[path]
+            cosine = float(vector @ other / (np.linalg.norm(vector) * np.linalg.norm(other)))
+            assert cosine > 1 - 1e-3, path
+        for query in queries:
+            got, want = a.search(query, k=10, any_class=True), b.search(query, k=10, any_class=True)
+            assert [r.path for r in got] == [r.path for r in want]
+
+
+def test_a_ray_build_equals_a_local_build(tmp_path, copy_photos, write_image, tiny_build):
+    photos = _photos(tmp_path, copy_photos, write_image)
+    on_ray = tiny_build(photos, tmp_path / "ray.index", engine="ray", engine_options={"actors": 2})
+    local = tiny_build(photos, tmp_path / "local.index")
+    assert (on_ray.added, on_ray.skipped) == (local.added, local.skipped) == (13, 2)
+    _assert_same_index(tmp_path / "ray.index", tmp_path / "local.index", sorted(photos.glob("*.JPEG"))[:3])
+
+
+class _DiesOnce(tiny_backbone.TinyBackbone):
+    """The tiny backbone, but the first process to run it exits in its first forward pass, as a worker
+    killed mid-build would (the marker file says it happened)."""
+
+    def __init__(self, weights=None, marker: str = ""):
+        super().__init__(weights)
+        self.marker = marker
+
+    def features(self, x, feature_maps=False):
+        if not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os._exit(1)
+        return super().features(x, feature_maps)
+
+
+def test_a_worker_killed_mid_build_is_retried_and_the_build_ends_correct(tmp_path, copy_photos, write_image,
+                                                                        tiny_config, tiny_build):
+    photos = _photos(tmp_path, copy_photos, write_image)
+    marker = tmp_path / "a worker died"
+    register_backbone("tiny-dies-once")(functools.partial(_DiesOnce, marker=str(marker)))
+    config = tiny_config.with_(backbone="tiny-dies-once")
+    summary = refsearch.build_index(photos, tmp_path / "ray.index", config, batch_size=2, progress=False,
+                                    engine="ray", engine_options={"actors": 1})
+    assert marker.exists()
+    assert summary.added == 13
+    refsearch.build_index(photos, tmp_path / "local.index", config, batch_size=2, workers=0, streams=1,
+                          progress=False)
+    _assert_same_index(tmp_path / "ray.index", tmp_path / "local.index", sorted(photos.glob("*.JPEG"))[:2])
+
+
+def test_a_ray_build_skips_what_is_already_committed(tmp_path, copy_photos, demo_photos, tiny_build):
+    copy_photos(tmp_path / "photos", 6)
+    tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    copy_photos(tmp_path / "photos", demo_photos[6:10])
+    summary = tiny_build(tmp_path / "photos", tmp_path / "x.index", engine="ray")
+    assert (summary.added, summary.unchanged, summary.images) == (4, 6, 10)
+
+
+def test_build_index_engine_ray_on_the_command_line(tmp_path, copy_photos):
+    copy_photos(tmp_path / "photos", 4)
+    result = CliRunner().invoke(app, ["build-index", str(tmp_path / "photos"), "-o", str(tmp_path / "x.index"),
+                                      "--backbone", "tiny-test", "--global-dim", "8", "--cell-dim", "8",
+                                      "--engine", "ray", "--actors", "1", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["added"] == 4
+    refused = CliRunner().invoke(app, ["build-index", str(tmp_path / "photos"), "-o", str(tmp_path / "y.index"),
+                                       "--actors", "2"])
+    assert refused.exit_code == 2 or refused.exit_code == 1
+    assert "--address and --actors are options of --engine ray" in refused.stderr

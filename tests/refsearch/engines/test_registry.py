@@ -1,0 +1,42 @@
+"""Build engines by name: the local one, one registered by another package, and the errors."""
+from __future__ import annotations
+
+import pytest
+
+from refsearch.engines import register_engine
+from refsearch.engines.local import LocalEngine
+from refsearch.errors import InvalidArgumentError
+
+
+class _CountingEngine(LocalEngine):
+    """A third-party engine: the local one, counting the files it is given."""
+
+    files_seen: list[str] = []
+
+    def extract(self, files):
+        _CountingEngine.files_seen.extend(str(f.path) for f in files)
+        return super().extract(files)
+
+
+@register_engine("counting-test")
+def _counting(backbone, request, config, batch_size, workers, streams):
+    return _CountingEngine(backbone, config, batch_size, workers, streams)
+
+
+def test_a_registered_engine_builds_the_index(tmp_path, copy_photos, tiny_build):
+    photos = copy_photos(tmp_path / "photos", 4)
+    _CountingEngine.files_seen.clear()
+    summary = tiny_build(tmp_path / "photos", tmp_path / "x.index", engine="counting-test")
+    assert summary.added == 4
+    assert sorted(_CountingEngine.files_seen) == sorted(str(p.resolve()) for p in photos)
+
+
+def test_an_unknown_engine_or_option_is_refused_before_anything_is_written(tmp_path, copy_photos, tiny_build):
+    copy_photos(tmp_path / "photos", 2)
+    with pytest.raises(InvalidArgumentError, match="unknown engine 'spark'") as error:
+        tiny_build(tmp_path / "photos", tmp_path / "x.index", engine="spark")
+    assert "local" in error.value.hint and "ray" in error.value.hint
+    with pytest.raises(InvalidArgumentError, match="engine local does not take these options"):
+        tiny_build(tmp_path / "photos", tmp_path / "x.index", engine_options={"actors": 2})
+    assert not (tmp_path / "x.index").exists()
+
