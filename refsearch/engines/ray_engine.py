@@ -47,16 +47,15 @@ class RayEngine:
                  address: str | None = None, actors: int | None = None):
         if actors is not None and actors < 1:
             raise InvalidArgumentError(f"{actors} actors: at least one is needed")
-        _import_ray()  # refuse before the build starts
+        self.ray = _import_ray()  # refused before the build starts when Ray is missing
         self.request, self.config, self.batch_size = request, config, batch_size
         self.address, self.actors = address, actors
 
     def extract(self, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
         if not files:
             return
-        ray = _import_ray()
-        with _connected(ray, self.address):
-            yield from self._run(ray, files)
+        with _connected(self.ray, self.address):
+            yield from self._run(self.ray, files)
 
     def _run(self, ray, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
         on_gpu = self.request.device != "cpu"
