@@ -4,6 +4,9 @@ Each line is one query's `SearchResponse.to_dict()`, or `{"query", "error", "hin
 cannot be read. A rerun reads the lines already there and answers only the photos they do not name, so a
 stopped run loses at most the batch it was writing: a torn last line is cut off before appending. An
 exclusive `flock` on the output keeps a second run from writing the same file at the same time.
+
+An engine answers the photos (see `refsearch.engines`): "local" in this process, "ray" on a Ray cluster;
+either way the lines come back in photo order and this process writes them.
 """
 from __future__ import annotations
 
@@ -16,12 +19,11 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from .errors import USER_FILE_ERRORS, InvalidArgumentError, OutputLockedError
-from .images import ImageError, scan_images
+from .build import default_batch_size, default_workers
+from .engines import create_query_engine
+from .errors import InvalidArgumentError, OutputLockedError
+from .images import scan_images
 from .search import Index
-
-# what fails one photo, not the request: it becomes that photo's error line
-PHOTO_ERRORS = (ImageError, *USER_FILE_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,25 @@ def query_files(sources: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def query_folder(index: Index, sources: Sequence[str | os.PathLike], output: str | os.PathLike, k: int = 10, *,
-                 batch_size: int = 16, progress: bool = True, **options) -> BatchQuerySummary:
-    """Answer every photo in `sources` (files or folders) with `index.search_batch(..., k, **options)`,
-    appending a line per photo to `output`; photos already named there are skipped."""
-    if batch_size < 1:
-        raise InvalidArgumentError(f"batch size {batch_size} is not positive")
+                 batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
+                 progress: bool = True, engine: str = "local", engine_options: dict | None = None,
+                 **options) -> BatchQuerySummary:
+    """Answer every photo in `sources` (files or folders) as `index.search_batch(..., k, **options)`
+    would, appending a line per photo to `output`; photos already named there are skipped. The local
+    engine decodes on `workers` threads and runs `streams` forward passes side by side, batches of
+    `batch_size` (each as `build_index` defaults it for the index's device); `engine_options` are the
+    engine's own (the ray engine's `address` and `actors`)."""
+    from .backbones import forward_streams
+
+    batch_size = default_batch_size(index.device) if batch_size is None else batch_size
+    workers = default_workers(index.device) if workers is None else workers
+    streams = forward_streams(index.device) if streams is None else streams
+    if batch_size < 1 or workers < 0 or streams < 1:
+        raise InvalidArgumentError("batch size and streams must be at least 1, and workers at least 0")
+    index.search_features([], k, **options)  # refuses a bad k or option now, not in every batch
     files = query_files(sources)
+    answering = create_query_engine(engine, index, k, options, batch_size, workers, streams,
+                                    **(engine_options or {}))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "a+b") as handle:
@@ -65,15 +80,13 @@ def query_folder(index: Index, sources: Sequence[str | os.PathLike], output: str
         todo = [f for f in files if str(f) not in done]
         answered = failed = 0
         with tqdm(total=len(todo), unit="img", desc="querying", disable=not progress) as bar:
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start:start + batch_size]
-                lines = _answer(index, batch, k, options)
+            for lines in answering.answer(todo):
                 failed += sum("error" in line for line in lines)
                 answered += len(lines)
                 handle.write(b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines))
                 handle.flush()
                 os.fsync(handle.fileno())
-                bar.update(len(batch))
+                bar.update(len(lines))
     return BatchQuerySummary(str(output), len(files), answered, len(files) - len(todo), failed)
 
 
@@ -95,19 +108,3 @@ def _answered_queries(handle, output: Path) -> set[str]:
     handle.truncate(complete)
     handle.seek(0, os.SEEK_END)
     return done
-
-
-def _answer(index: Index, batch: list[Path], k: int, options: dict) -> list[dict]:
-    try:
-        return [r.to_dict() for r in index.search_batch(batch, k, **options)]
-    except PHOTO_ERRORS:
-        pass
-    # one unreadable photo fails its whole batch: answer the batch one photo at a time to name it
-    lines = []
-    for path in batch:
-        try:
-            lines.append(index.search(path, k, **options).to_dict())
-        except PHOTO_ERRORS as error:
-            message, hint = (error.message, error.hint) if isinstance(error, ImageError) else (str(error), "")
-            lines.append({"query": str(path), "error": message, "hint": hint})
-    return lines

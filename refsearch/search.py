@@ -20,7 +20,7 @@ from . import classes, layout
 from .config import IndexConfig, SearchSettings
 from .curation import Curator
 from .errors import ConfigMismatchError, IndexStateError, InvalidArgumentError, NotFoundError
-from .features import Descriptors, describe, extract, load_prepared
+from .features import Descriptors, PreparedImage, describe, extract, load_prepared
 from .images import ImageSource
 from .manifest import Manifest
 from .projection import Projections
@@ -144,6 +144,15 @@ class Index:
         return self.manifest.source
 
     @property
+    def weights(self) -> str | os.PathLike | None:
+        """The backbone weights this index was opened with (None: the backbone's default)."""
+        return self._weights
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
     def backbone(self) -> Backbone:
         """The backbone that built the index, loaded on first use and checked against its weights."""
         if self._backbone is None:
@@ -232,10 +241,15 @@ class Index:
     # -- search --------------------------------------------------------------------------------
     def embed(self, images: Sequence[ImageSource]) -> list[QueryFeatures]:
         """Descriptors of query images (paths, PIL images or arrays), computed as the index's were."""
+        return self.embed_prepared(images, [load_prepared(image, self.config, self.backbone.input_size)
+                                            for image in images])
+
+    def embed_prepared(self, images: Sequence[ImageSource], prepared: Sequence[PreparedImage]) -> list[QueryFeatures]:
+        """`embed` for images already decoded by `features.load_prepared` at this index's configuration and
+        its backbone's input size; `images` name them."""
         if self.projections is None:
             raise IndexStateError(f"{self.path} is empty", "index some images first")
-        prepared = [load_prepared(image, self.config, self.backbone.input_size) for image in images]
-        descriptors = describe(extract(self.backbone, prepared), self.projections)
+        descriptors = describe(extract(self.backbone, list(prepared)), self.projections)
         return [QueryFeatures(_describe_source(image), _row(descriptors, i), p.digest)
                 for i, (image, p) in enumerate(zip(images, prepared))]
 
@@ -251,9 +265,9 @@ class Index:
         back first unless `exclude_self`. A search restricted to predicted classes also keeps the images
         among the `rescue_candidates` best of all classes that are closer than any image of those classes."""
         self._check_request(k, options.get("global_candidates"))
-        _ = self.backbone  # loaded (with torch) before the clock starts: forward_ms is the forward pass
+        _ = self.backbone  # loaded (with torch) before the clock starts
         started = time.perf_counter()
-        queries = self.embed(images)
+        queries = self.embed(images)  # forward_ms: decoding, the network and PCA
         forward_ms = (time.perf_counter() - started) * 1000 / len(images)
         responses = self.search_features(queries, k, **options)
         for response in responses:

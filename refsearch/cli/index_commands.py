@@ -87,9 +87,7 @@ def build_index_command(
                                        f"known recipes: {', '.join(available_recipes()) or 'none found'}")
         config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim, input_size=input_size,
                               crop=crop)
-        if engine != "ray" and (address is not None or actors is not None):
-            raise InvalidArgumentError("--address and --actors are options of --engine ray")
-        engine_options = {"address": address, "actors": actors} if engine == "ray" else {}
+        engine_options = _engine_options(engine, address, actors)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
                               workers=workers, streams=streams, device=device, precision=precision,
                               rebuild=rebuild, progress=not quiet, engine=engine, engine_options=engine_options,
@@ -144,7 +142,21 @@ def query_command(
                                          "{query, error, hint} for a photo that cannot be read) to this file "
                                          "instead, batched, with a progress bar; a rerun answers only the "
                                          "photos the file does not name yet. Needed when a query is a folder."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Photos per network pass with --jsonl."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="With --jsonl: photos per "
+                                             "network pass (default 4 on CPU, 64 on GPU)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="With --jsonl: threads decoding the "
+                                          "next photos while the network runs (default 2 on CPU, one per core "
+                                          "with --device cuda; 0: decode in the calling thread)."),
+    streams: Optional[int] = typer.Option(None, "--streams", min=1, help="With --jsonl: forward passes run side "
+                                          "by side, one thread each (default: one per core on CPU, 2 on GPU)."),
+    engine: str = typer.Option("local", "--engine", help="With --jsonl: where photos are decoded and answered: "
+                               "local (this process) or ray (a Ray cluster, each actor opening the index; pip "
+                               "install 'refsearch[ray]'). This process writes the file either way."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join "
+                                          "(default $RAY_ADDRESS, else a Ray started on this machine)."),
+    actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --engine ray: actors answering, "
+                                         "each opening the index and loading the network once (default: one "
+                                         "per GPU with --device cuda, else one per CPU of the cluster)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (with --jsonl)."),
 ) -> None:
     """List the k best colour references for a photo: the paper's class-restricted global ranking
@@ -159,18 +171,24 @@ def query_command(
     options = dict(class_wnid=class_wnid, any_class=any_class, exclude_self=exclude_self,
                    global_candidates=candidates, luminance_weight=luminance_weight, rescue_candidates=rescue,
                    class_choice=widen, rerank=not global_only)
+    with user_errors():
+        engine_options = _engine_options(engine, address, actors)
     if jsonl is not None:
         from ..batch_query import query_folder
         with user_errors("rerun the same command to answer the photos not yet in the file"):
             with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
-                summary = query_folder(opened, images, jsonl, k, batch_size=batch_size, progress=not quiet,
-                                       **options)
+                summary = query_folder(opened, images, jsonl, k, batch_size=batch_size, workers=workers,
+                                       streams=streams, progress=not quiet, engine=engine,
+                                       engine_options=engine_options, **options)
         if as_json:
             print_json(asdict(summary))
             return
         note(f"{summary.answered} answered ({summary.failed} could not be read), {summary.already_done} "
              f"already in {summary.output}; {summary.queries} photos in all")
         return
+    if engine != "local":
+        raise typer.BadParameter(f"--engine {engine} answers batch queries: give --jsonl OUT.jsonl too",
+                                 param_hint="--engine")
     folders = [str(image) for image in images if image.is_dir()]
     if folders:
         raise typer.BadParameter(f"{', '.join(folders)} is a folder: give --jsonl OUT.jsonl to answer every "
@@ -246,3 +264,11 @@ def compact_command(
         print_json(asdict(summary))
         return
     typer.echo(f"generation {summary.generation}: {summary.images} images, {summary.removed} removed rows dropped")
+
+
+def _engine_options(engine: str, address: str | None, actors: int | None) -> dict:
+    from ..errors import InvalidArgumentError
+
+    if engine != "ray" and (address is not None or actors is not None):
+        raise InvalidArgumentError("--address and --actors are options of --engine ray")
+    return {"address": address, "actors": actors} if engine == "ray" else {}

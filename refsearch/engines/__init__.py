@@ -1,7 +1,10 @@
-"""Build engines by name: where a build decodes its images and runs the backbone. "local" uses this
-process's threads; "ray" a Ray cluster (the `[ray]` extra). Other packages add engines through the
-`refsearch.engines` entry point group: the entry point names a callable taking `(backbone, request,
-config, batch_size, workers, streams, **options)` and returning an object with the `Engine` method."""
+"""Engines by name: where a build decodes its images and runs the backbone, and where a batch query
+answers its photos. "local" uses this process's threads; "ray" a Ray cluster (the `[ray]` extra).
+
+Other packages add engines through entry points. In group `refsearch.engines`, a build engine: a callable
+taking `(backbone, request, config, batch_size, workers, streams, **options)` and returning an `Engine`.
+In group `refsearch.query_engines`, a query engine: a callable taking `(index, k, search_options,
+batch_size, workers, streams, **options)` and returning a `QueryEngine`."""
 from __future__ import annotations
 
 import inspect
@@ -10,29 +13,44 @@ from typing import TYPE_CHECKING, Callable
 from ..config import IndexConfig
 from ..errors import InvalidArgumentError
 from ..plugins import Registry
-from .base import BackboneRequest, Engine, ExtractedBatch, Unreadable
+from .base import BackboneRequest, Engine, ExtractedBatch, IndexRequest, QueryEngine, Unreadable
 
 if TYPE_CHECKING:
     from ..backbones import Backbone
+    from ..search import Index
 
 ENTRY_POINT_GROUP = "refsearch.engines"
-EngineFactory = Callable[..., Engine]
-_ENGINES: Registry[EngineFactory] = Registry("engine", ENTRY_POINT_GROUP, InvalidArgumentError)
+QUERY_ENTRY_POINT_GROUP = "refsearch.query_engines"
+_ENGINES: Registry[Callable[..., Engine]] = Registry("engine", ENTRY_POINT_GROUP, InvalidArgumentError)
+_QUERY_ENGINES: Registry[Callable[..., QueryEngine]] = Registry("query engine", QUERY_ENTRY_POINT_GROUP,
+                                                                InvalidArgumentError)
 register_engine = _ENGINES.register
 available_engines = _ENGINES.names
+register_query_engine = _QUERY_ENGINES.register
+available_query_engines = _QUERY_ENGINES.names
 
 
 def create_engine(name: str, backbone: "Backbone", request: BackboneRequest, config: IndexConfig, batch_size: int,
                   workers: int, streams: int, **options) -> Engine:
-    """The engine registered as `name`; `backbone` is loaded in this process, `request` loads it again
-    elsewhere; `options` are the engine's own (the ray engine's `address` and `actors`)."""
-    factory = _ENGINES.get(name)
-    arguments = (backbone, request, config, batch_size, workers, streams)
+    """The build engine registered as `name`; `backbone` is loaded in this process, `request` loads it
+    again elsewhere; `options` are the engine's own (the ray engine's `address` and `actors`)."""
+    return _created(_ENGINES.get(name), name, (backbone, request, config, batch_size, workers, streams), options,
+                    "see refsearch build-index --help")
+
+
+def create_query_engine(name: str, index: "Index", k: int, search_options: dict, batch_size: int, workers: int,
+                        streams: int, **options) -> QueryEngine:
+    """The query engine registered as `name`, answering as `index.search_batch(photos, k, **search_options)`
+    would, here or elsewhere; `options` are the engine's own (as for `create_engine`)."""
+    return _created(_QUERY_ENGINES.get(name), name, (index, k, search_options, batch_size, workers, streams),
+                    options, "see refsearch query --help")
+
+
+def _created(factory: Callable, name: str, arguments: tuple, options: dict, hint: str):
     try:
         inspect.signature(factory).bind(*arguments, **options)
     except TypeError as exc:
-        raise InvalidArgumentError(f"engine {name} does not take these options: {exc}",
-                                   "see refsearch build-index --help") from None
+        raise InvalidArgumentError(f"engine {name} does not take these options: {exc}", hint) from None
     return factory(*arguments, **options)
 
 
@@ -49,8 +67,25 @@ def _ray(backbone, request, config, batch_size, workers, streams, address: str |
     return RayEngine(request, config, batch_size, address=address, actors=actors)
 
 
+def _local_queries(index, k, search_options, batch_size, workers, streams) -> QueryEngine:
+    from .local import LocalQueryEngine
+
+    return LocalQueryEngine(index, k, search_options, batch_size, workers, streams)
+
+
+def _ray_queries(index, k, search_options, batch_size, workers, streams, address: str | None = None,
+                 actors: int | None = None) -> QueryEngine:
+    from .ray_engine import RayQueryEngine
+
+    return RayQueryEngine(IndexRequest.of(index), index.config, index.backbone.input_size, k, search_options,
+                          batch_size, address=address, actors=actors)
+
+
 register_engine("local")(_local)
 register_engine("ray")(_ray)
+register_query_engine("local")(_local_queries)
+register_query_engine("ray")(_ray_queries)
 
-__all__ = ["BackboneRequest", "Engine", "ExtractedBatch", "Unreadable", "available_engines", "create_engine",
-           "register_engine"]
+__all__ = ["BackboneRequest", "Engine", "ExtractedBatch", "IndexRequest", "QueryEngine", "Unreadable",
+           "available_engines", "available_query_engines", "create_engine", "create_query_engine",
+           "register_engine", "register_query_engine"]

@@ -1,22 +1,36 @@
-"""What an engine does for a build: it turns image files into their raw features (decoded, histograms
+"""What an engine does. For a build, it turns image files into their raw features (decoded, histograms
 computed, the backbone run), a batch at a time, and hands the batches back to the build, which projects
-and stores them. Engines differ in where that work runs: threads of this process, or a Ray cluster."""
+and stores them. For a batch query, it answers photos with an index, a line of JSON each, and hands the
+lines back to the query, which writes them. Engines differ in where that work runs: threads of this
+process, or a Ray cluster."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
-from ..config import IndexConfig
+from ..config import IndexConfig, SearchSettings
 from ..features import PreparedImage, RawFeatures, load_prepared
 from ..images import ImageError, ImageFile
 
 if TYPE_CHECKING:
     from ..backbones import Backbone
+    from ..search import Index, QueryFeatures
+
+
+def _registered(name: str, factory: Callable | None) -> None:
+    """Registers `factory` as backbone `name` in this process unless a backbone of that name is known."""
+    from ..backbones import available_backbones, register_backbone
+
+    if factory is not None and name not in available_backbones():
+        register_backbone(name)(factory)
 
 
 @dataclass(frozen=True)
@@ -32,10 +46,9 @@ class BackboneRequest:
     factory: Callable | None = None
 
     def create(self) -> "Backbone":
-        from ..backbones import available_backbones, create_backbone, register_backbone
+        from ..backbones import create_backbone
 
-        if self.factory is not None and self.name not in available_backbones():
-            register_backbone(self.name)(self.factory)
+        _registered(self.name, self.factory)
         return create_backbone(self.name, weights=self.weights, device=self.device, input_size=self.input_size,
                                precision=self.precision)
 
@@ -79,6 +92,36 @@ class ExtractedBatch:
 
 
 @dataclass(frozen=True)
+class IndexRequest:
+    """How to open a query's index again in another process, as this process opened it: the same
+    folder, weights, device and search settings; `backbone_factory` as in BackboneRequest."""
+
+    path: str
+    weights: str | None
+    device: str
+    search: SearchSettings
+    backbone: str
+    backbone_factory: Callable | None = None
+
+    @classmethod
+    def of(cls, index: "Index") -> "IndexRequest":
+        from ..backbones import backbone_factory
+
+        weights = index.weights
+        # a weights file by its absolute path, for workers whose folder is another; a weights name as it is
+        shipped = None if weights is None else str(Path(weights).resolve() if Path(weights).is_file() else weights)
+        backbone = index.config.backbone
+        return cls(str(index.path.resolve()), shipped, index.device, index.search_settings, backbone,
+                   backbone_factory(backbone))
+
+    def open(self) -> "Index":
+        from ..search import Index
+
+        _registered(self.backbone, self.backbone_factory)
+        return Index.open(self.path, weights=self.weights, device=self.device, search=self.search)
+
+
+@dataclass(frozen=True)
 class Unreadable:
     file: ImageFile
     error: ImageError
@@ -89,10 +132,77 @@ class Engine(Protocol):
         """Every file once, as part of a batch or as unreadable; batches hold at most the build's batch size."""
 
 
-def prepare_safely(file: ImageFile, config: IndexConfig, input_size: int) -> PreparedImage | ImageError:
+class QueryEngine(Protocol):
+    def answer(self, photos: list[Path]) -> Iterator[list[dict]]:
+        """Every photo's line once (see `answer_lines`), in photo order, a batch of lines at a time."""
+
+
+def prepare_safely(path: Path, config: IndexConfig, input_size: int) -> PreparedImage | ImageError:
     try:
-        return load_prepared(file.path, config, input_size)
+        return load_prepared(path, config, input_size)
     except ImageError as error:
         return error
     except Exception as exc:  # a decoder bug on one file must not stop a million-image build
-        return ImageError(file.path, f"cannot decode ({type(exc).__name__}: {exc})")
+        return ImageError(path, f"cannot decode ({type(exc).__name__}: {exc})")
+
+
+def prepared_in_order(paths: Iterable[Path], config: IndexConfig, input_size: int,
+                      workers: int, lookahead: int) -> Iterator[PreparedImage | ImageError]:
+    """`prepare_safely` of each path, in order, decoded by `workers` threads (none: here) keeping up to
+    `lookahead` images ahead of the caller."""
+    if workers == 0:
+        for path in paths:
+            yield prepare_safely(path, config, input_size)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        remaining = iter(paths)
+        for path in remaining:
+            pending.append(pool.submit(prepare_safely, path, config, input_size))
+            if len(pending) >= lookahead:
+                break
+        while pending:
+            future = pending.popleft()
+            following = next(remaining, None)
+            if following is not None:
+                pending.append(pool.submit(prepare_safely, following, config, input_size))
+            yield future.result()
+
+
+@dataclass(frozen=True)
+class EmbeddedBatch:
+    """A batch query's photos as decoded, and the descriptors of those that could be read."""
+
+    photos: list[Path]
+    prepared: list[PreparedImage | ImageError]
+    queries: list["QueryFeatures"]
+    forward_ms: float  # the network and PCA, per readable photo
+
+
+def embed_batch(index: "Index", photos: list[Path], prepared: list[PreparedImage | ImageError]) -> EmbeddedBatch:
+    readable = [(photo, item) for photo, item in zip(photos, prepared) if not isinstance(item, ImageError)]
+    started = time.perf_counter()
+    queries = index.embed_prepared(*zip(*readable)) if readable else []
+    forward_ms = (time.perf_counter() - started) * 1000 / max(1, len(readable))
+    return EmbeddedBatch(photos, prepared, queries, forward_ms)
+
+
+def answer_embedded(index: "Index", batch: EmbeddedBatch, k: int, options: dict) -> list[dict]:
+    """A batch query's line for each photo: its `SearchResponse.to_dict()` from
+    `index.search_features(..., k, **options)`, or {query, error, hint} where it could not be read."""
+    responses = iter(index.search_features(batch.queries, k, **options))
+    lines = []
+    for photo, item in zip(batch.photos, batch.prepared):
+        if isinstance(item, ImageError):
+            lines.append({"query": str(photo), "error": item.message, "hint": item.hint})
+            continue
+        response = next(responses)
+        response.forward_ms = round(batch.forward_ms, 2)
+        lines.append(response.to_dict())
+    return lines
+
+
+def answer_lines(index: "Index", photos: list[Path], prepared: list[PreparedImage | ImageError], k: int,
+                 options: dict) -> list[dict]:
+    """`answer_embedded` of the photos as `prepared_in_order` gave them."""
+    return answer_embedded(index, embed_batch(index, photos, prepared), k, options)

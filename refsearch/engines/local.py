@@ -1,18 +1,22 @@
-"""The local engine: decoding on worker threads, forward passes in `streams` threads side by side."""
+"""The local engines: images decode on worker threads while forward passes run in `streams` threads
+side by side; a build hands the features back in file order, a batch query searches each batch here."""
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import IndexConfig
 from ..features import PreparedImage, extract
 from ..images import ImageError, ImageFile
-from .base import ExtractedBatch, Unreadable, prepare_safely
+from .base import ExtractedBatch, Unreadable, answer_embedded, embed_batch, prepared_in_order
 
 if TYPE_CHECKING:
     from ..backbones import Backbone
+    from ..search import Index
 
 
 class LocalEngine:
@@ -37,7 +41,9 @@ class LocalEngine:
 
     def _batches(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage]] | Unreadable]:
         batch_files, batch_images = [], []
-        for file, result in self._prepared_stream(files):
+        prepared = prepared_in_order((f.path for f in files), self.config, self.backbone.input_size, self.workers,
+                                     lookahead=4 * max(self.batch_size, self.workers))
+        for file, result in zip(files, prepared):
             if isinstance(result, ImageError):
                 yield Unreadable(file, result)
                 continue
@@ -49,26 +55,27 @@ class LocalEngine:
         if batch_images:
             yield batch_files, batch_images
 
-    def _prepared_stream(self, files: list[ImageFile]) -> Iterator[tuple[ImageFile, PreparedImage | ImageError]]:
-        size = self.backbone.input_size
-        if self.workers == 0:
-            for file in files:
-                yield file, prepare_safely(file, self.config, size)
-            return
-        window = 4 * max(self.batch_size, self.workers)
-        with ThreadPoolExecutor(self.workers) as pool:
-            pending: deque = deque()
-            remaining = iter(files)
-            for file in remaining:
-                pending.append((file, pool.submit(prepare_safely, file, self.config, size)))
-                if len(pending) >= window:
-                    break
-            while pending:
-                file, future = pending.popleft()
-                following = next(remaining, None)
-                if following is not None:
-                    pending.append((following, pool.submit(prepare_safely, following, self.config, size)))
-                yield file, future.result()
+
+class LocalQueryEngine:
+    def __init__(self, index: "Index", k: int, options: dict, batch_size: int, workers: int, streams: int):
+        self.index, self.k, self.options = index, k, options
+        self.batch_size, self.workers, self.streams = batch_size, workers, streams
+
+    def answer(self, photos: list[Path]) -> Iterator[list[dict]]:
+        """Lines in photo order; up to `streams` batches are in the network at once, and each is searched
+        here, in turn, when its descriptors are ready."""
+        index = self.index
+        prepared = prepared_in_order(photos, index.config, index.backbone.input_size, self.workers,
+                                     lookahead=4 * max(self.batch_size, self.workers))
+        with ThreadPoolExecutor(self.streams) as pool:
+            running: deque = deque()
+            for start in range(0, len(photos), self.batch_size):
+                batch = photos[start:start + self.batch_size]
+                running.append(pool.submit(embed_batch, index, batch, list(islice(prepared, len(batch)))))
+                if len(running) >= self.streams:
+                    yield answer_embedded(index, running.popleft().result(), self.k, self.options)
+            while running:
+                yield answer_embedded(index, running.popleft().result(), self.k, self.options)
 
 
 def _finished(files: list[ImageFile], images: list[PreparedImage], future) -> ExtractedBatch:

@@ -1,15 +1,20 @@
-"""The Ray engine: a Ray Data pipeline over the build's files. Decoding and histograms run as CPU tasks;
-the backbone runs in a pool of actors, each loading the network once (one GPU an actor where the cluster
-has GPUs). Ray Data streams the blocks with back-pressure, so a build holds a bounded number of decoded
-images however many files it has; a task or actor that dies is retried by Ray. The build's process
-receives the features in file order and stores them through its one `IndexWriter`, batch by batch, so
-the index is the local engine's, and a stopped build resumes from its last committed batch.
+"""The Ray engines: Ray Data pipelines over a build's files or a batch query's photos. Decoding and
+histograms run as CPU tasks; the backbone runs in a pool of actors, each loading the network once (one
+GPU an actor where the cluster has GPUs). Ray Data streams the blocks with back-pressure, so a run holds
+a bounded number of decoded images however many files it has; a task or actor that dies is retried by Ray.
 
-The workers must see the images at the paths the build names (one machine, or a shared file system).
+A build's process receives the features in file order and stores them through its one `IndexWriter`,
+batch by batch, so the index is the local engine's, and a stopped build resumes from its last committed
+batch. A batch query's actors each open the index too (its published generation when they start) and
+answer whole batches; the query's process receives the lines in photo order and writes them.
+
+The workers must see the images, and the index of a query, at the paths given (one machine, or a shared
+file system).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +25,7 @@ from ..config import IndexConfig
 from ..errors import InvalidArgumentError
 from ..features import PreparedImage, RawFeatures, extract
 from ..images import ImageError, ImageFile
-from .base import BackboneRequest, ExtractedBatch, Unreadable, prepare_safely
+from .base import BackboneRequest, ExtractedBatch, IndexRequest, Unreadable, answer_lines, prepare_safely
 
 # A decode task takes a quarter of a core and, on a CPU cluster, each actor the rest of one, so that
 # decoding runs beside the forward passes as the local engine's threads do rather than waiting for a
@@ -42,47 +47,97 @@ def _import_ray():
     return ray
 
 
-class RayEngine:
-    def __init__(self, request: BackboneRequest, config: IndexConfig, batch_size: int, *,
-                 address: str | None = None, actors: int | None = None):
+class _RayRun:
+    """What both engines share: the cluster to join, the actors to start, and Ray connected for a run."""
+
+    def __init__(self, address: str | None, actors: int | None):
         if actors is not None and actors < 1:
             raise InvalidArgumentError(f"{actors} actors: at least one is needed")
-        self.ray = _import_ray()  # refused before the build starts when Ray is missing
-        self.request, self.config, self.batch_size = request, config, batch_size
+        self.ray = _import_ray()  # refused before the run starts when Ray is missing
         self.address, self.actors = address, actors
 
-    def extract(self, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
-        if not files:
+    def _streamed(self, items: list) -> Iterator:
+        if not items:
             return
         with _connected(self.ray, self.address):
-            yield from self._run(self.ray, files)
+            yield from self._run(self.ray, items)  # each engine's own pipeline
+
+
+class RayEngine(_RayRun):
+    def __init__(self, request: BackboneRequest, config: IndexConfig, batch_size: int, *,
+                 address: str | None = None, actors: int | None = None):
+        super().__init__(address, actors)
+        self.request, self.config, self.batch_size = request, config, batch_size
+
+    def extract(self, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
+        return self._streamed(files)
 
     def _run(self, ray, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
-        on_gpu = self.request.device != "cpu"
-        resources = ray.cluster_resources()
-        if on_gpu and resources.get("GPU", 0) < 1:
-            raise InvalidArgumentError(f"--device {self.request.device} asked for, but the Ray cluster has no GPU",
-                                       "use --device cpu, or a cluster with GPU nodes")
-        default_actors = int(resources.get("GPU", 0)) if on_gpu else max(1, int(resources.get("CPU", 1)))
-        actors = self.actors or default_actors
         items = [{"path": str(f.path), "size": f.size, "mtime": f.mtime_ns} for f in files]
-        blocks = max(1, -(-len(items) // max(_BLOCK_FILES, self.batch_size)))
-        with _build_settings(ray):
-            dataset = ray.data.from_items(items, override_num_blocks=blocks)
-            dataset = dataset.map_batches(_decode, fn_kwargs={"config": self.config, "size": self.request.input_size},
-                                          batch_size=None, batch_format="numpy", num_cpus=_DECODE_CPUS)
-            dataset = dataset.map_batches(_Forward, fn_constructor_kwargs={"request": self.request},
-                                          batch_size=self.batch_size, batch_format="numpy",
-                                          compute=ray.data.ActorPoolStrategy(size=actors),
-                                          num_gpus=1 if on_gpu else 0, num_cpus=1 if on_gpu else _CPU_ACTOR_CPUS)
+        on_gpu, actors = _actor_pool(ray, self.request.device, self.actors)
+        with _data_settings(ray):
+            dataset = _decoded(ray, items, self.batch_size, actors, self.config, self.request.input_size)
+            dataset = _through_actors(ray, dataset, _Forward, {"request": self.request}, self.batch_size, on_gpu,
+                                      actors)
             for block in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
                 yield from _unpack(block, self.batch_size)
 
 
+class RayQueryEngine(_RayRun):
+    def __init__(self, request: IndexRequest, config: IndexConfig, input_size: int, k: int, options: dict,
+                 batch_size: int, *, address: str | None = None, actors: int | None = None):
+        super().__init__(address, actors)
+        self.request, self.config, self.input_size = request, config, input_size
+        self.k, self.options, self.batch_size = k, options, batch_size
+
+    def answer(self, photos: list[Path]) -> Iterator[list[dict]]:
+        return self._streamed(photos)
+
+    def _run(self, ray, photos: list[Path]) -> Iterator[list[dict]]:
+        on_gpu, actors = _actor_pool(ray, self.request.device, self.actors)
+        with _data_settings(ray):
+            dataset = _decoded(ray, [{"path": str(p)} for p in photos], self.batch_size, actors, self.config,
+                               self.input_size)
+            dataset = _through_actors(ray, dataset, _Answer, {"request": self.request, "k": self.k,
+                                                              "options": self.options},
+                                      self.batch_size, on_gpu, actors)
+            for block in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+                yield [json.loads(line) for line in block["line"]]
+
+
+def _actor_pool(ray, device: str, actors: int | None) -> tuple[bool, int]:
+    """Whether each actor takes a GPU (a device other than cpu), and how many actors: `actors`, else one
+    for each GPU or each CPU of the cluster."""
+    on_gpu = device != "cpu"
+    resources = ray.cluster_resources()
+    if on_gpu and resources.get("GPU", 0) < 1:
+        raise InvalidArgumentError(f"--device {device} asked for, but the Ray cluster has no GPU",
+                                   "use --device cpu, or a cluster with GPU nodes")
+    return on_gpu, actors or (int(resources.get("GPU", 0)) if on_gpu else max(1, int(resources.get("CPU", 1))))
+
+
+def _decoded(ray, items: list[dict], batch_size: int, actors: int, config: IndexConfig, size: int):
+    """The items (each naming a "path") as a dataset, decoded in CPU tasks a block at a time; a block
+    goes to one actor, so a run of a few batches still has a block for each actor."""
+    batches = -(-len(items) // batch_size)
+    blocks = max(1, -(-len(items) // max(_BLOCK_FILES, batch_size)), min(actors, batches))
+    dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    return dataset.map_batches(_decode, fn_kwargs={"config": config, "size": size}, batch_size=None,
+                               batch_format="numpy", num_cpus=_DECODE_CPUS)
+
+
+def _through_actors(ray, dataset, actor: type, arguments: dict, batch_size: int, on_gpu: bool, actors: int):
+    """The dataset mapped by a pool of `actors` instances of `actor(**arguments)`, a batch at a time."""
+    return dataset.map_batches(actor, fn_constructor_kwargs=arguments, batch_size=batch_size, batch_format="numpy",
+                               compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if on_gpu else 0,
+                               num_cpus=1 if on_gpu else _CPU_ACTOR_CPUS)
+
+
 @contextlib.contextmanager
-def _build_settings(ray):
-    """Ray Data set for a build, and as it was afterwards: rows in file order (ids as the local engine
-    gives them), no progress bars or log lines of its own, which would break into the build's bar."""
+def _data_settings(ray):
+    """Ray Data set for a run, and as it was afterwards: rows in file order (ids as the local engine
+    gives them, lines as it writes them), no progress bars or log lines of its own, which would break
+    into the run's bar."""
     context = ray.data.DataContext.get_current()
     data_logger = logging.getLogger("ray.data")
     saved = (context.execution_options.preserve_order, context.enable_progress_bars,
@@ -101,7 +156,7 @@ def _build_settings(ray):
 @contextlib.contextmanager
 def _connected(ray, address: str | None):
     """Ray as the caller left it: joined if already initialised here, else started (or, with `address` or
-    RAY_ADDRESS, connected) for the build and shut down after it."""
+    RAY_ADDRESS, connected) for the run and shut down after it."""
     if ray.is_initialized():
         yield
         return
@@ -117,17 +172,26 @@ def _decode(batch: dict, config: IndexConfig, size: int) -> dict:
     pixels = np.zeros((count, size, size), np.uint8)
     histograms = np.zeros((count, config.grid * config.grid, config.hist_bins), np.float32)
     sizes = np.zeros((count, 2), np.int64)
-    digests, errors = [""] * count, [""] * count
-    for row, (path, file_size, mtime) in enumerate(zip(batch["path"], batch["size"], batch["mtime"])):
-        prepared = prepare_safely(ImageFile(Path(path), int(file_size), int(mtime)), config, size)
+    digests, errors, hints = [""] * count, [""] * count, [""] * count
+    for row, path in enumerate(batch["path"]):
+        prepared = prepare_safely(Path(path), config, size)
         if isinstance(prepared, ImageError):
-            errors[row] = prepared.reason
+            errors[row], hints[row] = prepared.reason, prepared.hint
             continue
         pixels[row], histograms[row] = prepared.network_input, prepared.histograms
         sizes[row] = prepared.original_size
         digests[row] = prepared.digest or ""
     return {**batch, "pixels": pixels, "histograms": histograms, "original_size": sizes,
-            "digest": np.array(digests), "error": np.array(errors)}
+            "digest": np.array(digests), "error": np.array(errors), "hint": np.array(hints)}
+
+
+def _prepared(batch: dict) -> list[PreparedImage | ImageError]:
+    """The rows of a decoded block as `prepare_safely` gave them."""
+    return [ImageError(path, str(error), str(hint)) if error else
+            PreparedImage(pixels, histograms, tuple(size), str(digest) or None)
+            for path, error, hint, pixels, histograms, size, digest in
+            zip(batch["path"], batch["error"], batch["hint"], batch["pixels"], batch["histograms"],
+                batch["original_size"].tolist(), batch["digest"])]
 
 
 class _Forward:
@@ -147,16 +211,31 @@ class _Forward:
             images = [PreparedImage(batch["pixels"][row], batch["histograms"][row], (0, 0), None) for row in readable]
             found = extract(backbone, images)
             logits[readable], global_[readable], cells[readable] = found.logits, found.global_, found.cells
-        kept = {name: batch[name] for name in ("path", "size", "mtime", "original_size", "digest", "error", "histograms")}
+        kept = {name: batch[name] for name in ("path", "size", "mtime", "original_size", "digest", "error", "hint",
+                                               "histograms")}
         return {**kept, "logits": logits, "global": global_, "cells": cells}
+
+
+class _Answer:
+    """One actor: the index opened once (its backbone loaded), answering every batch it is given."""
+
+    def __init__(self, request: IndexRequest, k: int, options: dict):
+        self.index = request.open()
+        _ = self.index.backbone
+        self.k, self.options = k, options
+
+    def __call__(self, batch: dict) -> dict:
+        photos = [Path(str(path)) for path in batch["path"]]
+        lines = answer_lines(self.index, photos, _prepared(batch), self.k, self.options)
+        return {"line": np.array([json.dumps(line, separators=(",", ":")) for line in lines], dtype=object)}
 
 
 def _unpack(block: dict, batch_size: int) -> Iterator[ExtractedBatch | Unreadable]:
     files = [ImageFile(Path(str(p)), int(s), int(m)) for p, s, m in zip(block["path"], block["size"], block["mtime"])]
     readable = []
-    for row, (file, error) in enumerate(zip(files, block["error"])):
+    for row, (file, error, hint) in enumerate(zip(files, block["error"], block["hint"])):
         if error:
-            yield Unreadable(file, ImageError(file.path, str(error)))
+            yield Unreadable(file, ImageError(file.path, str(error), str(hint)))
         else:
             readable.append(row)
     for start in range(0, len(readable), batch_size):

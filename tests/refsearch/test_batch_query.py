@@ -9,7 +9,7 @@ import pytest
 
 import refsearch
 from refsearch.batch_query import query_folder
-from refsearch.errors import InvalidArgumentError, OutputLockedError
+from refsearch.errors import InvalidArgumentError, NotFoundError, OutputLockedError
 
 
 @pytest.fixture
@@ -56,11 +56,17 @@ def test_a_rerun_answers_only_what_a_stopped_run_left_and_cuts_a_torn_line(tmp_p
     assert (again.answered, again.already_done) == (0, 8) and len(_lines(output)) == 8
 
 
-def test_an_unreadable_photo_becomes_an_error_line_and_its_batch_is_still_answered(tmp_path, index, queries):
+def test_an_unreadable_photo_becomes_an_error_line_and_its_batch_is_still_answered_once(tmp_path, index, queries,
+                                                                                       monkeypatch):
     broken = tmp_path / "queries" / "broken.jpg"
     broken.write_bytes(queries[0].read_bytes()[:300])
     output = tmp_path / "out.jsonl"
+    searched = []
+    embed_prepared = index.embed_prepared
+    monkeypatch.setattr(index, "embed_prepared", lambda images, prepared: searched.extend(images) or
+                        embed_prepared(images, prepared))
     summary = query_folder(index, [tmp_path / "queries"], output, k=2, batch_size=16, progress=False)
+    assert sorted(searched) == queries  # the readable photos, each searched once
     assert (summary.queries, summary.answered, summary.failed) == (9, 9, 1)
     errors = [line for line in _lines(output) if "error" in line]
     assert [e["query"] for e in errors] == [str(broken.resolve())] and "broken.jpg" in errors[0]["error"]
@@ -80,5 +86,25 @@ def test_one_writer_per_output_and_only_batch_query_files_are_appended_to(tmp_pa
     assert other.read_text() == "shopping list\n"
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         query_folder(index, [tmp_path / "missing"], output, progress=False)
-    with pytest.raises(InvalidArgumentError, match="batch size 0"):
+    with pytest.raises(InvalidArgumentError, match="batch size and streams must be at least 1"):
         query_folder(index, queries, output, batch_size=0, progress=False)
+
+
+def test_a_bad_option_is_refused_before_the_output_is_touched(tmp_path, index, queries):
+    output = tmp_path / "out.jsonl"
+    with pytest.raises(InvalidArgumentError, match="k must be at least 1"):
+        query_folder(index, queries, output, k=0, progress=False)
+    with pytest.raises(NotFoundError, match="n99999999"):
+        query_folder(index, queries, output, class_wnid="n99999999", progress=False)
+    with pytest.raises(InvalidArgumentError, match="streams must be at least 1"):
+        query_folder(index, queries, output, streams=0, progress=False)
+    assert not output.exists()
+
+
+def test_decoding_threads_and_streams_change_nothing_but_the_speed(tmp_path, index, queries):
+    query_folder(index, queries, tmp_path / "threads.jsonl", k=3, batch_size=3, workers=2, streams=2, progress=False)
+    query_folder(index, queries, tmp_path / "here.jsonl", k=3, batch_size=3, workers=0, streams=1, progress=False)
+    strip = [{key: value for key, value in line.items() if not key.endswith("_ms")}
+             for line in _lines(tmp_path / "threads.jsonl")]
+    assert strip == [{key: value for key, value in line.items() if not key.endswith("_ms")}
+                     for line in _lines(tmp_path / "here.jsonl")]

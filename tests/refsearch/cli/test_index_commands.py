@@ -194,6 +194,12 @@ def test_query_a_folder_into_jsonl_resumes_and_reports_counts(built, photos, dem
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout) == {"output": str(output), "queries": 20, "answered": 0, "already_done": 20,
                                         "failed": 0}
+    assert_usage_error(run("query", photos[0], "--index", built, "--engine", "ray"),
+                       "--engine ray answers batch queries", "--jsonl OUT.jsonl")
+    assert_user_error(run("query", photos[0].parent, "--index", built, "--jsonl", output, "--actors", "2"),
+                      "--address and --actors are options of --engine ray")
+    assert_user_error(run("query", photos[0].parent, "--index", built, "--jsonl", output, "--engine", "spark"),
+                      "unknown query engine 'spark'", hint="local, ray")
 
 
 def test_query_with_other_weights_is_refused(built, photos, changed_efficientnet_weights):

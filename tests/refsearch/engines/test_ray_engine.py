@@ -1,5 +1,6 @@
-"""The Ray engine on a local Ray of two CPUs: the same index as the local engine, a worker that dies
-mid-build, resuming, and the command line."""
+"""The Ray engines on a local Ray of two CPUs: the same index as the local engine, a worker that dies
+mid-build, resuming, and the command line; batch queries that write the local engine's lines, resume,
+and survive a worker that dies."""
 from __future__ import annotations
 
 import functools
@@ -17,6 +18,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 import refsearch  # noqa: E402
 from refsearch.backbones import register_backbone  # noqa: E402
+from refsearch.batch_query import query_folder  # noqa: E402
 from refsearch.cli import app  # noqa: E402
 
 
@@ -119,3 +121,77 @@ def test_build_index_engine_ray_on_the_command_line(tmp_path, copy_photos):
                                        "--actors", "2"])
     assert refused.exit_code == 2
     assert refused.stderr == "error: --address and --actors are options of --engine ray\n"
+
+
+def _queries(tmp_path, demo_photos) -> Path:
+    folder = tmp_path / "queries"
+    folder.mkdir()
+    for photo in demo_photos[20:26]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    (folder / "truncated.jpg").write_bytes(demo_photos[20].read_bytes()[:2000])
+    (folder / "empty.jpg").write_bytes(b"")
+    return folder
+
+
+def _answers(path: Path) -> list[dict]:
+    """The lines of a batch-query file, less their timings."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        line.pop("forward_ms", None), line.pop("search_ms", None)
+    return lines
+
+
+def test_a_ray_batch_query_writes_the_local_engines_lines_and_resumes(tmp_path, copy_photos, demo_photos,
+                                                                     tiny_build):
+    copy_photos(tmp_path / "photos", 12)
+    tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    queries = _queries(tmp_path, demo_photos)
+    with refsearch.Index.open(tmp_path / "x.index") as index:
+        local = query_folder(index, [queries], tmp_path / "local.jsonl", k=4, batch_size=3, progress=False,
+                             any_class=True)
+        on_ray = query_folder(index, [queries], tmp_path / "ray.jsonl", k=4, batch_size=3, progress=False,
+                              engine="ray", engine_options={"actors": 2}, any_class=True)
+        assert (on_ray.answered, on_ray.failed) == (local.answered, local.failed) == (8, 2)
+        expected = _answers(tmp_path / "local.jsonl")
+        assert _answers(tmp_path / "ray.jsonl") == expected
+        errors = {line["query"]: line["error"] for line in expected if "error" in line}
+        assert sorted(errors) == [str(queries.resolve() / name) for name in ("empty.jpg", "truncated.jpg")]
+        assert all(error.startswith(query + ": ") for query, error in errors.items())
+
+        written = (tmp_path / "ray.jsonl").read_text().splitlines(keepends=True)
+        (tmp_path / "ray.jsonl").write_text("".join(written[:3]) + written[3][:40])  # stopped mid-line
+        resumed = query_folder(index, [queries], tmp_path / "ray.jsonl", k=4, batch_size=3, progress=False,
+                               engine="ray", any_class=True)
+        assert (resumed.answered, resumed.already_done) == (5, 3)
+        assert _answers(tmp_path / "ray.jsonl") == expected
+
+
+def test_a_worker_killed_mid_query_is_retried_and_every_photo_answered(tmp_path, copy_photos, demo_photos,
+                                                                      tiny_config):
+    marker = tmp_path / "a worker died"
+    marker.touch()  # the build, here, must not die
+    register_backbone("tiny-dies-once-queries")(functools.partial(_DiesOnce, marker=str(marker)))
+    photos = copy_photos(tmp_path / "photos", 8)
+    refsearch.build_index(tmp_path / "photos", tmp_path / "x.index", tiny_config.with_(backbone="tiny-dies-once-queries"),
+                          batch_size=2, workers=0, streams=1, progress=False)
+    marker.unlink()
+    with refsearch.Index.open(tmp_path / "x.index") as index:
+        summary = query_folder(index, photos[:5], tmp_path / "ray.jsonl", k=3, batch_size=2, progress=False,
+                               engine="ray", engine_options={"actors": 1})
+        assert marker.exists()
+        assert (summary.answered, summary.failed) == (5, 0)
+        query_folder(index, photos[:5], tmp_path / "local.jsonl", k=3, batch_size=2, progress=False)
+    assert _answers(tmp_path / "ray.jsonl") == _answers(tmp_path / "local.jsonl")
+
+
+def test_query_engine_ray_on_the_command_line(tmp_path, copy_photos, demo_photos, tiny_build):
+    copy_photos(tmp_path / "photos", 6)
+    tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    queries = _queries(tmp_path, demo_photos)
+    result = CliRunner().invoke(app, ["query", str(queries), "--index", str(tmp_path / "x.index"), "-k", "2",
+                                      "--jsonl", str(tmp_path / "out.jsonl"), "--engine", "ray", "--actors", "1",
+                                      "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["queries"], summary["answered"], summary["failed"]) == (8, 8, 2)
+    assert len(_answers(tmp_path / "out.jsonl")) == 8

@@ -1,10 +1,13 @@
-"""Build engines by name: the local one, one registered by another package, and the errors."""
+"""Engines by name, for builds and for batch queries: the local ones, ones registered by another
+package, and the errors."""
 from __future__ import annotations
 
 import pytest
 
-from refsearch.engines import register_engine
-from refsearch.engines.local import LocalEngine
+import refsearch
+from refsearch.batch_query import query_folder
+from refsearch.engines import register_engine, register_query_engine
+from refsearch.engines.local import LocalEngine, LocalQueryEngine
 from refsearch.errors import InvalidArgumentError
 
 
@@ -40,3 +43,34 @@ def test_an_unknown_engine_or_option_is_refused_before_anything_is_written(tmp_p
         tiny_build(tmp_path / "photos", tmp_path / "x.index", engine_options={"actors": 2})
     assert not (tmp_path / "x.index").exists()
 
+
+
+class _CountingQueryEngine(LocalQueryEngine):
+    """A third-party query engine: the local one, counting the photos it is given."""
+
+    photos_seen: list[str] = []
+
+    def answer(self, photos):
+        _CountingQueryEngine.photos_seen.extend(str(p) for p in photos)
+        return super().answer(photos)
+
+
+@register_query_engine("counting-test")
+def _counting_queries(index, k, search_options, batch_size, workers, streams):
+    return _CountingQueryEngine(index, k, search_options, batch_size, workers, streams)
+
+
+def test_a_registered_query_engine_answers_a_batch_query(tmp_path, copy_photos, tiny_build):
+    photos = copy_photos(tmp_path / "photos", 4)
+    tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    _CountingQueryEngine.photos_seen.clear()
+    with refsearch.Index.open(tmp_path / "x.index") as index:
+        summary = query_folder(index, [tmp_path / "photos"], tmp_path / "out.jsonl", k=2, progress=False,
+                               engine="counting-test")
+        assert summary.answered == 4
+        assert sorted(_CountingQueryEngine.photos_seen) == sorted(str(p.resolve()) for p in photos)
+        with pytest.raises(InvalidArgumentError, match="unknown query engine 'spark'"):
+            query_folder(index, photos, tmp_path / "other.jsonl", engine="spark", progress=False)
+        with pytest.raises(InvalidArgumentError, match="engine local does not take these options"):
+            query_folder(index, photos, tmp_path / "other.jsonl", engine_options={"actors": 2}, progress=False)
+    assert not (tmp_path / "other.jsonl").exists()
