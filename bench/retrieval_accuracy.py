@@ -2,6 +2,7 @@
 cropped, downscaled, JPEG-recompressed copy of each photo and count how often its original is rank 1.
 
     python bench/retrieval_accuracy.py [--photos 900] [--crop 0.1] [--short-side 160] [--quality 60]
+                                       [--input-size PX]
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ def main() -> None:
     parser.add_argument("--crop", type=float, default=0.1)
     parser.add_argument("--short-side", type=int, default=160)
     parser.add_argument("--quality", type=int, default=60)
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="The network's input size for the index (default: the backbone's, 260).")
     args = parser.parse_args()
     print(f"machine: {machine()}; load average at start {load_avg()}")
-    index_path = ensure_sample_index()
+    index_path = ensure_sample_index(args.input_size)
     photos = sample_photos()
     photos = photos[:: max(1, len(photos) // args.photos)][: args.photos]
     variants = {"re-ranked (default)": {}, "re-ranked, no cross-class rescue": {"rescue_candidates": 0},
@@ -40,7 +43,8 @@ def main() -> None:
                 paths = [Path(r.path).name for r in response.results]
                 ranks[name].append(paths.index(photo.name) + 1 if photo.name in paths else 11)
     print(f"\n{len(photos)} queries: grayscale, {args.crop:.0%} cropped from each side, short side "
-          f"{args.short_side}px, JPEG quality {args.quality}; index of {len(sample_photos())} photos")
+          f"{args.short_side}px, JPEG quality {args.quality}; index of {len(sample_photos())} photos, "
+          f"network at {index.config.input_size} px")
     print("| ranking | original at rank 1 | in top 5 | in top 10 |\n|---|---:|---:|---:|")
     for name, values in ranks.items():
         values = np.array(values)
