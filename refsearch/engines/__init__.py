@@ -70,6 +70,7 @@ def _ray(backbone, request, config, batch_size, workers, streams, address: str |
 def _local_queries(index, k, search_options, batch_size, workers, streams) -> QueryEngine:
     from .local import LocalQueryEngine
 
+    _ = index.backbone  # loaded (and its weights checked) before the batch query opens its output
     return LocalQueryEngine(index, k, search_options, batch_size, workers, streams)
 
 
