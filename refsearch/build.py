@@ -22,6 +22,7 @@ from . import classes, layout
 from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError, InvalidArgumentError, NotFoundError
 from .engines import BackboneRequest, Engine, ExtractedBatch, Unreadable, create_engine
+from .engines.base import shipped_weights
 from .features import describe
 from .images import ImageFile, UnusableEntry, scan_images
 from .manifest import Manifest
@@ -114,9 +115,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {backbone.name}, whose cell "
                                    f"descriptors form a {backbone.grid}x{backbone.grid} grid",
                                    f"leave grid at {backbone.grid}")
-    # a weights file by its absolute path, for workers whose folder is another; a weights name as it is
-    shipped_weights = None if weights is None else str(Path(weights).resolve() if Path(weights).is_file() else weights)
-    request = BackboneRequest(config.backbone, shipped_weights, device, backbone.input_size, precision,
+    request = BackboneRequest(config.backbone, shipped_weights(weights), device, backbone.input_size, precision,
                               backbone_factory(config.backbone))
     extraction = create_engine(engine, backbone, request, config, batch_size, workers, streams, **(engine_options or {}))
     notes = [] if files else [f"{source} holds no image files (jpg, jpeg, png, webp, bmp, tif)"]

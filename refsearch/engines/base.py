@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from ..search import Index, QueryFeatures
 
 
+def shipped_weights(weights: str | os.PathLike | None) -> str | None:
+    """Backbone weights as another process is to load them: a file by its absolute path, for workers
+    whose folder is another; a weights name as it is."""
+    if weights is None:
+        return None
+    return str(Path(weights).resolve() if Path(weights).is_file() else weights)
+
+
 def _registered(name: str, factory: Callable | None) -> None:
     """Registers `factory` as backbone `name` in this process unless a backbone of that name is known."""
     from ..backbones import available_backbones, register_backbone
@@ -107,12 +115,9 @@ class IndexRequest:
     def of(cls, index: "Index") -> "IndexRequest":
         from ..backbones import backbone_factory
 
-        weights = index.weights
-        # a weights file by its absolute path, for workers whose folder is another; a weights name as it is
-        shipped = None if weights is None else str(Path(weights).resolve() if Path(weights).is_file() else weights)
         backbone = index.config.backbone
-        return cls(str(index.path.resolve()), shipped, index.device, index.search_settings, backbone,
-                   backbone_factory(backbone))
+        return cls(str(index.path.resolve()), shipped_weights(index.weights), index.device, index.search_settings,
+                   backbone, backbone_factory(backbone))
 
     def open(self) -> "Index":
         from ..search import Index
