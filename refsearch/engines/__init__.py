@@ -46,6 +46,11 @@ def create_query_engine(name: str, index: "Index", k: int, search_options: dict,
                     options, "see refsearch query --help")
 
 
+def check_query_engine(name: str) -> None:
+    """Raises InvalidArgumentError, naming those there are, when no query engine is registered as `name`."""
+    _QUERY_ENGINES.get(name)
+
+
 def _created(factory: Callable, name: str, arguments: tuple, options: dict, hint: str):
     try:
         inspect.signature(factory).bind(*arguments, **options)
@@ -88,5 +93,5 @@ register_query_engine("local")(_local_queries)
 register_query_engine("ray")(_ray_queries)
 
 __all__ = ["BackboneRequest", "Engine", "ExtractedBatch", "IndexRequest", "QueryEngine", "Unreadable",
-           "available_engines", "available_query_engines", "create_engine", "create_query_engine",
+           "available_engines", "available_query_engines", "check_query_engine", "create_engine", "create_query_engine",
            "register_engine", "register_query_engine"]

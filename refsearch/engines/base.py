@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 
 from ..config import IndexConfig, SearchSettings
+from ..errors import IndexStateError
 from ..features import PreparedImage, RawFeatures, load_prepared
 from ..images import ImageError, ImageFile
 
@@ -102,9 +103,10 @@ class ExtractedBatch:
 @dataclass(frozen=True)
 class IndexRequest:
     """How to open a query's index again in another process, as this process opened it: the same
-    folder, weights, device and search settings; `backbone_factory` as in BackboneRequest."""
+    folder, generation, weights, device and search settings; `backbone_factory` as in BackboneRequest."""
 
     path: str
+    generation: int
     weights: str | None
     device: str
     search: SearchSettings
@@ -116,14 +118,23 @@ class IndexRequest:
         from ..backbones import backbone_factory
 
         backbone = index.config.backbone
-        return cls(str(index.path.resolve()), shipped_weights(index.weights), index.device, index.search_settings,
-                   backbone, backbone_factory(backbone))
+        return cls(str(index.path.resolve()), index.generation, shipped_weights(index.weights), index.device,
+                   index.search_settings, backbone, backbone_factory(backbone))
 
     def open(self) -> "Index":
+        """The index, refused when a writer has published another generation since the query opened it:
+        the old one's files may be gone, and the query's lines come from the generation it opened."""
         from ..search import Index
 
         _registered(self.backbone, self.backbone_factory)
-        return Index.open(self.path, weights=self.weights, device=self.device, search=self.search)
+        index = Index.open(self.path, weights=self.weights, device=self.device, search=self.search)
+        if index.generation != self.generation:
+            index.close()
+            raise IndexStateError(f"{self.path} was published again (generation {index.generation}) after this "
+                                  f"query opened generation {self.generation}",
+                                  "rerun the query when the index is no longer being written: it answers the "
+                                  "photos not yet written")
+        return index
 
 
 @dataclass(frozen=True)

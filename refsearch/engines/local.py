@@ -3,14 +3,14 @@ side by side; a build hands the features back in file order, a batch query searc
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import IndexConfig
-from ..features import PreparedImage, extract
+from ..features import PreparedImage, RawFeatures, extract
 from ..images import ImageError, ImageFile
 from .base import ExtractedBatch, Unreadable, answer_embedded, embed_batch, prepared_in_order
 
@@ -26,18 +26,9 @@ class LocalEngine:
 
     def extract(self, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
         """Batches in file order; up to `streams` batches are in the network at once."""
-        with ThreadPoolExecutor(self.streams) as pool:
-            running: deque = deque()
-            for item in self._batches(files):
-                if isinstance(item, Unreadable):
-                    yield item
-                    continue
-                batch_files, images = item
-                running.append((batch_files, images, pool.submit(extract, self.backbone, images)))
-                if len(running) >= self.streams:
-                    yield _finished(*running.popleft())
-            while running:
-                yield _finished(*running.popleft())
+        jobs = _in_flight(self._batches(files), self.streams, lambda batch: extract(self.backbone, batch[1]))
+        for job, raw in jobs:
+            yield job if isinstance(job, Unreadable) else _finished(*job, raw)
 
     def _batches(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage]] | Unreadable]:
         batch_files, batch_images = [], []
@@ -67,17 +58,31 @@ class LocalQueryEngine:
         index = self.index
         prepared = prepared_in_order(photos, index.config, index.backbone.input_size, self.workers,
                                      lookahead=4 * max(self.batch_size, self.workers))
-        with ThreadPoolExecutor(self.streams) as pool:
-            running: deque = deque()
-            for start in range(0, len(photos), self.batch_size):
-                batch = photos[start:start + self.batch_size]
-                running.append(pool.submit(embed_batch, index, batch, list(islice(prepared, len(batch)))))
-                if len(running) >= self.streams:
-                    yield answer_embedded(index, running.popleft().result(), self.k, self.options)
-            while running:
-                yield answer_embedded(index, running.popleft().result(), self.k, self.options)
+        batches = ((batch, list(islice(prepared, len(batch))))
+                   for batch in (photos[start:start + self.batch_size]
+                                 for start in range(0, len(photos), self.batch_size)))
+        for _, embedded in _in_flight(batches, self.streams, lambda batch: embed_batch(index, *batch)):
+            yield answer_embedded(index, embedded, self.k, self.options)
 
 
-def _finished(files: list[ImageFile], images: list[PreparedImage], future) -> ExtractedBatch:
+def _in_flight(jobs: Iterable, streams: int, work: Callable) -> Iterator[tuple]:
+    """(job, work(job)) for each job, in order, with up to `streams` jobs worked on side by side; an
+    Unreadable among the jobs is passed straight through, as (job, None), taking no stream."""
+    with ThreadPoolExecutor(streams) as pool:
+        running: deque = deque()
+        for job in jobs:
+            if isinstance(job, Unreadable):
+                yield job, None
+                continue
+            running.append((job, pool.submit(work, job)))
+            if len(running) >= streams:
+                done, future = running.popleft()
+                yield done, future.result()
+        while running:
+            done, future = running.popleft()
+            yield done, future.result()
+
+
+def _finished(files: list[ImageFile], images: list[PreparedImage], raw: RawFeatures) -> ExtractedBatch:
     return ExtractedBatch(files, [image.original_size for image in images], [image.digest or "" for image in images],
-                          future.result())
+                          raw)

@@ -5,8 +5,10 @@ a bounded number of decoded images however many files it has; a task or actor th
 
 A build's process receives the features in file order and stores them through its one `IndexWriter`,
 batch by batch, so the index is the local engine's, and a stopped build resumes from its last committed
-batch. A batch query's actors each open the index too (its published generation when they start) and
-answer whole batches; the query's process receives the lines in photo order and writes them.
+batch. A batch query's actors each open the index too, refusing a generation other than the one the
+query opened, and answer whole batches; the query's process receives the lines in photo order and writes
+them. An error an actor meets that the user can fix (weights or an index its worker cannot see, a search
+the options refuse) is raised in the run's process as the local engine would raise it.
 
 The workers must see the images, and the index of a query, at the paths given (one machine, or a shared
 file system).
@@ -16,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..config import IndexConfig
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, RefsearchError
 from ..features import PreparedImage, RawFeatures, extract
 from ..images import ImageError, ImageFile
 from .base import BackboneRequest, ExtractedBatch, IndexRequest, Unreadable, answer_lines, prepare_safely
@@ -79,7 +82,7 @@ class RayEngine(_RayRun):
             dataset = _decoded(ray, items, self.batch_size, actors, self.config, self.request.input_size)
             dataset = _through_actors(ray, dataset, _Forward, {"request": self.request}, self.batch_size, on_gpu,
                                       actors)
-            for block in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+            for block in _blocks(dataset):
                 yield from _unpack(block, self.batch_size)
 
 
@@ -101,7 +104,7 @@ class RayQueryEngine(_RayRun):
             dataset = _through_actors(ray, dataset, _Answer, {"request": self.request, "k": self.k,
                                                               "options": self.options},
                                       self.batch_size, on_gpu, actors)
-            for block in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+            for block in _blocks(dataset):
                 yield [json.loads(line) for line in block["line"]]
 
 
@@ -133,24 +136,34 @@ def _through_actors(ray, dataset, actor: type, arguments: dict, batch_size: int,
                                num_cpus=1 if on_gpu else _CPU_ACTOR_CPUS)
 
 
+def _blocks(dataset) -> Iterator[dict]:
+    """The dataset's blocks in order, raising the first failure an actor returned."""
+    for block in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+        for failure in block["failure"]:
+            if failure:
+                raise pickle.loads(failure)
+        yield block
+
+
 @contextlib.contextmanager
 def _data_settings(ray):
     """Ray Data set for a run, and as it was afterwards: rows in file order (ids as the local engine
-    gives them, lines as it writes them), no progress bars or log lines of its own, which would break
-    into the run's bar."""
+    gives them, lines as it writes them), a failed block failing the run rather than being dropped, and
+    no progress bars or log lines of its own, which would break into the run's bar."""
     context = ray.data.DataContext.get_current()
     data_logger = logging.getLogger("ray.data")
-    saved = (context.execution_options.preserve_order, context.enable_progress_bars,
+    saved = (context.execution_options.preserve_order, context.max_errored_blocks, context.enable_progress_bars,
              context.print_on_execution_start, data_logger.level)
     context.execution_options.preserve_order = True
+    context.max_errored_blocks = 0
     context.enable_progress_bars = context.print_on_execution_start = False
-    data_logger.setLevel(logging.WARNING)
+    data_logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        (context.execution_options.preserve_order, context.enable_progress_bars,
-         context.print_on_execution_start) = saved[:3]
-        data_logger.setLevel(saved[3])
+        (context.execution_options.preserve_order, context.max_errored_blocks, context.enable_progress_bars,
+         context.print_on_execution_start) = saved[:4]
+        data_logger.setLevel(saved[4])
 
 
 @contextlib.contextmanager
@@ -194,13 +207,43 @@ def _prepared(batch: dict) -> list[PreparedImage | ImageError]:
                 batch["original_size"].tolist(), batch["digest"])]
 
 
-class _Forward:
-    """One actor: the backbone loaded once, run on every batch it is given."""
+class _Actor:
+    """An actor of a run's pool: `start` once, then `run` on every batch it is given. A RefsearchError
+    from either comes back as the block's "failure" column, for the run's process to raise: were it
+    raised here, Ray would wrap it in its own exception, or keep only its text when the actor is starting,
+    and log its traceback."""
 
-    def __init__(self, request: BackboneRequest):
-        self.backbone = request.create()
+    def __init__(self, **arguments):
+        self.failure: RefsearchError | None = None
+        try:
+            self.start(**arguments)
+        except RefsearchError as error:
+            self.failure = error
 
     def __call__(self, batch: dict) -> dict:
+        rows = len(batch["path"])
+        try:
+            if self.failure is not None:
+                raise self.failure
+            columns = self.run(batch)
+        except RefsearchError as error:
+            return {"failure": np.array([pickle.dumps(error)] * rows, dtype=object)}
+        return {**columns, "failure": np.array([b""] * rows, dtype=object)}
+
+    def start(self, **arguments) -> None:
+        raise NotImplementedError
+
+    def run(self, batch: dict) -> dict:
+        raise NotImplementedError
+
+
+class _Forward(_Actor):
+    """The backbone loaded once, run on every batch."""
+
+    def start(self, request: BackboneRequest) -> None:
+        self.backbone = request.create()
+
+    def run(self, batch: dict) -> dict:
         readable = np.flatnonzero(batch["error"] == "")
         count, backbone = len(batch["path"]), self.backbone
         # unreadable rows get zeros: every block has the same columns, and the build never reads those rows
@@ -216,15 +259,15 @@ class _Forward:
         return {**kept, "logits": logits, "global": global_, "cells": cells}
 
 
-class _Answer:
-    """One actor: the index opened once (its backbone loaded), answering every batch it is given."""
+class _Answer(_Actor):
+    """The index opened once (its backbone loaded), answering every batch."""
 
-    def __init__(self, request: IndexRequest, k: int, options: dict):
+    def start(self, request: IndexRequest, k: int, options: dict) -> None:
         self.index = request.open()
         _ = self.index.backbone
         self.k, self.options = k, options
 
-    def __call__(self, batch: dict) -> dict:
+    def run(self, batch: dict) -> dict:
         photos = [Path(str(path)) for path in batch["path"]]
         lines = answer_lines(self.index, photos, _prepared(batch), self.k, self.options)
         return {"line": np.array([json.dumps(line, separators=(",", ":")) for line in lines], dtype=object)}

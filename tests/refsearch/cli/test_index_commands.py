@@ -198,10 +198,14 @@ def test_query_a_folder_into_jsonl_resumes_and_reports_counts(built, photos, dem
                        "--engine ray answers batch queries", "--jsonl OUT.jsonl")
     assert_user_error(run("query", photos[0].parent, "--index", built, "--jsonl", output, "--actors", "2"),
                       "--address and --actors are options of --engine ray")
+    assert_user_error(run("query", photos[0].parent, "--index", built, "--jsonl", output, "--engine", "ray",
+                          "--streams", "2"), "--workers and --streams are options of the local engine",
+                      hint="--actors")
     unknown = run("query", photos[0].parent, "--index", built, "--jsonl", output, "--engine", "spark")
     assert_user_error(unknown, "unknown query engine 'spark'", hint="available: ")
     named = unknown.stderr.splitlines()[1].removeprefix("hint: available: ").split(", ")
     assert {"local", "ray"} <= set(named)
+    assert run("query", photos[0], "--index", built, "--engine", "spark").stderr == unknown.stderr
 
 
 def test_query_with_other_weights_is_refused(built, photos, changed_efficientnet_weights):

@@ -121,6 +121,10 @@ def test_build_index_engine_ray_on_the_command_line(tmp_path, copy_photos):
                                        "--actors", "2"])
     assert refused.exit_code == 2
     assert refused.stderr == "error: --address and --actors are options of --engine ray\n"
+    refused = CliRunner().invoke(app, ["build-index", str(tmp_path / "photos"), "-o", str(tmp_path / "y.index"),
+                                       "--engine", "ray", "--workers", "2"])
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: --workers and --streams are options of the local engine\nhint: ")
 
 
 def _queries(tmp_path, demo_photos) -> Path:
@@ -195,3 +199,35 @@ def test_query_engine_ray_on_the_command_line(tmp_path, copy_photos, demo_photos
     summary = json.loads(result.stdout)
     assert (summary["queries"], summary["answered"], summary["failed"]) == (8, 8, 2)
     assert len(_answers(tmp_path / "out.jsonl")) == 8
+
+
+def test_an_error_in_an_actor_is_the_error_the_local_engine_raises(tmp_path, copy_photos, tiny_build):
+    photos = copy_photos(tmp_path / "photos", 1)
+    tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    with refsearch.Index.open(tmp_path / "x.index") as index:
+        for engine in ("local", "ray"):
+            with pytest.raises(refsearch.errors.IndexStateError, match="no image other than the query itself"):
+                query_folder(index, photos, tmp_path / f"{engine}.jsonl", k=1, progress=False, engine=engine,
+                             exclude_self=True)
+
+
+def test_actors_that_cannot_open_the_index_raise_its_error(tmp_path, copy_photos, tiny_build):
+    from refsearch.engines import create_query_engine
+
+    photos = copy_photos(tmp_path / "photos", 3)
+    tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    with refsearch.Index.open(tmp_path / "x.index") as index:
+        engine = create_query_engine("ray", index, 2, {}, 2, 0, 1, actors=1)
+        (tmp_path / "x.index").rename(tmp_path / "elsewhere.index")  # as on a worker that cannot see it
+        with pytest.raises(refsearch.errors.IndexStateError, match="x.index: no such index"):
+            list(engine.answer(photos))
+
+
+def test_actors_refuse_a_generation_other_than_the_callers(tmp_path, copy_photos, demo_photos, tiny_build):
+    copy_photos(tmp_path / "photos", 3)
+    tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    with refsearch.Index.open(tmp_path / "x.index") as index:
+        copy_photos(tmp_path / "photos", demo_photos[3:4])
+        tiny_build(tmp_path / "photos", tmp_path / "x.index")  # published while the query's index is open
+        with pytest.raises(refsearch.errors.IndexStateError, match=f"generation {index.generation}"):
+            query_folder(index, [tmp_path / "photos"], tmp_path / "ray.jsonl", k=2, progress=False, engine="ray")

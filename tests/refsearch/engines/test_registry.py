@@ -74,3 +74,40 @@ def test_a_registered_query_engine_answers_a_batch_query(tmp_path, copy_photos, 
         with pytest.raises(InvalidArgumentError, match="engine local does not take these options"):
             query_folder(index, photos, tmp_path / "other.jsonl", engine_options={"actors": 2}, progress=False)
     assert not (tmp_path / "other.jsonl").exists()
+
+
+class _MisorderingQueryEngine(LocalQueryEngine):
+    """A faulty query engine: its second batch comes back reversed, or never comes back."""
+
+    def __init__(self, *arguments, fault: str):
+        super().__init__(*arguments)
+        self.fault = fault
+
+    def answer(self, photos):
+        for number, lines in enumerate(super().answer(photos)):
+            if number == 1:
+                if self.fault == "drops":
+                    return
+                lines = lines[::-1]
+            yield lines
+
+
+@register_query_engine("misordering-test")
+def _misordering_queries(index, k, search_options, batch_size, workers, streams, fault="reverses"):
+    return _MisorderingQueryEngine(index, k, search_options, batch_size, workers, streams, fault=fault)
+
+
+@pytest.mark.parametrize("fault, message", [("reverses", "answered .* where .* were next"),
+                                            ("drops", "answered 2 of 4 photos")])
+def test_lines_for_other_photos_than_those_next_or_too_few_are_refused(tmp_path, copy_photos, tiny_build, fault,
+                                                                       message):
+    copy_photos(tmp_path / "photos", 4)
+    tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    output = tmp_path / "out.jsonl"
+    with refsearch.Index.open(tmp_path / "x.index") as index:
+        with pytest.raises(RuntimeError, match=f"the misordering-test query engine {message}"):
+            query_folder(index, [tmp_path / "photos"], output, k=2, batch_size=2, progress=False,
+                         engine="misordering-test", engine_options={"fault": fault})
+        assert len(output.read_text().splitlines()) == 2  # the first batch, right; nothing after it
+        resumed = query_folder(index, [tmp_path / "photos"], output, k=2, batch_size=2, progress=False)
+    assert (resumed.already_done, resumed.answered) == (2, 2)
