@@ -1,6 +1,6 @@
 """The Ray engines on a local Ray of two CPUs: the same index as the local engine, a worker that dies
 mid-build, resuming, and the command line; batch queries that write the local engine's lines, resume,
-and survive a worker that dies."""
+survive a worker that dies, and raise the errors workers meet as the local engine raises them."""
 from __future__ import annotations
 
 import functools
@@ -231,3 +231,21 @@ def test_actors_refuse_a_generation_other_than_the_callers(tmp_path, copy_photos
         tiny_build(tmp_path / "photos", tmp_path / "x.index")  # published while the query's index is open
         with pytest.raises(refsearch.errors.IndexStateError, match=f"generation {index.generation}"):
             query_folder(index, [tmp_path / "photos"], tmp_path / "ray.jsonl", k=2, progress=False, engine="ray")
+
+
+class _LoadsOnlyInTheDriver(tiny_backbone.TinyBackbone):
+    """The tiny backbone, whose weights only the test's own process can find, as on a worker that does
+    not see the weights file."""
+
+    def __init__(self, weights=None, driver: int = 0):
+        if os.getpid() != driver:
+            raise refsearch.errors.InvalidArgumentError("weights.pt: no such weights file", "copy it to the workers")
+        super().__init__(weights)
+
+
+def test_a_build_whose_actors_cannot_load_the_backbone_raises_its_error(tmp_path, copy_photos, tiny_config):
+    copy_photos(tmp_path / "photos", 4)
+    register_backbone("tiny-driver-only")(functools.partial(_LoadsOnlyInTheDriver, driver=os.getpid()))
+    with pytest.raises(refsearch.errors.InvalidArgumentError, match="weights.pt: no such weights file"):
+        refsearch.build_index(tmp_path / "photos", tmp_path / "x.index", tiny_config.with_(backbone="tiny-driver-only"),
+                              progress=False, engine="ray", engine_options={"actors": 1})
