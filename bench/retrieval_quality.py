@@ -3,6 +3,9 @@ gate sees gray photos: today's ranking against each change of issue 14 alone and
 
 The fixed split: of the sample photos in file-name order (one per class), every ninth from the fifth on
 (positions 4, 13, 22, ...) is held out: 100 query photos whose classes the index of the other 800 lacks.
+`--folds` names other splits too (fold f holds out positions f, f + 9, ...; all nine folds query every
+photo once, each against its own index of 800), and then the per-fold tables are followed by each
+variant's figures over all folds' queries, with its relevance paired against the first variant's.
 Each held-out photo is queried as its luminance, k=5. Printed per variant:
 - relevance@5: the mean Wu-Palmer similarity (refsearch.taxonomy) of the returned labels to the query's
   class, normalised per query between a random pick from the index (0) and the best five it holds (1);
@@ -12,7 +15,7 @@ Each held-out photo is queried as its luminance, k=5. Printed per variant:
   mean a, b of the references' pixels in that bin), against the original photo;
 - build images/s (the 800 photos) and query ms (network and search, per query).
 
-    python bench/retrieval_quality.py [--queries 100] [--weights FILE] [--only NAME ...]
+    python bench/retrieval_quality.py [--queries 100] [--weights FILE] [--only NAME ...] [--folds 0 1 ... 8]
 """
 from __future__ import annotations
 
@@ -34,9 +37,17 @@ _TRANSFER_SHORT_SIDE = 256
 _L_BINS = 16
 
 
-def split(photos):
-    held_out = [p for i, p in enumerate(photos) if i % 9 == 4]
-    return [p for i, p in enumerate(photos) if i % 9 != 4], held_out
+FOLDS = 9
+
+
+def split(photos, fold: int = 4):
+    held_out = [p for i, p in enumerate(photos) if i % FOLDS == fold]
+    return [p for i, p in enumerate(photos) if i % FOLDS != fold], held_out
+
+
+def fold_folder(fold: int) -> Path:
+    """The cache folder of a fold's photos and indexes; fold 4's is the one the fixed split always used."""
+    return CACHE / "quality" if fold == 4 else CACHE / "quality" / f"fold-{fold}"
 
 
 @dataclass(frozen=True)
@@ -81,15 +92,16 @@ def variants(gray_weights: str) -> list[Variant]:
 
 
 def ensure_index(build: Build, photos_dir: Path) -> tuple[Index, float]:
-    """The index of the 800 photos for a build (cached), and its build rate (nan when it was cached)."""
-    path = CACHE / "quality" / f"{build.name}.index"
+    """The index of the 800 photos for a build (cached beside them), and its build rate (nan when it was
+    cached)."""
+    path = photos_dir.parent / f"{build.name}.index"
     summary = build_index(photos_dir, path, IndexConfig(input_size=build.input_size, crop=build.crop),
                           weights=build.weights, progress=False)
     return Index.open(path, weights=build.weights), summary.images_per_second if summary.added else float("nan")
 
 
-def linked_folder(indexed: list[Path]) -> Path:
-    folder = CACHE / "quality" / "photos"
+def linked_folder(indexed: list[Path], fold: int) -> Path:
+    folder = fold_folder(fold) / "photos"
     folder.mkdir(parents=True, exist_ok=True)
     for photo in indexed:
         link = folder / photo.name
@@ -150,25 +162,18 @@ class Transfer:
         return psnr(colorize_gray(gray, mean_ab[bins]), original)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--weights", default="gray", help="the gray-adapted weights (default: the shipped ones)")
-    parser.add_argument("--only", nargs="*", help="run only the variants whose names start so")
-    args = parser.parse_args()
-    print(f"machine: {machine()}; load average at start {load_avg()}")
-    indexed, held_out = split(sample_photos())
+def run_fold(fold: int, args, wup: np.ndarray, transfer: Transfer) -> dict[str, dict]:
+    """Each chosen variant's per-query figures on one fold, its table printed."""
+    indexed, held_out = split(sample_photos(), fold)
     held_out = held_out[:args.queries]
-    folder = linked_folder(indexed)
-    wup = wu_palmer_matrix()
-    transfer = Transfer()
+    folder = linked_folder(indexed, fold)
     query_rows = [classes.class_index(p.name[:9]) for p in held_out]
     indexed_rows = np.array([classes.class_index(p.name[:9]) for p in indexed])
     similarity = wup[np.ix_(query_rows, indexed_rows)]  # (queries, indexed photos)
     random_pick = similarity.mean(axis=1)
     best_pick = -np.sort(-similarity, axis=1)[:, :K].mean(axis=1)
     opened: dict[str, tuple[Index, float, float]] = {}
-    rows = []
+    found: dict[str, dict] = {}
     for variant in variants(args.weights):
         if args.only and not any(variant.name.startswith(prefix) for prefix in args.only):
             continue
@@ -176,25 +181,68 @@ def main() -> None:
             index, rate = ensure_index(variant.build, folder)
             opened[variant.build.name] = (index, rate, colour_top1(index, held_out))
         index, rate, colour = opened[variant.build.name]
-        relevance, gray_correct, psnrs, latency = [], 0, [], []
+        relevance, gray, psnrs, latency = [], [], [], []
         with Index.open(index.path, weights=variant.build.weights, search=variant.search) as searched:
             searched._backbone = index.backbone
             for photo, row, low, high in zip(held_out, query_rows, random_pick, best_pick):
                 response = searched.search(Image.open(photo).convert("L"), k=K)
                 labels = [classes.class_index(r.label) for r in response.results]
                 relevance.append((wup[row, labels].mean() - low) / (high - low))
-                gray_correct += response.predicted[0].wnid == photo.name[:9]
+                gray.append(response.predicted[0].wnid == photo.name[:9])
                 psnrs.append(transfer.psnr(photo, [r.path for r in response.results[:3]]))
                 latency.append(response.forward_ms + response.search_ms)
-        rows.append((variant.name, np.mean(relevance), gray_correct / len(held_out), colour, np.mean(psnrs),
-                     rate, np.median(latency)))
-        print(f"  {variant.name}: relevance@5 {np.mean(relevance):.3f}", flush=True)
-    print(f"\n{len(held_out)} held-out photos queried as gray, k={K}, against an index of {len(indexed)} photos "
-          f"of other classes; load average at end {load_avg()}")
+        found[variant.name] = {"relevance": relevance, "gray": gray, "colour": colour, "psnr": psnrs,
+                               "rate": [rate], "latency": latency}
+        print(f"  fold {fold}, {variant.name}: relevance@5 {np.mean(relevance):.3f}", flush=True)
+    for index, _, _ in opened.values():
+        index.close()
+    print(f"\nfold {fold}: {len(held_out)} held-out photos queried as gray, k={K}, against an index of "
+          f"{len(indexed)} photos of other classes; load average at end {load_avg()}")
+    print_table(found)
+    return found
+
+
+def print_table(found: dict[str, dict]) -> None:
     print("| variant | relevance@5 (normalised) | gray top-1 | colour top-1 | transfer PSNR (dB) | build img/s | "
           "query ms (median) |\n|---|---:|---:|---:|---:|---:|---:|")
-    for name, rel, gray, colour, quality, rate, ms in rows:
-        print(f"| {name} | {rel:.3f} | {gray:.0%} | {colour:.0%} | {quality:.2f} | {rate:.1f} | {ms:.0f} |")
+    for name, f in found.items():
+        rates = [rate for rate in f["rate"] if not np.isnan(rate)]  # nan: the index was cached
+        print(f"| {name} | {np.mean(f['relevance']):.3f} | {np.mean(f['gray']):.0%} | "
+              f"{np.mean(f['colour']):.0%} | {np.mean(f['psnr']):.2f} | {np.mean(rates) if rates else np.nan:.1f} | "
+              f"{np.median(f['latency']):.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=int, default=100, help="held-out photos queried per fold")
+    parser.add_argument("--weights", default="gray", help="the gray-adapted weights (default: the shipped ones)")
+    parser.add_argument("--only", nargs="*", help="run only the variants whose names start so")
+    parser.add_argument("--folds", nargs="*", type=int, default=[4], choices=range(FOLDS), metavar="FOLD",
+                        help=f"the splits to run, 0 to {FOLDS - 1} (default 4, the fixed split)")
+    args = parser.parse_args()
+    print(f"machine: {machine()}; load average at start {load_avg()}")
+    wup = wu_palmer_matrix()
+    transfer = Transfer()
+    overall: dict[str, dict] = {}
+    fold_relevance: dict[str, list[float]] = {}
+    for fold in args.folds:
+        for name, figures in run_fold(fold, args, wup, transfer).items():
+            pooled = overall.setdefault(name, {key: [] for key in figures})
+            for key, values in figures.items():
+                pooled[key].extend(values if isinstance(values, list) else [values])
+            fold_relevance.setdefault(name, []).append(float(np.mean(figures["relevance"])))
+    if len(args.folds) < 2:
+        return
+    print(f"\nall {len(args.folds)} folds, {len(next(iter(overall.values()))['relevance'])} queries "
+          f"(colour top-1 and build img/s: the mean of the folds')")
+    print_table(overall)
+    baseline, *others = overall
+    for name in others:
+        difference = np.array(overall[name]["relevance"]) - np.array(overall[baseline]["relevance"])
+        per_fold = np.array(fold_relevance[name]) - np.array(fold_relevance[baseline])
+        print(f"relevance@5, {name} minus {baseline}: {difference.mean():+.3f} (standard error "
+              f"{difference.std(ddof=1) / np.sqrt(len(difference)):.3f}; per fold "
+              f"{', '.join(f'{d:+.3f}' for d in per_fold)})")
 
 
 if __name__ == "__main__":

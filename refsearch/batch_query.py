@@ -98,8 +98,8 @@ def _check_order(engine: str, lines: list[dict], photos: list[Path]) -> None:
     would make a rerun skip the right one."""
     named = [line.get("query") for line in lines]
     if named != [str(photo) for photo in photos]:
-        raise RuntimeError(f"the {engine} query engine answered {named[:3]}... where {[str(p) for p in photos[:3]]}... "
-                           f"were next")
+        expected = [str(photo) for photo in photos[:3]]
+        raise RuntimeError(f"the {engine} query engine answered {named[:3]}... where {expected}... were next")
 
 
 def _answered_queries(handle, output: Path) -> set[str]:

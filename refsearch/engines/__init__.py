@@ -93,5 +93,5 @@ register_query_engine("local")(_local_queries)
 register_query_engine("ray")(_ray_queries)
 
 __all__ = ["BackboneRequest", "Engine", "ExtractedBatch", "IndexRequest", "QueryEngine", "Unreadable",
-           "available_engines", "available_query_engines", "check_query_engine", "create_engine", "create_query_engine",
-           "register_engine", "register_query_engine"]
+           "available_engines", "available_query_engines", "check_query_engine", "create_engine",
+           "create_query_engine", "register_engine", "register_query_engine"]

@@ -246,7 +246,7 @@ class _Forward(_Actor):
     def run(self, batch: dict) -> dict:
         readable = np.flatnonzero(batch["error"] == "")
         count, backbone = len(batch["path"]), self.backbone
-        # unreadable rows get zeros: every block has the same columns, and the build never reads those rows
+        # unreadable rows get zeros, so that feature blocks share their columns; the build never reads them
         logits = np.zeros((count, 1000), np.float32)
         global_ = np.zeros((count, backbone.global_dim), np.float32)
         cells = np.zeros((count, backbone.grid * backbone.grid, backbone.cell_dim), np.float32)
