@@ -169,11 +169,18 @@ def _data_settings(ray):
 @contextlib.contextmanager
 def _connected(ray, address: str | None):
     """Ray as the caller left it: joined if already initialised here, else started (or, with `address` or
-    RAY_ADDRESS, connected) for the run and shut down after it."""
+    RAY_ADDRESS, connected) for the run and shut down after it. Ray's notices while starting (such as
+    that of its token authentication) are kept from the run's output; its errors are not."""
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray_logger = logging.getLogger("ray")
+    level = ray_logger.level
+    ray_logger.setLevel(logging.ERROR)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    finally:
+        ray_logger.setLevel(level)
     try:
         yield
     finally:
