@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,6 +180,13 @@ def _connected(ray, address: str | None):
     ray_logger.setLevel(logging.ERROR)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except ConnectionError as error:
+        cluster = address or os.environ.get("RAY_ADDRESS") or "this machine"
+        raise InvalidArgumentError(
+            f"cannot join the Ray cluster at {cluster} ({error})",
+            "check the address and that the cluster is up; a cluster with token authentication (Ray's default "
+            "when it has a token) also needs RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or "
+            "~/.ray/auth_token") from None
     finally:
         ray_logger.setLevel(level)
     try:

@@ -1,0 +1,105 @@
+"""The Ray engines joining a cluster started apart from the test (`ray start --head`, with token
+authentication, Ray's default), from `refsearch` processes that join it by --address or by RAY_ADDRESS:
+the build equals a local build, the batch query writes the local engine's lines, the cluster outlives
+the runs that joined it, and a process without the cluster's token gets an error line. The processes
+run the real network: another process does not know the test backbones."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray", reason="the Ray engine's tests need the [ray] extra")
+from typer.testing import CliRunner  # noqa: E402
+
+import refsearch  # noqa: E402
+from refsearch.cli import app  # noqa: E402
+
+RAY = Path(sys.executable).parent / "ray"
+AUTH = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _environment(**settings: str) -> dict:
+    """This process's environment without Ray's authentication settings, plus `settings`."""
+    return {**{name: value for name, value in os.environ.items() if name not in AUTH}, **settings}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """(address, the environment of a process that holds the cluster's token)."""
+    if not RAY.exists():
+        pytest.skip(f"no `ray` command beside {sys.executable}")
+    with_token = _environment(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    port = _free_port()
+    started = subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2",
+                              "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, env=with_token, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        yield f"127.0.0.1:{port}", with_token
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=with_token, timeout=120)
+
+
+def _refsearch(*arguments, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "refsearch", *map(str, arguments)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def _lines(path: Path) -> list[dict]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        line.pop("forward_ms"), line.pop("search_ms")
+    return lines
+
+
+def test_runs_join_a_cluster_by_address_or_ray_address_and_leave_it_running(tmp_path, copy_photos, cluster):
+    address, with_token = cluster
+    photos = copy_photos(tmp_path / "photos", 4)
+    built = _refsearch("build-index", tmp_path / "photos", "-o", tmp_path / "ray.index", "--engine", "ray",
+                       "--address", address, "--actors", "1", "--json", "-q", env=with_token)
+    assert built.returncode == 0, built.stderr
+    assert json.loads(built.stdout)["added"] == 4
+    local = CliRunner().invoke(app, ["build-index", str(tmp_path / "photos"), "-o", str(tmp_path / "local.index"),
+                                     "-q"])
+    assert local.exit_code == 0, local.output
+    with refsearch.Index.open(tmp_path / "ray.index") as on_ray, refsearch.Index.open(tmp_path / "local.index") as here:
+        assert ([(r.path, r.label, r.digest) for r in on_ray.records()] ==
+                [(r.path, r.label, r.digest) for r in here.records()])
+
+    answered = _refsearch("query", tmp_path / "photos", "--index", tmp_path / "local.index", "-k", "3", "--jsonl",
+                          tmp_path / "ray.jsonl", "--engine", "ray", "--actors", "1", "-q",
+                          env={**with_token, "RAY_ADDRESS": address})
+    assert answered.returncode == 0, answered.stderr
+    here = CliRunner().invoke(app, ["query", str(tmp_path / "photos"), "--index", str(tmp_path / "local.index"),
+                                    "-k", "3", "--jsonl", str(tmp_path / "local.jsonl"), "-q"])
+    assert here.exit_code == 0, here.output
+    assert _lines(tmp_path / "ray.jsonl") == _lines(tmp_path / "local.jsonl")
+    assert len(_lines(tmp_path / "ray.jsonl")) == len(photos)
+
+    status = subprocess.run([str(RAY), "status", f"--address={address}"], capture_output=True, text=True,
+                            env=with_token, timeout=60)
+    assert status.returncode == 0, status.stderr  # still up after both runs
+
+
+def test_a_process_without_the_clusters_token_gets_an_error_line(tmp_path, copy_photos, cluster):
+    address, _ = cluster
+    copy_photos(tmp_path / "photos", 2)
+    result = _refsearch("build-index", tmp_path / "photos", "-o", tmp_path / "x.index", "--engine", "ray",
+                        "--address", address, "-q", env=_environment(RAY_AUTH_MODE="disabled"))
+    assert result.returncode == 2, result.stderr
+    error, hint = result.stderr.splitlines()[-2:]
+    assert error.startswith(f"error: cannot join the Ray cluster at {address} (")
+    assert hint.startswith("hint: check the address") and "RAY_AUTH_MODE=token" in hint
