@@ -11,6 +11,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,19 +39,39 @@ def _environment(**settings: str) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """(address, the environment of a process that holds the cluster's token)."""
+    """(address, the environment of a process that holds the cluster's token). `--block` ties the cluster
+    to the `ray start` process, so that stopping it stops this cluster alone, not any other Ray here."""
     if not RAY.exists():
         pytest.skip(f"no `ray` command beside {sys.executable}")
     with_token = _environment(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
-    port = _free_port()
-    started = subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2",
-                              "--include-dashboard=false", "--disable-usage-stats"],
-                             capture_output=True, text=True, env=with_token, timeout=120)
+    address = f"127.0.0.1:{_free_port()}"
+    head = subprocess.Popen([str(RAY), "start", "--head", f"--port={address.split(':')[1]}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats", "--block"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=with_token)
     try:
-        assert started.returncode == 0, started.stderr
-        yield f"127.0.0.1:{port}", with_token
+        deadline = time.monotonic() + 120
+        while not _listening(address):
+            assert head.poll() is None, "ray start --head exited"
+            assert time.monotonic() < deadline, "the cluster did not come up in 2 minutes"
+            time.sleep(1)
+        yield address, with_token
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=with_token, timeout=120)
+        head.terminate()
+        head.wait(timeout=120)
+
+
+def _listening(address: str) -> bool:
+    host, port = address.split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _status(address: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(RAY), "status", f"--address={address}"], capture_output=True, text=True, env=env,
+                          timeout=60)
 
 
 def _refsearch(*arguments, env: dict) -> subprocess.CompletedProcess:
@@ -89,8 +110,7 @@ def test_runs_join_a_cluster_by_address_or_ray_address_and_leave_it_running(tmp_
     assert _lines(tmp_path / "ray.jsonl") == _lines(tmp_path / "local.jsonl")
     assert len(_lines(tmp_path / "ray.jsonl")) == len(photos)
 
-    status = subprocess.run([str(RAY), "status", f"--address={address}"], capture_output=True, text=True,
-                            env=with_token, timeout=60)
+    status = _status(address, with_token)
     assert status.returncode == 0, status.stderr  # still up after both runs
 
 
