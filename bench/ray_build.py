@@ -94,7 +94,7 @@ def main() -> None:
     try:
         local_rate, local_seconds = timed_build(source, scratch / "local.index")
         started = time.perf_counter()
-        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - started
         rows = [("local (threads)", "-", local_rate, local_seconds)]
         for actors in (1, 2):

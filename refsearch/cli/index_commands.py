@@ -46,7 +46,8 @@ def build_index_command(
     engine: str = typer.Option("local", "--engine", help="Where images are decoded and the network runs: "
                                "local (this process's threads) or ray (a Ray cluster; pip install "
                                "'refsearch[ray]'). This process writes the index either way."),
-    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join "
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join, "
+                                          "HOST:PORT, or auto for a `ray start` cluster of this machine "
                                           "(default $RAY_ADDRESS, else a Ray started on this machine for the "
                                           "build)."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --engine ray: backbone actors, "
@@ -152,7 +153,8 @@ def query_command(
     engine: str = typer.Option("local", "--engine", help="With --jsonl: where photos are decoded and answered: "
                                "local (this process) or ray (a Ray cluster, each actor opening the index; pip "
                                "install 'refsearch[ray]'). This process writes the file either way."),
-    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join "
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join, "
+                                          "HOST:PORT, or auto for a `ray start` cluster of this machine "
                                           "(default $RAY_ADDRESS, else a Ray started on this machine)."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --engine ray: actors answering, "
                                          "each opening the index and loading the network once (default: one "

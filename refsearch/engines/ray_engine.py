@@ -169,8 +169,9 @@ def _data_settings(ray):
 
 @contextlib.contextmanager
 def _connected(ray, address: str | None):
-    """Ray as the caller left it: joined if already initialised here, else started (or, with `address` or
-    RAY_ADDRESS, connected) for the run and shut down after it. Ray's notices while starting (such as
+    """Ray as the caller left it: joined if already initialised here, else connected to `address` or
+    RAY_ADDRESS, else started on this machine (even where a `ray start` cluster runs here: joining one is
+    asked for by address), for the run, and shut down after it. Ray's notices while starting (such as
     that of its token authentication) are kept from the run's output; its errors are not."""
     if ray.is_initialized():
         yield
@@ -178,10 +179,10 @@ def _connected(ray, address: str | None):
     ray_logger = logging.getLogger("ray")
     level = ray_logger.level
     ray_logger.setLevel(logging.ERROR)
+    cluster = address or os.environ.get("RAY_ADDRESS") or None
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address=cluster or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     except ConnectionError as error:
-        cluster = address or os.environ.get("RAY_ADDRESS") or "this machine"
         raise InvalidArgumentError(
             f"cannot join the Ray cluster at {cluster} ({error})",
             "check the address and that the cluster is up; a cluster with token authentication (Ray's default "

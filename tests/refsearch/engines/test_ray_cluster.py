@@ -58,6 +58,10 @@ def cluster():
     finally:
         head.terminate()
         head.wait(timeout=120)
+        for _ in range(30):  # its processes end after it
+            if not _listening(address):
+                break
+            time.sleep(1)
 
 
 def _listening(address: str) -> bool:

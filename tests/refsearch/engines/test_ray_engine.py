@@ -27,7 +27,7 @@ def local_ray():
     # Ray's workers cannot import the test modules: ship the test backbones' code along with them.
     ray.cloudpickle.register_pickle_by_value(tiny_backbone)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
