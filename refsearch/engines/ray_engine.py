@@ -78,7 +78,7 @@ class RayEngine(_RayRun):
 
     def _run(self, ray, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
         items = [{"path": str(f.path), "size": f.size, "mtime": f.mtime_ns} for f in files]
-        on_gpu, actors = _actor_pool(ray, self.request.device, self.actors)
+        on_gpu, actors = _actor_pool(ray, self.request.device, self.actors, -(-len(items) // self.batch_size))
         with _data_settings(ray):
             dataset = _decoded(ray, items, self.batch_size, actors, self.config, self.request.input_size)
             dataset = _through_actors(ray, dataset, _Forward, {"request": self.request}, self.batch_size, on_gpu,
@@ -98,7 +98,7 @@ class RayQueryEngine(_RayRun):
         return self._streamed(photos)
 
     def _run(self, ray, photos: list[Path]) -> Iterator[list[dict]]:
-        on_gpu, actors = _actor_pool(ray, self.request.device, self.actors)
+        on_gpu, actors = _actor_pool(ray, self.request.device, self.actors, -(-len(photos) // self.batch_size))
         with _data_settings(ray):
             dataset = _decoded(ray, [{"path": str(p)} for p in photos], self.batch_size, actors, self.config,
                                self.input_size)
@@ -109,15 +109,16 @@ class RayQueryEngine(_RayRun):
                 yield [json.loads(line) for line in block["line"]]
 
 
-def _actor_pool(ray, device: str, actors: int | None) -> tuple[bool, int]:
+def _actor_pool(ray, device: str, actors: int | None, batches: int) -> tuple[bool, int]:
     """Whether each actor takes a GPU (a device other than cpu), and how many actors: `actors`, else one
-    for each GPU or each CPU of the cluster."""
+    for each GPU or each CPU of the cluster, and never more than the run's `batches`."""
     on_gpu = device != "cpu"
     resources = ray.cluster_resources()
     if on_gpu and resources.get("GPU", 0) < 1:
         raise InvalidArgumentError(f"--device {device} asked for, but the Ray cluster has no GPU",
                                    "use --device cpu, or a cluster with GPU nodes")
-    return on_gpu, actors or (int(resources.get("GPU", 0)) if on_gpu else max(1, int(resources.get("CPU", 1))))
+    pool = actors or (int(resources.get("GPU", 0)) if on_gpu else max(1, int(resources.get("CPU", 1))))
+    return on_gpu, min(pool, batches)
 
 
 def _decoded(ray, items: list[dict], batch_size: int, actors: int, config: IndexConfig, size: int):
