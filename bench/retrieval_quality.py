@@ -5,7 +5,8 @@ The fixed split: of the sample photos in file-name order (one per class), every 
 (positions 4, 13, 22, ...) is held out: 100 query photos whose classes the index of the other 800 lacks.
 `--folds` names other splits too (fold f holds out positions f, f + 9, ...; all nine folds query every
 photo once, each against its own index of 800), and then the per-fold tables are followed by each
-variant's figures over all folds' queries, with its relevance paired against the first variant's.
+variant's figures over all folds' queries, with its relevance paired against that of the first variant
+run (in this file's order of variants, whatever the order of --only).
 Each held-out photo is queried as its luminance, k=5. Printed per variant:
 - relevance@5: the mean Wu-Palmer similarity (refsearch.taxonomy) of the returned labels to the query's
   class, normalised per query between a random pick from the index (0) and the best five it holds (1);
@@ -217,9 +218,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100, help="held-out photos queried per fold")
     parser.add_argument("--weights", default="gray", help="the gray-adapted weights (default: the shipped ones)")
     parser.add_argument("--only", nargs="*", help="run only the variants whose names start so")
-    parser.add_argument("--folds", nargs="*", type=int, default=[4], choices=range(FOLDS), metavar="FOLD",
+    parser.add_argument("--folds", nargs="+", type=int, default=[4], choices=range(FOLDS), metavar="FOLD",
                         help=f"the splits to run, 0 to {FOLDS - 1} (default 4, the fixed split)")
     args = parser.parse_args()
+    args.folds = sorted(set(args.folds))
     print(f"machine: {machine()}; load average at start {load_avg()}")
     wup = wu_palmer_matrix()
     transfer = Transfer()

@@ -67,7 +67,8 @@ class LocalQueryEngine:
 
 def _in_flight(jobs: Iterable, streams: int, work: Callable) -> Iterator[tuple]:
     """(job, work(job)) for each job, in order, with up to `streams` jobs worked on side by side; an
-    Unreadable among the jobs is passed straight through, as (job, None), taking no stream."""
+    Unreadable among the jobs is passed straight through, as (job, None), taking no stream and so coming
+    out ahead of jobs still being worked on."""
     with ThreadPoolExecutor(streams) as pool:
         running: deque = deque()
         for job in jobs:

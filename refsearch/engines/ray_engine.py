@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import IndexConfig
-from ..errors import InvalidArgumentError, RefsearchError
+from ..errors import USER_FILE_ERRORS, InvalidArgumentError, RefsearchError
 from ..features import PreparedImage, RawFeatures, extract
 from ..images import ImageError, ImageFile
 from .base import BackboneRequest, ExtractedBatch, IndexRequest, Unreadable, answer_lines, prepare_safely
@@ -39,6 +39,8 @@ _CPU_ACTOR_CPUS = 1 - _DECODE_CPUS
 # Files a Ray Data block holds: each block is one decode task and one round trip to an actor, so blocks
 # of a few batches keep Ray's scheduling small against the work, and many blocks keep every actor busy.
 _BLOCK_FILES = 64
+# What an actor returns as data rather than raising (see _Actor).
+USER_ERRORS = (RefsearchError, *USER_FILE_ERRORS)
 
 
 def _import_ray():
@@ -123,9 +125,9 @@ def _actor_pool(ray, device: str, actors: int | None, batches: int) -> tuple[boo
 
 def _decoded(ray, items: list[dict], batch_size: int, actors: int, config: IndexConfig, size: int):
     """The items (each naming a "path") as a dataset, decoded in CPU tasks a block at a time; a block
-    goes to one actor, so a run of a few batches still has a block for each actor."""
-    batches = -(-len(items) // batch_size)
-    blocks = max(1, -(-len(items) // max(_BLOCK_FILES, batch_size)), min(actors, batches))
+    goes to one actor, so a run of a few batches still has a block for each actor (a pool holds no more
+    actors than the run has batches)."""
+    blocks = max(-(-len(items) // max(_BLOCK_FILES, batch_size)), actors)
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
     return dataset.map_batches(_decode, fn_kwargs={"config": config, "size": size}, batch_size=None,
                                batch_format="numpy", num_cpus=_DECODE_CPUS)
@@ -139,12 +141,17 @@ def _through_actors(ray, dataset, actor: type, arguments: dict, batch_size: int,
 
 
 def _blocks(dataset) -> Iterator[dict]:
-    """The dataset's blocks in order, raising the first failure an actor returned."""
+    """The dataset's blocks in order, up to the first failure an actor returned, which is then raised:
+    the rows before it in its block are handed on first, as the local engine hands on the batches
+    before a failing one."""
     for block in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-        for failure in block["failure"]:
-            if failure:
-                raise pickle.loads(failure)
-        yield block
+        failed = np.flatnonzero(block["failure"] != b"")
+        if not len(failed):
+            yield block
+            continue
+        if failed[0]:
+            yield {name: column[:failed[0]] for name, column in block.items()}
+        raise pickle.loads(block["failure"][failed[0]])
 
 
 @contextlib.contextmanager
@@ -184,8 +191,10 @@ def _connected(ray, address: str | None):
     try:
         ray.init(address=cluster or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     except ConnectionError as error:
+        # Ray's own rule: RAY_ADDRESS overrides "auto"
+        joined = os.environ.get("RAY_ADDRESS") if cluster == "auto" and os.environ.get("RAY_ADDRESS") else cluster
         raise InvalidArgumentError(
-            f"cannot join the Ray cluster at {cluster} ({error})",
+            f"cannot join the Ray cluster at {joined} ({error})",
             "check the address and that the cluster is up; a cluster with token authentication (Ray's default "
             "when it has a token) also needs RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or "
             "~/.ray/auth_token") from None
@@ -225,32 +234,38 @@ def _prepared(batch: dict) -> list[PreparedImage | ImageError]:
 
 
 class _Actor:
-    """An actor of a run's pool: `start` once, then `run` on every batch it is given. A RefsearchError
-    from either comes back as the block's "failure" column, for the run's process to raise: were it
-    raised here, Ray would wrap it in its own exception, or keep only its text when the actor is starting,
-    and log its traceback."""
+    """An actor of a run's pool: `start` once, then `run` on every batch it is given. An error the user
+    can fix (a RefsearchError, or one of the file errors the command line reports as the user's) comes
+    back as the batch's "failure" column, for the run's process to raise: were it raised here, Ray would
+    wrap it in its own exception, or keep only its text when the actor is starting, and log its traceback.
+    A batch that fails in `run` keeps the columns of `unanswered`, so that it shares a block with the
+    batches that did not fail; an actor that failed to start fails every batch of its blocks alike."""
 
     def __init__(self, **arguments):
-        self.failure: RefsearchError | None = None
+        self.failure = b""
         try:
             self.start(**arguments)
-        except RefsearchError as error:
-            self.failure = error
+        except USER_ERRORS as error:
+            self.failure = pickle.dumps(error)
 
     def __call__(self, batch: dict) -> dict:
         rows = len(batch["path"])
+        if self.failure:
+            return {"failure": np.full(rows, self.failure, dtype=object)}
         try:
-            if self.failure is not None:
-                raise self.failure
             columns = self.run(batch)
-        except RefsearchError as error:
-            return {"failure": np.array([pickle.dumps(error)] * rows, dtype=object)}
-        return {**columns, "failure": np.array([b""] * rows, dtype=object)}
+        except USER_ERRORS as error:
+            return {**self.unanswered(batch), "failure": np.full(rows, pickle.dumps(error), dtype=object)}
+        return {**columns, "failure": np.full(rows, b"", dtype=object)}
 
     def start(self, **arguments) -> None:
         raise NotImplementedError
 
     def run(self, batch: dict) -> dict:
+        raise NotImplementedError
+
+    def unanswered(self, batch: dict) -> dict:
+        """`run`'s columns for a batch it could not answer."""
         raise NotImplementedError
 
 
@@ -262,18 +277,22 @@ class _Forward(_Actor):
 
     def run(self, batch: dict) -> dict:
         readable = np.flatnonzero(batch["error"] == "")
-        count, backbone = len(batch["path"]), self.backbone
-        # unreadable rows get zeros, so that feature blocks share their columns; the build never reads them
-        logits = np.zeros((count, 1000), np.float32)
-        global_ = np.zeros((count, backbone.global_dim), np.float32)
-        cells = np.zeros((count, backbone.grid * backbone.grid, backbone.cell_dim), np.float32)
+        columns = self.unanswered(batch)
         if len(readable):
             images = [PreparedImage(batch["pixels"][row], batch["histograms"][row], (0, 0), None) for row in readable]
-            found = extract(backbone, images)
-            logits[readable], global_[readable], cells[readable] = found.logits, found.global_, found.cells
+            found = extract(self.backbone, images)
+            columns["logits"][readable], columns["global"][readable] = found.logits, found.global_
+            columns["cells"][readable] = found.cells
+        return columns
+
+    def unanswered(self, batch: dict) -> dict:
+        # zeros, so that feature blocks share their columns; the build never reads unreadable rows
+        count, backbone = len(batch["path"]), self.backbone
         kept = {name: batch[name] for name in ("path", "size", "mtime", "original_size", "digest", "error", "hint",
                                                "histograms")}
-        return {**kept, "logits": logits, "global": global_, "cells": cells}
+        return {**kept, "logits": np.zeros((count, 1000), np.float32),
+                "global": np.zeros((count, backbone.global_dim), np.float32),
+                "cells": np.zeros((count, backbone.grid * backbone.grid, backbone.cell_dim), np.float32)}
 
 
 class _Answer(_Actor):
@@ -288,6 +307,9 @@ class _Answer(_Actor):
         photos = [Path(str(path)) for path in batch["path"]]
         lines = answer_lines(self.index, photos, _prepared(batch), self.k, self.options)
         return {"line": np.array([json.dumps(line, separators=(",", ":")) for line in lines], dtype=object)}
+
+    def unanswered(self, batch: dict) -> dict:
+        return {"line": np.full(len(batch["path"]), "", dtype=object)}
 
 
 def _unpack(block: dict, batch_size: int) -> Iterator[ExtractedBatch | Unreadable]:

@@ -249,3 +249,30 @@ def test_a_build_whose_actors_cannot_load_the_backbone_raises_its_error(tmp_path
     with pytest.raises(refsearch.errors.InvalidArgumentError, match="weights.pt: no such weights file"):
         refsearch.build_index(tmp_path / "photos", tmp_path / "x.index", tiny_config.with_(backbone="tiny-driver-only"),
                               progress=False, engine="ray", engine_options={"actors": 1})
+
+
+class _FailsSecondBatch(tiny_backbone.TinyBackbone):
+    """The tiny backbone, whose second forward pass in each worker raises `error` (the test's own process
+    runs it freely)."""
+
+    def __init__(self, weights=None, driver: int = 0, error: Exception | None = None):
+        super().__init__(weights)
+        self.driver, self.error, self.passes = driver, error, 0
+
+    def features(self, x, feature_maps=False):
+        self.passes += 1
+        if os.getpid() != self.driver and self.passes == 2:
+            raise self.error
+        return super().features(x, feature_maps)
+
+
+@pytest.mark.parametrize("error", [refsearch.errors.InvalidArgumentError("a batch the network refuses"),
+                                   PermissionError(13, "Permission denied", "weights.pt")])
+def test_a_batch_failing_beside_answered_ones_in_its_block_raises_its_error(tmp_path, copy_photos, tiny_config,
+                                                                            error):
+    copy_photos(tmp_path / "photos", 8)
+    name = f"tiny-fails-second-{type(error).__name__}"
+    register_backbone(name)(functools.partial(_FailsSecondBatch, driver=os.getpid(), error=error))
+    with pytest.raises(type(error), match=str(error.args[-1]) if isinstance(error, OSError) else str(error)):
+        refsearch.build_index(tmp_path / "photos", tmp_path / "x.index", tiny_config.with_(backbone=name),
+                              batch_size=2, progress=False, engine="ray", engine_options={"actors": 1})
