@@ -47,8 +47,8 @@ def split(photos, fold: int = 4):
 
 
 def fold_folder(fold: int) -> Path:
-    """The cache folder of a fold's photos and indexes; fold 4's is the one the fixed split always used."""
-    return CACHE / "quality" if fold == 4 else CACHE / "quality" / f"fold-{fold}"
+    """The cache folder of a fold's photos and indexes."""
+    return CACHE / "quality" / f"fold-{fold}"
 
 
 @dataclass(frozen=True)
