@@ -1,9 +1,10 @@
 """Dataset curation over an index: duplicates, outliers, label issues, clusters, subsets and export.
 
 Everything works from the stored global descriptors and a k-nearest-neighbour graph built through
-FAISS (`neighbours.py`), so nothing is n x n and a million images fit in memory. A `Curator` works on
-anything that provides `CurationSource` (`refsearch.Index` does, and puts the calls on itself); this
-package imports nothing from `refsearch.search`.
+FAISS (`neighbours.py`), so nothing is n x n and a million images fit in memory; near-duplicates read
+the image files of their candidate pairs to verify them (`verify.py`). A `Curator` works on anything
+that provides `CurationSource` (`refsearch.Index` does, as `index.curation`); this package imports
+nothing from `refsearch.search`.
 """
 from __future__ import annotations
 
@@ -20,13 +21,34 @@ from ..errors import IndexStateError, InvalidArgumentError
 from ..images import ImageSource
 from ..store import ImageRecord, RecordColumns
 from .clusters import default_cluster_count, kmeans_clusters
-from .duplicates import RowGroup, exact_duplicate_groups, near_duplicate_groups, pair_similarity
+from .duplicates import (
+    CopyGroups,
+    RowGroup,
+    copy_groups,
+    exact_duplicate_groups,
+    pair_similarity,
+    similarity_groups,
+)
 from .export import EXPORT_LAYOUTS, EXPORT_MODES, ExportSummary, Subset
 from .neighbours import NeighbourGraph, neighbour_graph
 from .outliers import disputed_labels, outlier_scores
-from .results import Cluster, DuplicateGroup, DuplicateGroups, LabelIssue, Member, Neighbour, Outlier, Results
+from .results import (
+    Cluster,
+    CopyCheck,
+    DuplicateGroup,
+    DuplicateGroups,
+    LabelIssue,
+    Member,
+    Neighbour,
+    Outlier,
+    Results,
+)
 
-# Chosen for the best F1 on one half of the near-duplicate benchmark; see docs/curation.md.
+# The similarity from which a pair of neighbours is checked for being copies: low enough that copies
+# under heavy combined edits are checked (docs/curation.md), since the check from pixels keeps precision.
+CANDIDATE_THRESHOLD = 0.5
+# The similarity from which outliers take two images for copies without checking their pixels: the
+# best F1 of the similarity alone on one half of the near-duplicate benchmark.
 NEAR_DUPLICATE_THRESHOLD = 0.675
 # Neighbours per image in the graph: enough to link every copy of a photo edited several ways.
 GRAPH_NEIGHBOURS = 10
@@ -72,30 +94,42 @@ class Curator:
         """Groups of images whose files are byte-for-byte identical, largest group first."""
         return self._duplicate_groups(exact_duplicate_groups(self._curation_data().table))
 
-    def near_duplicates(self, threshold: float = NEAR_DUPLICATE_THRESHOLD, *,
-                        neighbours: int = GRAPH_NEIGHBOURS) -> DuplicateGroups:
-        """Groups of edited copies of one picture (crops, resizes, recompression, grayscale, small
-        rotations, brightness changes; identical files too), largest group first.
+    def near_duplicates(self, threshold: float = CANDIDATE_THRESHOLD, *, neighbours: int = GRAPH_NEIGHBOURS,
+                        workers: int | None = None, progress: bool = False) -> DuplicateGroups:
+        """Groups of copies of one picture (crops, resizes, recompression, grayscale, brightness and
+        contrast changes, small rotations, captions and logos, and these combined; identical files too),
+        largest group first, each led by the image to keep (the most pixels, then the largest file).
 
-        The similarity of two images is the mean of the cosines of their global descriptors and of their
-        7x7 cell descriptors position by position. Images linked, directly or through others, by
-        similarities of at least `threshold` to one of their `neighbours` nearest images are candidates;
-        each group is an image to keep (the most pixels, then the largest file) and the candidates whose
-        similarity with it reaches `threshold`."""
-        return self._duplicate_groups(self._near_duplicate_groups(threshold, neighbours))
+        Candidates are the pairs of images among each other's `neighbours` nearest whose similarity (the
+        mean of the cosines of their global descriptors and of their 7x7 cell descriptors position by
+        position) reaches `threshold`, and identical files. Each candidate pair is verified from the
+        two files' pixels (`refsearch.curation.verify`): aligned by matching keypoints, its luminance
+        must agree. Every member of a group is a verified copy of the group's first image and carries
+        that check (`Member.check`, with why); pairs left unverified because a file could not be read
+        are in `unreadable`. `workers` threads read and compare the files (default: up to 4)."""
+        return self._duplicate_groups(self._copy_groups(threshold, neighbours, workers, progress))
+
+    def check_copies(self, first: int, second: int) -> CopyCheck:
+        """Whether the images with ids `first` and `second` are copies of one picture, from their pixels,
+        and why (see `near_duplicates`)."""
+        from .verify import CopyVerifier
+
+        records = self.source.records_of([first, second])
+        return CopyVerifier(workers=1).check(*records)
 
     # -- outliers and labels -------------------------------------------------------------------
     def outliers(self, n: int = 20, *, neighbours: int = GRAPH_NEIGHBOURS,
                  duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD) -> Results[Outlier]:
-        """The n images least like their `neighbours` nearest images, most unusual first. An image's
-        near-duplicates (at `duplicate_threshold`) do not count as its neighbours, and a group of copies
-        is listed once, by the copy to keep (see `near_duplicates`)."""
+        """The n images least like their `neighbours` nearest images, most unusual first. The images whose
+        similarity with it reaches `duplicate_threshold` (see `near_duplicates`; no pixels are checked
+        here, so look-alikes count too) do not count as its neighbours, and such a group is listed once,
+        by the image to keep."""
         if n < 1:
             raise InvalidArgumentError("n must be at least 1")
         data = self._curation_data()
         graph = self._graph(2 * neighbours)  # room for the neighbours that are copies
         copy_group = np.arange(len(data.table))
-        for group in self._near_duplicate_groups(duplicate_threshold, neighbours):
+        for group in self._similarity_groups(duplicate_threshold, neighbours):
             copy_group[group.rows] = group.rows[0]
         scored = outlier_scores(graph, neighbours, copy_group)
         keepers = copy_group[np.argsort(-scored.scores, kind="stable")]
@@ -171,10 +205,10 @@ class Curator:
         chosen = self._curation_data().table.ids.tolist() if ids is None else ids
         return Subset(self.source.records_of, self.source.source_root, (i for i in chosen if int(i) not in dropped))
 
-    def export(self, destination: str | os.PathLike, mode: str = "copy", *,
-               layout: str = "relative") -> ExportSummary:
+    def export(self, destination: str | os.PathLike, mode: str = "copy", *, layout: str = "relative",
+               dry_run: bool = False) -> ExportSummary:
         """Export every image of the index; see `Subset.export`."""
-        return self.subset().export(destination, mode, layout=layout)
+        return self.subset().export(destination, mode, layout=layout, dry_run=dry_run)
 
     # -- shared --------------------------------------------------------------------------------
     def _curation_data(self) -> _Descriptors:
@@ -194,32 +228,69 @@ class Curator:
             data.graph = neighbour_graph(data.table.ids, data.vectors, max(k, GRAPH_NEIGHBOURS))
         return data.graph.first(k)
 
-    def _near_duplicate_groups(self, threshold: float, neighbours: int) -> list[RowGroup]:
+    def _similarity_of(self, threshold: float):
         if not -1.0 <= threshold <= 1.0:
             raise InvalidArgumentError(f"threshold is a similarity from -1 to 1 (got {threshold})")
-        data = self._curation_data()
-        similarity_of = partial(pair_similarity, vectors=data.vectors, read_cells=self._read_cells)
-        return near_duplicate_groups(self._graph(neighbours), data.table, threshold, similarity_of)
+        return partial(pair_similarity, vectors=self._curation_data().vectors, read_cells=self._read_cells)
+
+    def _similarity_groups(self, threshold: float, neighbours: int) -> list[RowGroup]:
+        similarity_of = self._similarity_of(threshold)
+        table = self._curation_data().table
+        return similarity_groups(self._graph(neighbours), table, threshold, similarity_of)
+
+    def _copy_groups(self, threshold: float, neighbours: int, workers: int | None,
+                     progress: bool) -> CopyGroups:
+        from .verify import CopyVerifier
+
+        similarity_of = self._similarity_of(threshold)
+        if workers is not None and workers < 1:
+            raise InvalidArgumentError("workers must be at least 1")
+        table = self._curation_data().table
+        verifier = CopyVerifier(workers)
+        bar = None
+
+        def verify(first: np.ndarray, second: np.ndarray) -> list[CopyCheck]:
+            nonlocal bar
+            rows = np.unique(np.concatenate([first, second]))
+            records = dict(zip(rows.tolist(), self.source.records_of(table.ids[rows].tolist())))
+            pairs = [(records[a], records[b]) for a, b in zip(first.tolist(), second.tolist())]
+            if progress and bar is None and pairs:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(pairs), desc="checking pairs", unit="pair", leave=False)
+            elif bar is not None:
+                bar.total += len(pairs)
+            return verifier.check_many(pairs, on_done=bar.update if bar is not None else None)
+
+        try:
+            return copy_groups(self._graph(neighbours), table, threshold, similarity_of, verify)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def _read_cells(self, rows: np.ndarray) -> np.ndarray:
         ids = self._curation_data().table.ids[rows]
         cells, _ = self.source.local_features(ids)
         return cells
 
-    def _duplicate_groups(self, found: list[RowGroup]) -> DuplicateGroups:
+    def _duplicate_groups(self, found: CopyGroups | list[RowGroup]) -> DuplicateGroups:
         table = self._curation_data().table
         groups = []
-        for group in found:
+        for group in found.groups if isinstance(found, CopyGroups) else found:
             records = self.source.records_of(table.ids[group.rows].tolist())
+            checks = group.checks or (None,) * len(records)
             members = tuple(Member(id=r.id, path=r.path, label=r.label, similarity=round(float(s), 5),
-                                   width=r.width, height=r.height)
-                            for r, s in zip(records, group.similarities))
+                                   width=r.width, height=r.height, check=check)
+                            for r, s, check in zip(records, group.similarities, checks))
             digests = table.digests[group.rows]
             identical = bool(digests[0]) and bool((digests == digests[0]).all())
             groups.append(DuplicateGroup("exact" if identical else "near", members))
-        return DuplicateGroups(sorted(groups, key=lambda g: (-len(g), g.representative.id)))
+        groups.sort(key=lambda g: (-len(g), g.representative.id))
+        if isinstance(found, CopyGroups):
+            return DuplicateGroups(groups, candidate_pairs=found.candidate_pairs, unreadable=found.unreadable)
+        return DuplicateGroups(groups)
 
 
-__all__ = ["EXPORT_LAYOUTS", "EXPORT_MODES", "NEAR_DUPLICATE_THRESHOLD", "Cluster", "CurationSource", "Curator",
-           "DuplicateGroup", "DuplicateGroups", "ExportSummary", "LabelIssue", "Member", "Neighbour",
-           "Outlier", "Results", "Subset"]
+__all__ = ["CANDIDATE_THRESHOLD", "EXPORT_LAYOUTS", "EXPORT_MODES", "NEAR_DUPLICATE_THRESHOLD", "Cluster",
+           "CopyCheck", "CurationSource", "Curator", "DuplicateGroup", "DuplicateGroups", "ExportSummary",
+           "LabelIssue", "Member", "Neighbour", "Outlier", "Results", "Subset"]

@@ -26,6 +26,7 @@ class ExportSummary:
     layout: str
     files: int
     bytes: int  # the exported images' size, as indexed
+    dry_run: bool = False  # checked, and nothing written
 
 
 class Subset:
@@ -60,15 +61,15 @@ class Subset:
         return [{"id": r.id, "path": r.path, "label": r.label, "width": r.width, "height": r.height,
                  "file_size": r.file_size} for r in self.records()]
 
-    def export(self, destination: str | os.PathLike, mode: str = "copy", *,
-               layout: str = "relative") -> ExportSummary:
+    def export(self, destination: str | os.PathLike, mode: str = "copy", *, layout: str = "relative",
+               dry_run: bool = False) -> ExportSummary:
         """Write the subset to `destination`, which must not exist yet (an empty folder is fine).
 
         mode "copy" copies the files and "symlink" links to them, into a folder that keeps their layout
         under the indexed folder (`layout="relative"`) or puts them side by side (`layout="flat"`,
         renaming clashes with the image id, and keeping a label that came from a wnid folder as a wnid
         prefix so that indexing the export finds the same labels). mode "list" writes a text file of
-        the absolute paths, one per line."""
+        the absolute paths, one per line. With `dry_run`, everything is checked and nothing written."""
         if mode not in EXPORT_MODES:
             raise InvalidArgumentError(f"unknown export mode {mode!r}; use one of {', '.join(EXPORT_MODES)}")
         if layout not in EXPORT_LAYOUTS:
@@ -82,6 +83,10 @@ class Subset:
         if missing:
             raise FileNotFoundError(f"{len(missing)} indexed files are gone (first: {missing[0]}); "
                                     "rebuild the index or leave them out of the subset")
+        summary = ExportSummary(str(destination), mode, layout, len(records),
+                                sum(r.file_size for r in records), dry_run)
+        if dry_run:
+            return summary
         destination.parent.mkdir(parents=True, exist_ok=True)
         temporary = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
         try:
@@ -99,7 +104,7 @@ class Subset:
             else:
                 temporary.unlink(missing_ok=True)
             raise
-        return ExportSummary(str(destination), mode, layout, len(records), sum(r.file_size for r in records))
+        return summary
 
     def _names(self, records: list[ImageRecord], layout: str) -> list[Path]:
         names: list[Path] = []

@@ -29,21 +29,32 @@ figure.keep img { border-color: #2a9d4b; }
 figure .missing { width: 160px; height: 100px; background: #eee; display: flex; align-items: center;
                   justify-content: center; color: #a00; }
 .note { color: #666; }
+.why { font-size: 12px; color: #444; margin: 0.4em 0 0; padding-left: 1.2em; }
 """
 
 
 def write_duplicates_report(path: str | os.PathLike, groups: Sequence[DuplicateGroup], title: str) -> None:
+    """Each group's images side by side, then why each copy was judged one; last, the pairs that could
+    not be checked because a file could not be read (`DuplicateGroups.unreadable`)."""
     sections = []
     for number, group in enumerate(groups, start=1):
-        figures = []
+        figures, reasons = [], []
         for member in group.members:
             keep = member is group.representative
-            verdict = "keep" if keep else f"similarity {member.similarity:.3f}"
+            verdict = "keep" if keep else f"copy, similarity {member.similarity:.3f}"
             caption = [f"id {member.id}", f"{member.width}x{member.height}", verdict]
             figures.append(_figure(member.path, caption, keep=keep))
+            if member.check is not None:
+                reasons.append(f"<li>id {member.id}: {html.escape(member.check.reason)}</li>")
         sections.append(f"<h2>{number}. {group.kind} duplicates, {len(group)} images</h2>"
-                        f"<div class=row>{''.join(figures)}</div>")
-    _write(path, title, "The framed image is the one to keep (most pixels, then largest file).", sections)
+                        f"<div class=row>{''.join(figures)}</div><ul class=why>{''.join(reasons)}</ul>")
+    unreadable = dict.fromkeys(check.reason for check in getattr(groups, "unreadable", ()))
+    if unreadable:
+        items = "".join(f"<li>{html.escape(reason)}</li>" for reason in unreadable)
+        sections.append(f"<h2>Not verified: files that could not be read</h2><ul class=why>{items}</ul>")
+    _write(path, title, "The framed image is the one to keep (most pixels, then largest file); each other "
+                        "image was verified a copy of it from the two files' pixels, for the reason listed.",
+           sections)
 
 
 def write_outliers_report(path: str | os.PathLike, outliers: Sequence[Outlier], title: str,

@@ -2,7 +2,7 @@
 (`pandas.DataFrame(result.to_records())`)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -23,9 +23,35 @@ class Results(list, Generic[T]):
 
 
 @dataclass(frozen=True)
+class CopyCheck:
+    """Whether the images `first` and `second` (ids) are copies of one picture, judged from their pixels,
+    and why (`refsearch.curation.verify`). The numbers are those measured before a verdict; None where
+    the check stopped earlier."""
+
+    first: int
+    second: int
+    verified: bool
+    reason: str  # a sentence: how they were aligned and how their luminance agrees, or what failed
+    unreadable: bool = False  # a file could not be read (`reason` names it)
+    matches: int | None = None  # keypoint matches between them
+    inliers: int | None = None  # of those, the ones the alignment keeps
+    scale: float | None = None  # the second's size relative to the first's, for the same content
+    rotation: float | None = None  # degrees the second is turned counterclockwise from the first
+    overlap_first: float | None = None  # share of the first image that the aligned second covers
+    overlap_second: float | None = None  # and of the second covered by the first
+    luminance: float | None = None  # correlation of the aligned luminance after a gray-level fit
+    detail: float | None = None  # correlation of the luminance's detail (less its blur)
+    agreeing: float | None = None  # share of the overlap compared (overlaid or clipped pixels set aside)
+
+    def rows(self) -> list[dict]:
+        return [asdict(self)]
+
+
+@dataclass(frozen=True)
 class Member:
-    """An image in a group, with its similarity to the group's representative (1.0 for it; see
-    `Index.near_duplicates` for what it measures)."""
+    """An image in a group, with its similarity to the group's representative (1.0 for it; the mean of
+    the global and the cell-by-cell cosine) and `check`, the pixel verification that it is a copy of the
+    representative (None for the representative itself)."""
 
     id: int
     path: str
@@ -33,12 +59,13 @@ class Member:
     similarity: float
     width: int
     height: int
+    check: CopyCheck | None = None
 
 
 @dataclass(frozen=True)
 class DuplicateGroup:
     """Copies of one picture. The representative (first member) is the one to keep: the most pixels, then
-    the largest file, then the lowest id."""
+    the largest file, then the lowest id. Every other member was verified a copy of it."""
 
     kind: str  # "exact" (identical files) or "near" (edited copies)
     members: tuple[Member, ...]
@@ -55,11 +82,33 @@ class DuplicateGroup:
         return len(self.members)
 
     def rows(self) -> list[dict]:
-        return [{"group": self.representative.id, "kind": self.kind, **asdict(m),
-                 "representative": m.id == self.representative.id} for m in self.members]
+        rows = []
+        for m in self.members:
+            row = {"group": self.representative.id, "kind": self.kind, **asdict(m),
+                   "representative": m.id == self.representative.id}
+            check = row.pop("check") or {}
+            rows.append({**row, **{f"check_{key}": check.get(key) for key in _CHECK_COLUMNS}})
+        return rows
+
+
+_CHECK_COLUMNS = [f.name for f in fields(CopyCheck) if f.name not in ("first", "second")]
 
 
 class DuplicateGroups(Results[DuplicateGroup]):
+    """Groups of copies, largest first. `candidate_pairs` counts the pairs whose pixels were checked, and
+    `unreadable` holds the checks left unverified because a file could not be read."""
+
+    def __init__(self, groups=(), *, candidate_pairs: int = 0, unreadable=()):
+        super().__init__(groups)
+        self.candidate_pairs = candidate_pairs
+        self.unreadable: Results[CopyCheck] = Results(unreadable)
+
+    def __getitem__(self, key):
+        item = list.__getitem__(self, key)
+        if isinstance(key, slice):
+            return DuplicateGroups(item, candidate_pairs=self.candidate_pairs, unreadable=self.unreadable)
+        return item
+
     def redundant_ids(self) -> list[int]:
         """Every member except the representatives: what to drop to keep one image of each group."""
         return sorted(m.id for group in self for m in group.members[1:])
