@@ -14,51 +14,89 @@ from .common import INDEX_HELP, open_index, print_json, user_errors
 
 # refsearch.curation's values, repeated here because importing it loads numpy, scipy and faiss, which
 # --help must not wait for; a test checks that they agree.
-NEAR_DUPLICATE_THRESHOLD = 0.675
+CANDIDATE_THRESHOLD = 0.5
 EXPORT_MODES = ("copy", "symlink", "list")
 EXPORT_LAYOUTS = ("relative", "flat")
 
 REPORT_HELP = "Also write an HTML page of thumbnails, side by side, to review before deleting anything."
-THRESHOLD_HELP = ("Similarity (the mean of the global and the cell-by-cell cosine) from which two images are "
-                  "copies; higher finds fewer, closer copies.")
+THRESHOLD_HELP = ("Similarity (the mean of the global and the cell-by-cell cosine) from which two "
+                  "neighbouring images are checked, from their files' pixels, for being copies; lower checks "
+                  "more pairs (slower) and may find more heavily edited copies.")
+QUIET_HELP = "No progress bar while the files of candidate pairs are checked."
 
 
 @app.command("dedup")
 def dedup_command(
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
-    threshold: float = typer.Option(NEAR_DUPLICATE_THRESHOLD, "--threshold", "-t", help=THRESHOLD_HELP),
+    threshold: float = typer.Option(CANDIDATE_THRESHOLD, "--threshold", "-t", help=THRESHOLD_HELP),
     exact: bool = typer.Option(False, "--exact", help="Only byte-for-byte identical files."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many groups, largest "
                                         "first."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Threads reading and comparing files "
+                                          "(default: up to 4)."),
     report: Optional[Path] = typer.Option(None, "--report", help=REPORT_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the groups as JSON: kind and members (id, "
-                                 "path, label, similarity to the one to keep, width, height), that one "
-                                 "first."),
+                                 "path, label, similarity to the one to keep, width, height, and check: "
+                                 "why it was judged a copy of the one to keep), that one first."),
 ) -> None:
     """Find groups of duplicated images: identical files and edited copies.
 
-    Copies may be cropped, resized, recompressed, grayscale, slightly rotated or re-lit. The first image
-    of each group, the one with the most pixels, is the one to keep; nothing is deleted."""
+    Copies may be cropped, resized, recompressed, grayscale, re-lit, slightly rotated or carry a caption
+    or a logo. Neighbours similar enough (--threshold) are candidates, and each candidate pair is verified
+    from the two files: aligned by matching keypoints, their luminance must agree, so look-alike photos
+    (two dog breeds, a leopard and a cheetah) are not grouped. The first image of each group, the one
+    with the most pixels, is the one to keep; nothing is deleted."""
     with user_errors():
         with open_index(index) as opened:
-            groups = opened.exact_duplicates() if exact else opened.near_duplicates(threshold)
+            if exact:
+                groups = opened.curation.exact_duplicates()
+            else:
+                groups = opened.curation.near_duplicates(threshold, workers=workers, progress=not quiet)
             shown = groups[:limit] if limit is not None else groups
             if report:
                 from ..curation.report import write_duplicates_report
 
                 write_duplicates_report(report, shown, f"Duplicates in {opened.path}")
+    _warn_unreadable(groups)
     if as_json:
         print_json([{"kind": g.kind, "members": [asdict(m) for m in g.members]} for g in shown])
         return
     for number, group in enumerate(shown, start=1):
         typer.echo(f"group {number}: {len(group)} images ({group.kind})")
         for member in group.members:
-            mark = "keep" if member is group.representative else f"{member.similarity:.3f}"
+            mark = "keep" if member is group.representative else "copy"
             typer.echo(f"  {mark:>5}  {member.width:>5}x{member.height:<5}  {member.path}")
+            if member.check is not None:
+                typer.echo(f"  {'':>5}  {'':>11}  {member.check.reason}")
     redundant = sum(len(g) - 1 for g in groups)
-    typer.echo(f"{len(groups)} groups, {redundant} redundant copies"
+    checked = "" if exact else f" ({groups.candidate_pairs} candidate pairs checked)"
+    typer.echo(f"{len(groups)} groups, {redundant} redundant copies{checked}"
                + (f" (showing {len(shown)})" if len(shown) < len(groups) else "")
                + (f"; thumbnails in {report}" if report else ""))
+
+
+def _warn_unreadable(groups) -> None:
+    """One `warning:` line on stderr per file that left candidate pairs unverified."""
+    reasons = dict.fromkeys(check.reason for check in getattr(groups, "unreadable", ()))
+    for reason in reasons:
+        typer.echo(f"warning: not verified: {reason}", err=True)
+
+
+def _redundant_copies(opened, threshold: float, quiet: bool) -> list[dict]:
+    """The verified copies to drop (all but the one to keep of each group), each with the image it copies
+    and why it was judged a copy."""
+    groups = opened.curation.near_duplicates(threshold, progress=not quiet)
+    _warn_unreadable(groups)
+    return [{"id": m.id, "path": m.path, "copy_of": g.representative.id,
+             "copy_of_path": g.representative.path, "reason": m.check.reason}
+            for g in groups for m in g.members[1:]]
+
+
+def _echo_copies(copies: list[dict]) -> None:
+    for copy in copies:
+        typer.echo(f"  {copy['id']:>8}  {copy['path']}\n  {'':>8}  copy of {copy['copy_of']} "
+                   f"({copy['copy_of_path']}): {copy['reason']}")
 
 
 @app.command("outliers")
@@ -153,11 +191,16 @@ def export_command(
                                        "(whitespace- or comma-separated; # starts a comment)."),
     exclude: Optional[Path] = typer.Option(None, "--exclude", help="Leave out the image ids listed in this "
                                            "file."),
-    drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Keep one image of each group of "
-                                         "near-duplicates (the one `dedup` marks keep)."),
-    threshold: float = typer.Option(NEAR_DUPLICATE_THRESHOLD, "--threshold", "-t", help="With "
+    drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Leave out every verified copy but "
+                                         "the one `dedup` marks keep."),
+    threshold: float = typer.Option(CANDIDATE_THRESHOLD, "--threshold", "-t", help="With "
                                     "--drop-duplicates: " + THRESHOLD_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the export summary as JSON."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the export and list the copies "
+                                 "--drop-duplicates leaves out; write nothing."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the export summary as JSON (with "
+                                 "--drop-duplicates, the copies left out, each with the image it copies "
+                                 "and why)."),
 ) -> None:
     """Export the index's images, or a cleaned subset, as copies, links or a list.
 
@@ -165,15 +208,20 @@ def export_command(
     with user_errors():
         with open_index(index) as opened:
             dropped = set(_read_ids(exclude)) if exclude else set()
-            if drop_duplicates:
-                dropped.update(opened.near_duplicates(threshold).redundant_ids())
-            subset = opened.subset(_read_ids(ids) if ids else None, exclude=dropped)
-            summary = subset.export(destination, mode, layout=layout)
+            copies = _redundant_copies(opened, threshold, quiet) if drop_duplicates else []
+            dropped.update(copy["id"] for copy in copies)
+            subset = opened.curation.subset(_read_ids(ids) if ids else None, exclude=dropped)
+            summary = subset.export(destination, mode, layout=layout, dry_run=dry_run)
     if as_json:
-        print_json(asdict(summary))
+        print_json({**asdict(summary), **({"dropped_duplicates": copies} if drop_duplicates else {})})
         return
-    verb = {"copy": "copied", "symlink": "linked", "list": "listed"}[summary.mode]
-    typer.echo(f"{verb} {summary.files} images ({summary.bytes / 1e6:.1f} MB) to {summary.destination}")
+    if copies:
+        typer.echo(f"{'would leave' if dry_run else 'left'} out {len(copies)} verified copies:")
+        _echo_copies(copies)
+    verb = {"copy": "copy", "symlink": "link", "list": "list"}[summary.mode] if dry_run else \
+        {"copy": "copied", "symlink": "linked", "list": "listed"}[summary.mode]
+    typer.echo(f"{'would ' if dry_run else ''}{verb} {summary.files} images ({summary.bytes / 1e6:.1f} MB) "
+               f"to {summary.destination}" + ("; nothing written" if dry_run else ""))
 
 
 def _read_ids(path: Path) -> list[int]:
@@ -191,38 +239,48 @@ def remove_command(
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     ids: Optional[Path] = typer.Option(None, "--ids", help="Also remove the image ids listed in this file "
                                        "(whitespace- or comma-separated; # starts a comment)."),
-    drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Also remove every near-duplicate "
-                                         "but one per group (the one `dedup` marks keep)."),
-    threshold: float = typer.Option(NEAR_DUPLICATE_THRESHOLD, "--threshold", "-t", help="With "
+    drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Also remove every verified copy "
+                                         "but the one `dedup` marks keep."),
+    threshold: float = typer.Option(CANDIDATE_THRESHOLD, "--threshold", "-t", help="With "
                                     "--drop-duplicates: " + THRESHOLD_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
                               "to finish instead of stopping at once."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON: dry_run, the images (removed, or to "
-                                 "remove with --dry-run) and images_left."),
+                                 "remove with --dry-run), images_left, and with --drop-duplicates the "
+                                 "copies among them, each with the image it copies and why."),
 ) -> None:
     """Remove images from the index (their files stay on disk).
 
     A later `build-index` over the same folder does not add them back unless their files change. An id
     or path the index does not hold is an error, and then nothing is removed."""
+    from .. import remove_images
+
     with user_errors():
         with open_index(index) as opened:
             chosen = [int(i) if i.isdigit() else opened.record_of_path(i).id for i in images or []]
             chosen += _read_ids(ids) if ids else []
-            if drop_duplicates:
-                chosen += opened.near_duplicates(threshold).redundant_ids()
-            if not chosen:
+            copies = _redundant_copies(opened, threshold, quiet) if drop_duplicates else []
+            chosen += [copy["id"] for copy in copies]
+            if not chosen and not drop_duplicates:
                 raise InvalidArgumentError("name the images to remove",
                                            "ids or paths, --ids FILE or --drop-duplicates")
             records = [opened.record(image_id) for image_id in sorted(set(chosen))]
-            if not dry_run:
-                opened.remove([r.id for r in records], wait=wait)
-            remaining = len(opened)
+            removed = 0
+            if records and not dry_run:
+                removed = remove_images(opened.path, [r.id for r in records], wait=wait)
+            remaining = len(opened) - removed
     if as_json:
-        print_json({"dry_run": dry_run, "images": [asdict(r) for r in records], "images_left": remaining})
+        print_json({"dry_run": dry_run, "images": [asdict(r) for r in records], "images_left": remaining,
+                    **({"duplicates": copies} if drop_duplicates else {})})
         return
+    reasons = {copy["id"]: copy for copy in copies}
     for record in records:
         typer.echo(f"  {record.id:>8}  {record.path}")
+        if record.id in reasons:
+            copy = reasons[record.id]
+            typer.echo(f"  {'':>8}  copy of {copy['copy_of']} ({copy['copy_of_path']}): {copy['reason']}")
     if dry_run:
         typer.echo(f"would remove {len(records)} images; nothing changed ({remaining} images in the index)")
     else:

@@ -142,7 +142,7 @@ def test_the_constants_repeated_in_the_command_line_agree_with_the_library():
     from refsearch.adapt import AdaptSettings
     from refsearch import curation
 
-    assert curation_commands.NEAR_DUPLICATE_THRESHOLD == curation.NEAR_DUPLICATE_THRESHOLD
+    assert curation_commands.CANDIDATE_THRESHOLD == curation.CANDIDATE_THRESHOLD
     assert curation_commands.EXPORT_MODES == curation.EXPORT_MODES
     assert curation_commands.EXPORT_LAYOUTS == curation.EXPORT_LAYOUTS
     assert colorize_command.DEFAULT_METHOD == colorize.DEFAULT_METHOD
