@@ -160,9 +160,10 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/api/review/duplicates")
     async def duplicates(threshold: Optional[float] = Query(
-            None, ge=-1, le=1, allow_inf_nan=False, description="Similarity from which images are copies "
-            "(default: the library's, tuned on the near-duplicate benchmark).")) -> dict:
-        """Groups of near-duplicate images, largest first; the first member of each is the one to keep."""
+            None, ge=-1, le=1, allow_inf_nan=False, description="Similarity from which neighbouring images "
+            "are checked from their pixels for being copies (default: the library's).")) -> dict:
+        """Groups of copies of one picture, largest first; the first member of each is the one to keep, and
+        every other carries `check`: why its pixels were judged a copy of it."""
         return await service.review("duplicates", threshold)
 
     @app.get("/api/review/outliers")
@@ -315,13 +316,15 @@ class _Service:
     @staticmethod
     def _review(index: Any, kind: str, parameter: Any) -> dict:
         if kind == "duplicates":
-            groups = index.near_duplicates() if parameter is None else index.near_duplicates(parameter)
+            curation = index.curation
+            groups = curation.near_duplicates() if parameter is None else curation.near_duplicates(parameter)
             return {"groups": [{"kind": group.kind,
                                 "members": [{**asdict(member), "label_name": classes.class_name(member.label),
                                              "keep": position == 0}
                                             for position, member in enumerate(group.members)]}
                                for group in groups],
-                    "redundant": len(groups.redundant_ids())}
+                    "redundant": len(groups.redundant_ids()), "candidate_pairs": groups.candidate_pairs,
+                    "unreadable": [asdict(check) for check in groups.unreadable]}
         if kind == "outliers":
             return {"outliers": [{**asdict(o), "label_name": classes.class_name(o.label)}
                                  for o in index.outliers(parameter)]}

@@ -248,13 +248,19 @@ async function review(kind, query = "") {
 
 const RENDER = {
   duplicates(found) {
-    if (!found.groups.length) return [element("p", { text: "No near-duplicates in this index." })];
-    return found.groups.map((group, number) => element("div", { class: "review-group" }, [
+    const unreadable = [...new Set(found.unreadable.map((check) => check.reason))].map((reason) =>
+      element("p", { class: "muted", text: `not verified: ${reason}` }));
+    if (!found.groups.length) {
+      return [element("p", { text: "No near-duplicates in this index." }), ...unreadable];
+    }
+    return [...found.groups.map((group, number) => element("div", { class: "review-group" }, [
       element("h3", { text: `${number + 1}. ${group.kind} duplicates, ${count(group.members.length, "image")}` }),
       element("div", { class: "grid" }, group.members.map((m) => thumb(m.id, [
-        m.keep ? "keep" : `similarity ${m.similarity.toFixed(3)}`, `id ${m.id} · ${m.width}×${m.height}`,
+        m.keep ? "keep" : `copy · similarity ${m.similarity.toFixed(3)}`, `id ${m.id} · ${m.width}×${m.height}`,
         name(m.label_name)], m.keep))),
-    ]));
+      element("ul", { class: "why" }, group.members.filter((m) => m.check).map((m) =>
+        element("li", { text: `id ${m.id}: ${m.check.reason}` }))),
+    ])), ...unreadable];
   },
   outliers(found) {
     if (!found.outliers.length) return [element("p", { text: "No outliers." })];

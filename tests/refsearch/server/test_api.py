@@ -410,11 +410,9 @@ def test_review_endpoints_are_the_curation_calls(client, served_index):
     def member_ids(found: dict) -> list[list[int]]:
         return [[m["id"] for m in g["members"]] for g in found["groups"]]
     duplicates = client.get("/api/review/duplicates").json()
-    assert member_ids(duplicates) == [g.ids for g in served_index.near_duplicates()]
+    assert member_ids(duplicates) == [g.ids for g in served_index.curation.near_duplicates()]
     low = client.get("/api/review/duplicates?threshold=0.3").json()
-    assert member_ids(low) == [g.ids for g in served_index.near_duplicates(0.3)]
-    assert low["groups"] and all(g["members"][0]["keep"] and not any(m["keep"] for m in g["members"][1:])
-                                 for g in low["groups"])
+    assert member_ids(low) == [g.ids for g in served_index.curation.near_duplicates(0.3)]
     outliers = client.get("/api/review/outliers?n=5").json()["outliers"]
     assert [(o["id"], o["score"], o["nearest_id"]) for o in outliers] == \
         [(o.id, o.score, o.nearest_id) for o in served_index.outliers(5)]
@@ -423,6 +421,19 @@ def test_review_endpoints_are_the_curation_calls(client, served_index):
     assert [(c["size"], c["members"], c["representative"]) for c in clusters] == \
         [(len(c), list(c.members[:4]), c.representative) for c in expected]
     assert_error(client.get("/api/review/outliers?n=0"), 400, "n")
+
+
+def test_the_duplicates_review_says_why_each_copy_is_one(copies_index):
+    with TestClient(create_app(copies_index)) as http:
+        found = http.get("/api/review/duplicates").json()
+    expected = copies_index.curation.near_duplicates()
+    assert len(expected) == 1
+    assert [[m["id"] for m in g["members"]] for g in found["groups"]] == [expected[0].ids]
+    keeper, copy = found["groups"][0]["members"]
+    assert keeper["keep"] and keeper["check"] is None and not copy["keep"]
+    assert copy["check"]["verified"] and copy["check"]["reason"] == expected[0].members[1].check.reason
+    assert found["redundant"] == 1 and found["candidate_pairs"] == expected.candidate_pairs
+    assert found["unreadable"] == []
 
 
 class CountingIndex:

@@ -160,8 +160,28 @@ def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     page.click(".tab[data-view=duplicates]")
     page.wait_for_function("() => document.getElementById('duplicates-list').textContent.length > 0 "
                            "&& !document.getElementById('duplicates-list').textContent.includes('computing')")
-    groups = served_index.near_duplicates()
+    groups = served_index.curation.near_duplicates()
     assert page.eval_on_selector_all("#duplicates-list .review-group", "g => g.length") == len(groups)
     if not groups:
         assert "No near-duplicates" in page.inner_text("#duplicates-list")
     assert page.is_hidden("#view-search")
+
+
+def test_the_duplicates_tab_says_why_each_copy_is_one(browser, copies_index):
+    expected = copies_index.curation.near_duplicates()
+    with BackgroundServer(create_app(copies_index)) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        page.click(".tab[data-view=duplicates]")
+        page.wait_for_selector("#duplicates-list .why li")
+        groups = page.eval_on_selector_all("#duplicates-list .review-group", "g => g.length")
+        reasons = page.eval_on_selector_all("#duplicates-list .why li", "li => li.map(i => i.textContent)")
+        kept = page.eval_on_selector_all("#duplicates-list .thumb.keep", "k => k.length")
+        context.close()
+    assert errors == []
+    assert groups == len(expected) == 1 and kept == 1
+    copy = expected[0].members[1]
+    assert reasons == [f"id {copy.id}: {copy.check.reason}"]
