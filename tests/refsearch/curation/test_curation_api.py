@@ -27,6 +27,26 @@ def test_near_duplicates_are_the_planted_copies_and_nothing_else(planted, plante
     assert all(0.7 <= m.similarity < 1.0 for m in bus.members[1:])
 
 
+def test_each_copy_carries_why_its_pixels_make_it_one(planted, planted_index):
+    groups = planted_index.curation.near_duplicates()
+    for group in groups:
+        assert group.representative.check is None
+        for member in group.members[1:]:
+            check = member.check
+            assert check.verified and (check.first, check.second) == (group.representative.id, member.id)
+            if group.kind == "exact":
+                assert check.reason == "identical files"
+            else:
+                assert "keypoint matches align them" in check.reason
+
+
+def test_look_alikes_stay_apart_when_every_neighbour_is_checked(planted, planted_index):
+    everything = planted_index.curation.near_duplicates(threshold=-1)
+    assert sorted(_groups(planted, everything), key=len) == [planted.exact, planted.near]
+    assert everything.candidate_pairs > planted_index.curation.near_duplicates().candidate_pairs
+    assert everything.unreadable == []
+
+
 def test_a_stricter_threshold_keeps_only_the_closest_copies(planted, planted_index):
     groups = _groups(planted, planted_index.near_duplicates(threshold=0.999))
     assert groups == [planted.exact]

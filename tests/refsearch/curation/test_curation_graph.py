@@ -1,13 +1,15 @@
-"""The neighbour graph, near-duplicate grouping, outlier scores and clusters on synthetic descriptors."""
+"""The neighbour graph, duplicate grouping (by similarity, and by verified pairs with a stand-in verifier),
+outlier scores and clusters on synthetic descriptors."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from refsearch.curation.clusters import kmeans_clusters
-from refsearch.curation.duplicates import exact_duplicate_groups, near_duplicate_groups
+from refsearch.curation.duplicates import copy_groups, exact_duplicate_groups, similarity_groups
 from refsearch.curation.neighbours import neighbour_graph
 from refsearch.curation.outliers import outlier_scores
+from refsearch.curation.results import CopyCheck
 from refsearch.store import RecordColumns
 
 
@@ -71,9 +73,9 @@ def test_a_tiny_collection_has_as_many_neighbours_as_it_can():
     assert alone.scores.tolist() == [0.0] and alone.nearest.tolist() == [-1]
 
 
-def test_near_duplicate_groups_are_the_planted_copies(planted_vectors):
+def test_similarity_groups_are_the_planted_copies(planted_vectors):
     graph = neighbour_graph(np.arange(len(planted_vectors)), planted_vectors, 5)
-    groups = near_duplicate_groups(graph, _table(len(planted_vectors)), 0.9, _global_only(planted_vectors))
+    groups = similarity_groups(graph, _table(len(planted_vectors)), 0.9, _global_only(planted_vectors))
     found = sorted(sorted(g.rows.tolist()) for g in groups)
     assert found == [[i, 600 + 2 * i, 601 + 2 * i] for i in range(10)]
 
@@ -85,10 +87,72 @@ def test_a_group_is_led_by_its_largest_image_and_holds_only_its_copies():
     graph = neighbour_graph(np.arange(4), vectors, 2)
     table = _table(4, pixels=[100, 50, 400, 100])
     similarity = _global_only(vectors)
-    groups = near_duplicate_groups(graph, table, 0.95, similarity)
+    groups = similarity_groups(graph, table, 0.95, similarity)
     assert [g.rows.tolist() for g in groups] == [[2, 1]]  # c is largest and takes b; a is left alone
     assert groups[0].similarities[0] == 1.0
     assert groups[0].similarities[1] == pytest.approx(np.cos(0.25), abs=1e-6)
+
+
+class StandInVerifier:
+    """Verifies the row pairs listed as copies (either way round) and records every pair it is asked."""
+
+    def __init__(self, copies, unreadable=()):
+        self.copies = {frozenset(pair) for pair in copies}
+        self.unreadable = set(unreadable)
+        self.asked: list[tuple[int, int]] = []
+
+    def __call__(self, first, second):
+        checks = []
+        for a, b in zip(first.tolist(), second.tolist()):
+            self.asked.append((a, b))
+            broken = {a, b} & self.unreadable
+            reason = f"cannot read {min(broken)}" if broken else "stand-in"
+            checks.append(CopyCheck(a, b, not broken and frozenset((a, b)) in self.copies, reason,
+                                    unreadable=bool(broken)))
+        return checks
+
+
+def test_only_verified_candidates_group_however_similar():
+    # 0, 1 and 2 are equally close; only 0-1 are copies, and 3 is far from everything.
+    vectors = _unit(np.array([[1, 0.01, 0], [1, 0, 0.01], [1, 0.01, 0.01], [0, 0, 1]], np.float32))
+    graph = neighbour_graph(np.arange(4), vectors, 3)
+    verifier = StandInVerifier([(0, 1)])
+    found = copy_groups(graph, _table(4, pixels=[100, 50, 80, 100]), 0.9, _global_only(vectors), verifier)
+    assert [g.rows.tolist() for g in found.groups] == [[0, 1]]
+    assert found.groups[0].checks[0] is None and found.groups[0].checks[1].verified
+    assert found.candidate_pairs == 3 and sorted(verifier.asked) == [(0, 1), (0, 2), (2, 1)]  # keeper first
+
+
+def test_a_chain_of_verified_pairs_is_split_around_its_keeper():
+    # 0 (largest) is a copy of 1, and 1 of 2, but 2 is not verified a copy of 0: 0 keeps 1, and 2 stays alone.
+    vectors = _unit(np.array([[1, 0, 0], [1, 0.01, 0], [1, 0.02, 0]], np.float32))
+    graph = neighbour_graph(np.arange(3), vectors, 1)  # 0-1 and 1-2 are linked, 0-2 is not
+    verifier = StandInVerifier([(0, 1), (1, 2)])
+    found = copy_groups(graph, _table(3, pixels=[300, 200, 100]), 0.9, _global_only(vectors), verifier)
+    assert [g.rows.tolist() for g in found.groups] == [[0, 1]]
+    assert (0, 2) in verifier.asked  # the keeper was checked against the member it was not linked to
+
+
+def test_identical_files_are_candidates_and_members_reached_through_others_meet_the_keeper():
+    # 0 is unlike 1 and 2 by its descriptor, yet all three are copies; 0 and 2 are identical files.
+    vectors = _unit(np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0.01]], np.float32))
+    graph = neighbour_graph(np.arange(3), vectors, 1)
+    verifier = StandInVerifier([(0, 1), (0, 2), (1, 2)])
+    found = copy_groups(graph, _table(3, pixels=[300, 200, 100]), 0.9, _global_only(vectors), verifier)
+    assert [g.rows.tolist() for g in found.groups] == [[1, 2]]  # 0 is no candidate by its descriptor
+    identical = copy_groups(graph, _table(3, pixels=[300, 200, 100], digests=[b"d", b"", b"d"]), 0.9,
+                            _global_only(vectors), verifier)
+    assert [g.rows.tolist() for g in identical.groups] == [[0, 1, 2]]
+    assert verifier.asked[-1] == (0, 1)  # linked to 0 only through 2, then checked against it
+
+
+def test_pairs_with_an_unreadable_file_are_reported():
+    vectors = _unit(np.array([[1, 0, 0], [1, 0.01, 0], [0, 0, 1]], np.float32))
+    graph = neighbour_graph(np.arange(3), vectors, 1)
+    verifier = StandInVerifier([(0, 1)], unreadable={1})
+    found = copy_groups(graph, _table(3), 0.9, _global_only(vectors), verifier)
+    assert found.groups == []
+    assert [(c.first, c.second, c.reason) for c in found.unreadable] == [(0, 1, "cannot read 1")]
 
 
 def test_exact_duplicate_groups_follow_the_digests():
