@@ -22,7 +22,11 @@ REPORT_HELP = "Also write an HTML page of thumbnails, side by side, to review be
 THRESHOLD_HELP = ("Similarity (the mean of the global and the cell-by-cell cosine) from which two "
                   "neighbouring images are checked, from their files' pixels, for being copies; lower checks "
                   "more pairs (slower) and may find more heavily edited copies.")
-QUIET_HELP = "No progress bar while the files of candidate pairs are checked."
+# Options export and remove share with each other or with dedup.
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar while the files of candidate pairs are "
+                     "checked.")
+DROP_THRESHOLD = typer.Option(CANDIDATE_THRESHOLD, "--threshold", "-t", help="With --drop-duplicates: "
+                              + THRESHOLD_HELP)
 
 
 @app.command("dedup")
@@ -35,7 +39,7 @@ def dedup_command(
     workers: Optional[int] = typer.Option(None, "--workers", help="Threads reading and comparing files "
                                           "(default: up to 4)."),
     report: Optional[Path] = typer.Option(None, "--report", help=REPORT_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    quiet: bool = QUIET,
     as_json: bool = typer.Option(False, "--json", help="Print the groups as JSON: kind and members (id, "
                                  "path, label, similarity to the one to keep, width, height, and check: "
                                  "why it was judged a copy of the one to keep), that one first."),
@@ -193,11 +197,10 @@ def export_command(
                                            "file."),
     drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Leave out every verified copy but "
                                          "the one `dedup` marks keep."),
-    threshold: float = typer.Option(CANDIDATE_THRESHOLD, "--threshold", "-t", help="With "
-                                    "--drop-duplicates: " + THRESHOLD_HELP),
+    threshold: float = DROP_THRESHOLD,
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the export and list the copies "
                                  "--drop-duplicates leaves out; write nothing."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    quiet: bool = QUIET,
     as_json: bool = typer.Option(False, "--json", help="Print the export summary as JSON (with "
                                  "--drop-duplicates, the copies left out, each with the image it copies "
                                  "and why)."),
@@ -241,12 +244,11 @@ def remove_command(
                                        "(whitespace- or comma-separated; # starts a comment)."),
     drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Also remove every verified copy "
                                          "but the one `dedup` marks keep."),
-    threshold: float = typer.Option(CANDIDATE_THRESHOLD, "--threshold", "-t", help="With "
-                                    "--drop-duplicates: " + THRESHOLD_HELP),
+    threshold: float = DROP_THRESHOLD,
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
                               "to finish instead of stopping at once."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    quiet: bool = QUIET,
     as_json: bool = typer.Option(False, "--json", help="Print as JSON: dry_run, the images (removed, or to "
                                  "remove with --dry-run), images_left, and with --drop-duplicates the "
                                  "copies among them, each with the image it copies and why."),
