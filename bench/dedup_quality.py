@@ -51,8 +51,8 @@ SINGLE_EDITS = ("crop", "resize", "jpeg", "grayscale", "brightness", "contrast",
 EDITS = (*SINGLE_EDITS, "combined")
 # The order in which combined edits are applied: geometry, overlays, levels, then size and compression.
 EDIT_ORDER = ("crop", "rotate", "caption", "logo", "grayscale", "brightness", "contrast", "resize", "jpeg")
-WORDS = ("summer", "holiday", "best", "friends", "sale", "today", "only", "limited", "offer", "my", "trip", "look",
-         "at", "this", "amazing", "view", "weekend", "family", "photo", "new")
+WORDS = ("summer", "holiday", "best", "friends", "sale", "today", "only", "limited", "offer", "my", "trip",
+         "look", "at", "this", "amazing", "view", "weekend", "family", "photo", "new")
 IMAGENET_TRAIN = 1_281_167
 
 
@@ -73,7 +73,8 @@ def apply_edit(image: Image.Image, edit: str, rng: random.Random) -> Image.Image
         return image.convert("L").convert("RGB")
     if edit in ("brightness", "contrast"):
         factor = rng.choice((rng.uniform(0.7, 0.8), rng.uniform(1.2, 1.3)))
-        return (ImageEnhance.Brightness if edit == "brightness" else ImageEnhance.Contrast)(image).enhance(factor)
+        enhancer = ImageEnhance.Brightness if edit == "brightness" else ImageEnhance.Contrast
+        return enhancer(image).enhance(factor)
     if edit == "rotate":
         angle = rng.uniform(2, 5) * rng.choice((-1, 1))
         rotated = image.rotate(angle, Image.BICUBIC)
@@ -101,8 +102,9 @@ def apply_edit(image: Image.Image, edit: str, rng: random.Random) -> Image.Image
         draw = ImageDraw.Draw(logo)
         colour = tuple(rng.randint(0, 255) for _ in range(3))
         draw.rounded_rectangle((0, 0, side - 1, side - 1), radius=side // 5, fill=(*colour, 204))
-        draw.text((side / 2, side / 2), rng.choice("ABCDEFGHKMPRSTXZ"), font=ImageFont.load_default(size=side * 0.6),
-                  fill=(255, 255, 255, 255), anchor="mm")
+        font = ImageFont.load_default(size=side * 0.6)
+        draw.text((side / 2, side / 2), rng.choice("ABCDEFGHKMPRSTXZ"), font=font, fill=(255, 255, 255, 255),
+                  anchor="mm")
         margin = round(min(width, height) * 0.03)
         corner = (rng.choice((margin, width - side - margin)), rng.choice((margin, height - side - margin)))
         marked.alpha_composite(logo, corner)
@@ -265,8 +267,10 @@ def candidate_curve(index_path: Path, truth: dict, thresholds) -> dict:
         table = curator._curation_data().table
         names = [Path(r.path).name for r in index.records_of(table.ids.tolist())]
         for threshold in thresholds:
-            first, second = candidate_pairs(curator._graph(10), table, threshold, curator._similarity_of(threshold))
-            linked = components(names, {(names[a], names[b]) for a, b in zip(first.tolist(), second.tolist())})
+            first, second = candidate_pairs(curator._graph(10), table, threshold,
+                                            curator._similarity_of(threshold))
+            pairs = {(names[a], names[b]) for a, b in zip(first.tolist(), second.tolist())}
+            linked = components(names, pairs)
             curve[threshold] = {"pairs_per_image": round(len(first) / len(table), 3),
                                 "reachable_recall": score(linked, truth["groups"])["recall"]}
     return curve
@@ -285,15 +289,16 @@ def pair_cost(index_path: Path) -> dict:
         first, second = candidate_pairs(curator._graph(10), table, CANDIDATE_THRESHOLD,
                                         curator._similarity_of(CANDIDATE_THRESHOLD))
         records = dict(zip(table.ids.tolist(), index.records_of(table.ids.tolist())))
-        pairs = [(records[table.ids[a]], records[table.ids[b]]) for a, b in zip(first.tolist(), second.tolist())]
+        pairs = [(records[table.ids[a]], records[table.ids[b]])
+                 for a, b in zip(first.tolist(), second.tolist())]
     verifier = CopyVerifier(workers=1)
     started = time.perf_counter()
     verifier.check_many(pairs)
     seconds = time.perf_counter() - started
-    images = len({record.id for pair in pairs for record in pair})
-    return {"pairs": len(pairs), "images_read": images, "seconds": round(seconds, 2),
+    read = {record.id: record for pair in pairs for record in pair}
+    return {"pairs": len(pairs), "images_read": len(read), "seconds": round(seconds, 2),
             "ms_per_pair": round(1000 * seconds / max(1, len(pairs)), 1),
-            "megabytes_read": round(sum(r.file_size for r in {r.id: r for p in pairs for r in p}.values()) / 1e6, 1)}
+            "megabytes_read": round(sum(r.file_size for r in read.values()) / 1e6, 1)}
 
 
 def synthetic_candidates(count: int, threshold: float, seed: int = 0) -> dict:
@@ -322,8 +327,9 @@ def synthetic_candidates(count: int, threshold: float, seed: int = 0) -> dict:
     def read_cells(rows: np.ndarray) -> np.ndarray:
         return cell_vectors[rows].astype(np.float32)
 
-    table = RecordColumns(ids=np.arange(row), digests=np.full(row, b"", "S32"), labels=np.zeros(row, np.int16),
-                          predictions=np.zeros(row, np.int16), confidences=np.ones(row, np.float32),
+    table = RecordColumns(ids=np.arange(row), digests=np.full(row, b"", "S32"),
+                          labels=np.zeros(row, np.int16), predictions=np.zeros(row, np.int16),
+                          confidences=np.ones(row, np.float32),
                           predicted_labels=np.zeros(row, bool), pixels=rng.integers(10_000, 10**6, row),
                           file_sizes=np.ones(row, np.int64))
     started = time.perf_counter()
@@ -392,7 +398,8 @@ def run_imagededup(halves: dict) -> dict:
             encodings[part] = method.encode_images(image_dir=str(folder))
             encode_seconds[part] = time.perf_counter() - started
         tune = partial(imagededup_pairs, method, encodings["tune"], option)
-        threshold, on_tune = tuned(candidates, tune, halves["tune"]["names"], halves["tune"]["truth"]["groups"])
+        tune_truth = halves["tune"]["truth"]["groups"]
+        threshold, on_tune = tuned(candidates, tune, halves["tune"]["names"], tune_truth)
         started = time.perf_counter()
         pairs = imagededup_pairs(method, encodings["report"], option, threshold)
         seconds = time.perf_counter() - started
@@ -400,11 +407,77 @@ def run_imagededup(halves: dict) -> dict:
         distinct = components(sorted(encodings["distinct"]),
                               imagededup_pairs(method, encodings["distinct"], option, threshold))
         results[f"imagededup {name}"] = {
-            "threshold": threshold, "tune_f1": on_tune["f1"], **score(predicted, halves["report"]["truth"]["groups"]),
+            "threshold": threshold, "tune_f1": on_tune["f1"],
+            **score(predicted, halves["report"]["truth"]["groups"]),
             "false_groups_900": len(distinct), "find_seconds": round(seconds, 2),
             "encode_seconds": round(encode_seconds["report"], 2), "note": rule.format(threshold),
             "model": model}
     return results
+
+
+def print_report(halves: dict, refsearch: dict, curve: dict, cost: dict, others: dict, scale: dict) -> None:
+    """The tables docs/curation.md shows, and the cost figures."""
+    report = refsearch["report"]
+    truth = halves["report"]["truth"]["groups"]
+    print(f"\n900 distinct photos: refsearch groups {refsearch['900 distinct photos']['groups']} (similarity "
+          f"alone at {refsearch['similarity_alone_threshold']}: "
+          f"{refsearch['900 distinct photos']['similarity_alone_groups']})"
+          + "".join(f"; {name} {r['false_groups_900']}" for name, r in others.items()))
+    print(f"\nreport half: {len(halves['report']['names'])} images, {sum(len(g) > 1 for g in truth)} photos "
+          f"with copies, {len(group_pairs(truth))} true pairs; refsearch at its defaults, imagededup at the "
+          "threshold with the best F1 on the tune half\n")
+    print("| method | threshold | precision | recall | F1 | false groups on the 900 | find s | encode s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    rows = {f"refsearch near_duplicates (candidates at similarity >= {refsearch['candidate_threshold']}, "
+            "verified from pixels)": (report["verified"], refsearch["900 distinct photos"]["groups"],
+                                      report["seconds"], halves["report"]["build"]["seconds"]),
+            f"refsearch similarity alone (>= {refsearch['similarity_alone_threshold']}, the former default)":
+                (report["similarity_alone"], refsearch["900 distinct photos"]["similarity_alone_groups"], "",
+                 "")}
+    for name, result in others.items():
+        label = f"{name} ({result['model']})" if result["model"] else name
+        rows[label] = (result, result["false_groups_900"], result["find_seconds"], result["encode_seconds"])
+    for name, (result, false_groups, find, encode) in rows.items():
+        note = result.get("note", "its default")
+        print(f"| {name} | {note} | {result['precision']:.3f} | {result['recall']:.3f} | "
+              f"**{result['f1']:.3f}** | {false_groups} | {find} | {encode} |")
+    print("\nrecall by edit (pairs of an original and its copy with that edit), report half:\n")
+    print("| method | " + " | ".join(EDITS) + " |\n|---|" + "---:|" * len(EDITS))
+    for name, (result, *_) in rows.items():
+        recalls = " | ".join(f"{result['recall_by_edit'][e]:.2f}" for e in EDITS)
+        print(f"| {name.split(' (')[0]} | {recalls} |")
+    tune = refsearch["tune"]["verified"]
+    print(f"\nrefsearch on the tune half (also untuned): precision {tune['precision']:.3f}, recall "
+          f"{tune['recall']:.3f}, F1 {tune['f1']:.3f}; by edit "
+          + ", ".join(f"{e} {tune['recall_by_edit'][e]:.2f}" for e in EDITS))
+    for half in ("tune", "report"):
+        for pair, reason in refsearch[half]["missed_reasons"].items():
+            print(f"  missed ({half}): {pair}: {reason}")
+        if refsearch[half]["missed_recipes"]:
+            print(f"  missed edits ({half}): {refsearch[half]['missed_recipes']}")
+    print("\ncandidate stage on the tune half, by similarity threshold:\n")
+    print("| threshold | candidate pairs per image | true pairs within reach |\n|---:|---:|---:|")
+    for threshold, point in curve.items():
+        print(f"| {threshold} | {point['pairs_per_image']} | {point['reachable_recall']:.3f} |")
+    print("\ncost:")
+    for name in ("900 distinct photos", "tune", "report"):
+        entry = refsearch[name]
+        print(f"  {name}: {entry['candidate_pairs']} candidate pairs ({entry['pairs_per_image']} per image); "
+              f"near_duplicates {entry['seconds']} s with its default threads")
+    for name, entry in cost.items():
+        print(f"  one thread, {name}: {entry['pairs']} pairs over {entry['images_read']} images "
+              f"({entry['megabytes_read']} MB) in {entry['seconds']} s: {entry['ms_per_pair']} ms a pair")
+    graph = "approximate" if scale["approximate_graph"] else "exact"
+    print(f"  candidate stage over {scale['vectors']} synthetic descriptors ({graph} kNN graph): "
+          f"{scale['seconds']} s")
+    per_pair = cost["900 distinct photos"]["ms_per_pair"]
+    for label, rate in (("at the 900 photos' rate", refsearch["900 distinct photos"]["pairs_per_image"]),
+                        ("at the planted halves' rate", refsearch["report"]["pairs_per_image"]),
+                        ("if every one of the 10 neighbours were a candidate (the bound)", 10)):
+        pairs = rate * IMAGENET_TRAIN
+        print(f"  1.28M photos {label}: {pairs / 1e6:.2f}M pairs x {per_pair} ms = "
+              f"{pairs * per_pair / 3.6e6:.1f} core-hours")
+    print(f"  load average now {load_avg()}")
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -433,75 +506,21 @@ def main() -> None:
         build = ensure_index(folder / "images", folder / "images.index")
         halves[half] = {"images": folder / "images", "index": folder / "images.index", "build": build,
                         "truth": truth, "names": [name for group in truth["groups"] for name in group]}
-        print(f"{half}: {len(halves[half]['names'])} images, {args.sources} of {len(members)} photos with 1 to 3 "
-              f"copies; indexed in {build['seconds']} s (load {build['load']})", flush=True)
+        print(f"{half}: {len(halves[half]['names'])} images, {args.sources} of {len(members)} photos with 1 "
+              f"to 3 copies; indexed in {build['seconds']} s (load {build['load']})", flush=True)
 
     refsearch = run_refsearch(distinct, halves)
-    curve = candidate_curve(halves["tune"]["index"], halves["tune"]["truth"], [0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.675])
+    curve = candidate_curve(halves["tune"]["index"], halves["tune"]["truth"],
+                            [0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.675])
     cost = {"900 distinct photos": pair_cost(distinct), "report": pair_cost(halves["report"]["index"])}
     others = run_imagededup(halves)
     scale = synthetic_candidates(args.vectors, refsearch["candidate_threshold"])
 
-    report = refsearch["report"]
-    truth = halves["report"]["truth"]["groups"]
-    print(f"\n900 distinct photos: refsearch groups {refsearch['900 distinct photos']['groups']} (similarity "
-          f"alone at {refsearch['similarity_alone_threshold']}: "
-          f"{refsearch['900 distinct photos']['similarity_alone_groups']})"
-          + "".join(f"; {name} {r['false_groups_900']}" for name, r in others.items()))
-    print(f"\nreport half: {len(halves['report']['names'])} images, {sum(len(g) > 1 for g in truth)} photos with "
-          f"copies, {len(group_pairs(truth))} true pairs; refsearch at its defaults, imagededup at the threshold "
-          "with the best F1 on the tune half\n")
-    print("| method | threshold | precision | recall | F1 | false groups on the 900 | find s | encode s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    rows = {f"refsearch near_duplicates (candidates at similarity >= {refsearch['candidate_threshold']}, "
-            "verified from pixels)": (report["verified"], refsearch["900 distinct photos"]["groups"],
-                                      report["seconds"], halves["report"]["build"]["seconds"]),
-            f"refsearch similarity alone (>= {refsearch['similarity_alone_threshold']}, before this change)":
-                (report["similarity_alone"], refsearch["900 distinct photos"]["similarity_alone_groups"], "", "")}
-    for name, result in others.items():
-        label = f"{name} ({result['model']})" if result["model"] else name
-        rows[label] = (result, result["false_groups_900"], result["find_seconds"], result["encode_seconds"])
-    for name, (result, false_groups, find, encode) in rows.items():
-        note = result.get("note", "default")
-        print(f"| {name} | {note} | {result['precision']:.3f} | {result['recall']:.3f} | **{result['f1']:.3f}** | "
-              f"{false_groups} | {find} | {encode} |")
-    print("\nrecall by edit (pairs of an original and its copy with that edit), report half:\n")
-    print("| method | " + " | ".join(EDITS) + " |\n|---|" + "---:|" * len(EDITS))
-    for name, (result, *_) in rows.items():
-        print(f"| {name.split(' (')[0]} | " + " | ".join(f"{result['recall_by_edit'][e]:.2f}" for e in EDITS) + " |")
-    tune = refsearch["tune"]["verified"]
-    print(f"\nrefsearch on the tune half (also untuned): precision {tune['precision']:.3f}, recall {tune['recall']:.3f}, "
-          f"F1 {tune['f1']:.3f}; by edit " + ", ".join(f"{e} {tune['recall_by_edit'][e]:.2f}" for e in EDITS))
-    for half in ("tune", "report"):
-        for pair, reason in refsearch[half]["missed_reasons"].items():
-            print(f"  missed ({half}): {pair}: {reason}")
-        if refsearch[half]["missed_recipes"]:
-            print(f"  missed edits ({half}): {refsearch[half]['missed_recipes']}")
-    print("\ncandidate stage on the tune half, by similarity threshold:\n")
-    print("| threshold | candidate pairs per image | true pairs within reach |\n|---:|---:|---:|")
-    for threshold, point in curve.items():
-        print(f"| {threshold} | {point['pairs_per_image']} | {point['reachable_recall']:.3f} |")
-    print("\ncost:")
-    for name in ("900 distinct photos", "tune", "report"):
-        entry = refsearch[name]
-        print(f"  {name}: {entry['candidate_pairs']} candidate pairs ({entry['pairs_per_image']} per image); "
-              f"near_duplicates {entry['seconds']} s with its default threads")
-    for name, entry in cost.items():
-        print(f"  one thread, {name}: {entry['pairs']} pairs over {entry['images_read']} images "
-              f"({entry['megabytes_read']} MB) in {entry['seconds']} s: {entry['ms_per_pair']} ms a pair")
-    graph = "approximate" if scale["approximate_graph"] else "exact"
-    print(f"  candidate stage over {scale['vectors']} synthetic descriptors ({graph} kNN graph): {scale['seconds']} s")
-    per_pair = cost["900 distinct photos"]["ms_per_pair"]
-    for label, rate in (("at the 900 photos' rate", refsearch["900 distinct photos"]["pairs_per_image"]),
-                        ("at the planted halves' rate", refsearch["report"]["pairs_per_image"]),
-                        ("if every one of the 10 neighbours were a candidate (the bound)", 10)):
-        pairs = rate * IMAGENET_TRAIN
-        print(f"  1.28M photos {label}: {pairs / 1e6:.2f}M pairs x {per_pair} ms = "
-              f"{pairs * per_pair / 3.6e6:.1f} core-hours")
-    print(f"  load average now {load_avg()}")
+    print_report(halves, refsearch, curve, cost, others, scale)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "refsearch": refsearch, "candidate_curve": curve,
-                                         "pair_cost": cost, "imagededup": others, "synthetic": scale}, indent=2))
+        saved = {"machine": machine(), "refsearch": refsearch, "candidate_curve": curve, "pair_cost": cost,
+                 "imagededup": others, "synthetic": scale}
+        args.json.write_text(json.dumps(saved, indent=2))
 
 
 if __name__ == "__main__":
