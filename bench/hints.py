@@ -24,6 +24,8 @@ references), on which the hint settings were chosen.
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import time
 from pathlib import Path
 
@@ -52,6 +54,8 @@ def main() -> None:
     parser.add_argument("--topk", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="Only the first N photos of the split.")
     parser.add_argument("--plot", type=Path, default=None, help="Save PSNR against points here.")
+    parser.add_argument("--http", type=int, default=10, help="Also time an update through the server's "
+                        "endpoint, in process, on the first N photos (0: not).")
     add_threads_option(parser)
     args = parser.parse_args()
     announce(args.threads)
@@ -60,7 +64,7 @@ def main() -> None:
     held_out, development = splits(photos, args.holdout)
     targets = (held_out if args.split == "holdout" else development)[: args.limit]
     scores = {row: {count: [] for count in COUNTS} for row in ROWS}
-    first_point, one_more = [], []
+    first_point, one_more, over_http = [], [], []
     skipped = []
     with Index.open(holdout_index(photos, set(held_out))) as index:
         exemplar = create_colorizer("exemplar", backbone=index.backbone)
@@ -93,6 +97,8 @@ def main() -> None:
             print(f"{number + 1}/{len(targets)} {photo.name}: " + ", ".join(
                 f"{row.split(' ')[0]} {scores[row][10][-1]:.2f}" for row in ROWS[1:3]) + " at 10 points",
                 flush=True)
+            if len(over_http) < args.http:
+                over_http.append(update_over_http(index, gray, points))
 
     counted = len(scores[ROWS[0]][0])
     print(f"\n{counted} photos of the {args.split} split at short side {SHORT_SIDE} ({len(skipped)} left out, "
@@ -104,9 +110,33 @@ def main() -> None:
           f"median {np.median(one_more) * 1e3:.0f} ms, p90 {np.percentile(one_more, 90) * 1e3:.0f} ms; the "
           f"first point on a photo (factorising it), median {np.median(first_point) * 1e3:.0f} ms, p90 "
           f"{np.percentile(first_point, 90) * 1e3:.0f} ms")
+    if over_http:
+        print(f"time per update over HTTP (a 10th point, POST /api/sessions/ID/render in process, the answer "
+              f"with its two PNGs), {len(over_http)} photos: median {np.median(over_http) * 1e3:.0f} ms, "
+              f"p90 {np.percentile(over_http, 90) * 1e3:.0f} ms")
     if args.plot:
         plot(scores, args.plot)
         print(f"plot: {args.plot}")
+
+
+def update_over_http(index: Index, gray: Image.Image, points: list[Hint]) -> float:
+    """Seconds of the page's update adding a 10th point to 9, through the app in process (no browser):
+    the request, the render and the answer with the result and confidence as PNG data URLs."""
+    from fastapi.testclient import TestClient
+
+    from refsearch.server import create_app
+
+    upload = io.BytesIO()
+    gray.save(upload, "PNG")
+    as_json = {"hints": [point.to_dict() for point in points[:9]]}
+    with TestClient(create_app(index)) as client:
+        session = client.post("/api/colorize?topk=3&output=json", files={"image": ("gray.png", upload.getvalue())},
+                              data={"hints": json.dumps(as_json)}).json()["session"]
+        started = time.perf_counter()
+        answer = client.post(f"/api/sessions/{session}/render", json={"hints": [p.to_dict() for p in points[:10]]})
+        seconds = time.perf_counter() - started
+    answer.raise_for_status()
+    return seconds
 
 
 def true_points(truth: np.ndarray, rng: np.random.Generator, count: int = max(COUNTS)) -> list[Hint]:

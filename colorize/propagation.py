@@ -40,7 +40,7 @@ class HintSettings:
 
     scale: float = 0.5           # the propagation grid, as a fraction of the working resolution
     smoothness: float = 1.0      # weight of the smoothness term
-    edge_sigma: float = 0.05     # luminance difference (0-1 scale) across which colour stops spreading
+    edge_sigma: float = 0.02     # luminance difference (0-1 scale) across which colour stops spreading
     decay: float = 1e-5          # pull of the correction back to 0 per pixel: spreads over ~sqrt(1/decay) px
     # The strength at which the method's colour is kept under points, before they say otherwise, and how
     # far they may move it (0: held at `trust`). Colour that no point confirms costs more PSNR than it
@@ -116,16 +116,16 @@ class HintPropagator:
         targets = np.asarray(targets, np.float64)
         base = np.asarray(base, np.float64)
         columns = self._columns_of(list(cells))
-        covariance = columns[list(cells)].astype(np.float64)
+        covariance = columns[:, list(cells)].astype(np.float64)
         variances = np.diag(covariance).copy()
         own = float(variances.mean())
         covariance += settings.nugget * own * np.eye(len(cells))
         factor = np.linalg.cholesky(covariance)
         trust = self._trust(factor, targets, base, own)
         weights = cho_solve((factor, True), targets - trust * base)
-        correction = (columns @ weights.astype(np.float32)).reshape(self.shape + (2,))
+        correction = (weights.T.astype(np.float32) @ columns).T.reshape(self.shape + (2,))
         # How far each pixel follows its most correlated point: 1 at a point, falling off as colour spreads.
-        influence = np.max(columns / variances.astype(np.float32)[None, :], axis=1)
+        influence = np.max(columns / variances.astype(np.float32)[:, None], axis=0)
         influence = np.clip(influence.reshape(self.shape), 0.0, 1.0)
         return Propagated(resize(correction, height, width), np.clip(resize(influence, height, width), 0, 1),
                           trust)
@@ -144,8 +144,9 @@ class HintPropagator:
         return float(np.clip(pulled / precision, 0.0, settings.max_trust))
 
     def _columns_of(self, cells: list[int]) -> np.ndarray:
-        """(n, k) float32: the inverse precision's column at each cell, each solved for once; beside the
-        latest cells', the SPARE_COLUMNS used most recently are kept (a point moved back, a count lowered)."""
+        """(k, n) float32: the inverse precision's column at each cell (as a row), each solved for once;
+        beside the latest cells', the SPARE_COLUMNS used most recently are kept (a point moved back, a
+        count lowered)."""
         for cell in dict.fromkeys(cells):
             if cell in self._columns:
                 self._columns.move_to_end(cell)
@@ -153,10 +154,10 @@ class HintPropagator:
         if new:
             unit = np.zeros((self.shape[0] * self.shape[1], len(new)))
             unit[new, np.arange(len(new))] = 1.0
-            solved = self._factor.solve(unit)
+            solved = self._factor.solve(unit).T.astype(np.float32)
             for position, cell in enumerate(new):
-                self._columns[cell] = solved[:, position].astype(np.float32)
-        columns = np.stack([self._columns[cell] for cell in cells], axis=1)
+                self._columns[cell] = solved[position]
+        columns = np.stack([self._columns[cell] for cell in cells])
         while len(self._columns) > len(set(cells)) + SPARE_COLUMNS:
             self._columns.popitem(last=False)
         return columns

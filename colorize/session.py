@@ -47,7 +47,7 @@ class ColorizeSession:
 
     Made by `colorize.colorize_session` (or a ChromaColorizer's `prepare`). A method that predicts chroma
     (every built-in one) uses the hints; any other gives its one result, with a note when hints were
-    given."""
+    given. One thread at a time: a render keeps what it solved for the next."""
 
     def __init__(self, target: Image.Image, method: str, *, prediction: ChromaPrediction | None = None,
                  result: ColorizeResult | None = None, settings: HintSettings | None = None):
@@ -130,8 +130,9 @@ class ColorizeSession:
         # The full-size pixel at a point's centre is interpolated from these working pixels alone: giving
         # them the chroma that lands on the point's at that pixel's gray level puts it there.
         gray = np.asarray(self.target)
-        for hint, (rows, columns, _), target in zip(hints, footprints, targets):
-            ab[np.ix_(rows, columns)] = chroma_landing_on(int(gray[hint.y, hint.x]), target)
+        landing = chroma_landing_on(np.array([gray[hint.y, hint.x] for hint in hints]), targets)
+        for (rows, columns, _), chroma in zip(footprints, landing):
+            ab[np.ix_(rows, columns)] = chroma
         confidence = np.maximum(prediction.confidence, propagated.influence)
         source = np.where(propagated.influence > POINT_SOURCE_INFLUENCE, -1, prediction.source).astype(np.int8)
         return ab.astype(np.float32), confidence.astype(np.float32), source, propagated.trust
@@ -194,28 +195,28 @@ class ColorizeSession:
         return rgb_to_lab(np.asarray(self._result.image)[y, x].astype(np.float64))[1:]
 
 
-def chroma_landing_on(gray_level: int, ab: np.ndarray, steps: int = 4) -> np.ndarray:
-    """The chroma to put on `gray_level` (colorize_gray) for the pixel to come out with chroma `ab`.
-    Keeping the pixel's luma moves its Lab lightness, and with it its a and b, a little (a few units for
-    saturated colours); a few fixed-point steps take that back. A chroma that the gamut does not hold at
-    that gray level stays as near as the gamut allows."""
-    wanted = np.asarray(ab, np.float64)
+def chroma_landing_on(gray_levels: np.ndarray, ab: np.ndarray, steps: int = 4) -> np.ndarray:
+    """(k, 2): the chroma to put on each of the (k,) `gray_levels` (colorize_gray) for the pixel to come out
+    with the (k, 2) chroma `ab`. Keeping a pixel's luma moves its Lab lightness, and with it its a and b, a
+    little (a few units for saturated colours); a few fixed-point steps take that back. A chroma that the
+    gamut does not hold at that gray level stays as near as the gamut allows."""
+    wanted = np.asarray(ab, np.float64).reshape(1, -1, 2)
     given = wanted.copy()
-    pixel = np.array([[gray_level]], np.uint8)
+    pixels = np.asarray(gray_levels, np.uint8).reshape(1, -1)
     for _ in range(steps):
-        landed = rgb_to_lab(colorize_gray(pixel, given.reshape(1, 1, 2))[0, 0])[1:]
-        miss = wanted - landed
+        miss = wanted - rgb_to_lab(colorize_gray(pixels, given))[..., 1:]
         if np.abs(miss).max() < 0.25:
             break
         given = np.clip(given + miss, -128.0, 127.0)
-    return given.astype(np.float32)
+    return given[0].astype(np.float32)
 
 
 def _taps(matrix, index: int) -> tuple[np.ndarray, np.ndarray]:
     """The source positions with a weight in row `index` of a resampling matrix, and their weights."""
-    row = matrix[index]
-    keep = row.data > 0
-    return row.indices[keep], row.data[keep].astype(np.float64)
+    start, end = matrix.indptr[index], matrix.indptr[index + 1]
+    indices, weights = matrix.indices[start:end], matrix.data[start:end]
+    keep = weights > 0
+    return indices[keep], weights[keep].astype(np.float64)
 
 
 def _centre(rows: np.ndarray, columns: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
@@ -228,7 +229,8 @@ def _cell(position: int, size: int, cells: int) -> int:
 
 def _peaks(centres: np.ndarray, probabilities: np.ndarray) -> list[tuple[np.ndarray, float]]:
     """The distribution's peaks, most likely first: each the probability-weighted mean of the colours within
-    SUGGESTION_RADIUS of its bin, with their total probability, none within that radius of a likelier one."""
+    SUGGESTION_RADIUS of its bin, with their total probability; none within twice that radius of a likelier
+    one, so that the choices differ visibly."""
     taken = np.zeros(len(centres), bool)
     peaks = []
     for bin_index in np.argsort(-probabilities, kind="stable"):
