@@ -48,7 +48,8 @@ ROWS = ("gray photo", "exemplar with the points", "plain propagation (working re
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=("holdout", "dev"), default="holdout")
     parser.add_argument("--holdout", type=int, default=100)
     parser.add_argument("--topk", type=int, default=3)
@@ -73,7 +74,8 @@ def main() -> None:
             if is_grayscale(original):
                 skipped.append(photo.name)
                 continue
-            original = original.resize(working_size(original.size, SHORT_SIDE), Image.BILINEAR, reducing_gap=3.0)
+            size = working_size(original.size, SHORT_SIDE)
+            original = original.resize(size, Image.BILINEAR, reducing_gap=3.0)
             truth = np.asarray(original)
             gray = original.convert("L")
             references = retrieve_references(index, gray, args.topk, rerank=True,
@@ -101,9 +103,9 @@ def main() -> None:
                 over_http.append(update_over_http(index, gray, points))
 
     counted = len(scores[ROWS[0]][0])
-    print(f"\n{counted} photos of the {args.split} split at short side {SHORT_SIDE} ({len(skipped)} left out, "
-          f"their originals grayscale: {', '.join(skipped) or 'none'}); top-{args.topk} re-ranked references; "
-          f"load average at end {load_avg()}")
+    print(f"\n{counted} photos of the {args.split} split at short side {SHORT_SIDE} ({len(skipped)} left "
+          f"out, their originals grayscale: {', '.join(skipped) or 'none'}); top-{args.topk} re-ranked "
+          f"references; load average at end {load_avg()}")
     print(table(scores))
     print(verdict(scores))
     print(f"time per update (exemplar, the library's render at {SHORT_SIDE} px): a 10th point added to 9, "
@@ -130,10 +132,12 @@ def update_over_http(index: Index, gray: Image.Image, points: list[Hint]) -> flo
     gray.save(upload, "PNG")
     as_json = {"hints": [point.to_dict() for point in points[:9]]}
     with TestClient(create_app(index)) as client:
-        session = client.post("/api/colorize?topk=3&output=json", files={"image": ("gray.png", upload.getvalue())},
+        session = client.post("/api/colorize?topk=3&output=json",
+                              files={"image": ("gray.png", upload.getvalue())},
                               data={"hints": json.dumps(as_json)}).json()["session"]
         started = time.perf_counter()
-        answer = client.post(f"/api/sessions/{session}/render", json={"hints": [p.to_dict() for p in points[:10]]})
+        answer = client.post(f"/api/sessions/{session}/render",
+                             json={"hints": [point.to_dict() for point in points[:10]]})
         seconds = time.perf_counter() - started
     answer.raise_for_status()
     return seconds

@@ -27,4 +27,5 @@ __all__ = ["DEFAULT_METHOD", "ENTRY_POINT_GROUP", "MAX_HINTS", "ChromaColorizer"
            "ChromaPrior", "ColorizeError", "ColorizeResult", "ColorizeSession", "Colorizer", "FolderSummary",
            "Hint", "HintSettings", "Hints", "Palette", "Reference", "Suggestion", "WorkingImage",
            "available_methods", "colorize", "colorize_folder", "colorize_session", "colorize_with_index",
-           "contact_sheet", "create_colorizer", "describe_methods", "register_colorizer", "session_with_index"]
+           "contact_sheet", "create_colorizer", "describe_methods", "register_colorizer",
+           "session_with_index"]

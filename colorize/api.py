@@ -77,7 +77,8 @@ def colorize_session(target: ImageSource, references: Sequence[ReferenceSource],
 
 def colorize_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 3,
                         method: str | Colorizer | None = None, *, saturation: float = 1.0,
-                        hints: Hints | Sequence[HintSource] | None = None, **search_options) -> ColorizeResult:
+                        hints: Hints | Sequence[HintSource] | None = None,
+                        **search_options) -> ColorizeResult:
     """Retrieve the `topk` best references for `target` from an opened index (search options as for
     its `search`, e.g. rerank=False), then colorize from them with the index's own network (`method`
     None: the default method), with `hints` as for `colorize`."""

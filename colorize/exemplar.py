@@ -172,12 +172,13 @@ class UntrainedExemplarColorizer(ExemplarColorizer):
                    "refined and propagated along the target's edges")
 
     def __init__(self, backbone: Backbone | None = None, settings: ExemplarSettings | None = None,
-                 working_short_side: int = DEFAULT_WORKING_SHORT_SIDE, hint_settings: HintSettings | None = None):
+                 working_short_side: int = DEFAULT_WORKING_SHORT_SIDE,
+                 hint_settings: HintSettings | None = None):
         super().__init__(backbone, settings, working_short_side, prior=None, hint_settings=hint_settings)
 
 
 def _palette(warps: list[Warp], prior: ChromaPrior | None = None, cells: CellChroma | None = None) -> Palette:
-    """The colours to suggest: each reference's warped colour, and the prior's distribution when there is one."""
+    """The colours to suggest: each reference's warped colour, and the prior's distribution if any."""
     palette = Palette(np.stack([warp.ab for warp in warps]), np.stack([warp.confidence for warp in warps]))
     if prior is None:
         return palette

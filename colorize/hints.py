@@ -44,7 +44,8 @@ class Hint:
             if value < 0:
                 raise InvalidArgumentError(f"a hint's {axis} must be 0 or more, got {value}")
         if not isinstance(self.color, str) or not _COLOUR.fullmatch(self.color):
-            raise InvalidArgumentError(f"a hint's colour must be #RRGGBB (six hex digits), got {self.color!r}")
+            raise InvalidArgumentError(f"a hint's colour must be #RRGGBB (six hex digits), got "
+                                       f"{self.color!r}")
         object.__setattr__(self, "color", self.color.lower())
 
     @property
@@ -173,8 +174,9 @@ class Hints:
         photo the points were placed on, when known, had that size."""
         width, height = size
         if self.size is not None and self.size != (width, height):
-            raise InvalidArgumentError(f"the hints were placed on a {self.size[0]}x{self.size[1]} photo; this "
-                                       f"one is {width}x{height}")
+            placed = f"{self.size[0]}x{self.size[1]}"
+            raise InvalidArgumentError(f"the hints were placed on a {placed} photo; this one is "
+                                       f"{width}x{height}")
         for point in self.points:
             if point.x >= width or point.y >= height:
                 raise InvalidArgumentError(f"hint {point} lies outside the {width}x{height} photo (x from 0 "

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from PIL import Image
 from scipy.linalg import cho_solve, solve_triangular
+from threadpoolctl import ThreadpoolController
 
 from refsearch.errors import InvalidArgumentError
 
@@ -32,6 +33,13 @@ from .refine import affinity_laplacian
 from .resample import resize
 
 SPARE_COLUMNS = 32
+_THREADPOOLS = ThreadpoolController()
+
+
+def _one_blas_thread():
+    """The solves here are many small BLAS calls (the LU's supernodes, k x k systems): a second thread only
+    adds synchronisation, which on a busy machine made them several times slower."""
+    return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class HintSettings:
     trust_spread: float = 0.3
     max_trust: float = 1.0
     spread: float = 20.0         # standard deviation of the correction, in ab units, against the trust's
-    nugget: float = 1e-3         # observation noise, relative to a point's own variance: nearby points may differ
+    nugget: float = 1e-3         # observation noise, relative to a point's own variance (near points differ)
 
     def __post_init__(self) -> None:
         for name in ("scale", "smoothness", "edge_sigma", "spread"):
@@ -57,7 +65,8 @@ class HintSettings:
                 raise InvalidArgumentError(f"hint setting {name} must be above 0, got {getattr(self, name)}")
         for name in ("decay", "trust", "trust_spread", "nugget"):
             if not getattr(self, name) >= 0:
-                raise InvalidArgumentError(f"hint setting {name} must be 0 or more, got {getattr(self, name)}")
+                raise InvalidArgumentError(f"hint setting {name} must be 0 or more, got "
+                                           f"{getattr(self, name)}")
         if not 0 < self.scale <= 1:
             raise InvalidArgumentError(f"hint setting scale must be in (0, 1], got {self.scale}")
         if self.max_trust < self.trust:
@@ -83,19 +92,22 @@ class HintPropagator:
         self.working_shape = luma.shape
         height, width = luma.shape
         size = (max(1, round(width * settings.scale)), max(1, round(height * settings.scale)))
-        grid = Image.fromarray(luma).resize(size, Image.BILINEAR, reducing_gap=3.0) if size != (width, height) \
-            else Image.fromarray(luma)
+        grid = Image.fromarray(luma)
+        if size != (width, height):
+            grid = grid.resize(size, Image.BILINEAR, reducing_gap=3.0)
         guide = np.asarray(grid, np.float32) / 255.0
         self.shape = guide.shape
         count = guide.size
         precision = (settings.decay * sp.identity(count, format="csc")
                      + settings.smoothness * affinity_laplacian(guide, settings.edge_sigma)).tocsc()
         if settings.decay == 0:
-            precision = precision + 1e-9 * sp.identity(count, format="csc")  # regions no point reaches stay put
+            # regions that no point reaches stay put rather than make the system singular
+            precision = precision + 1e-9 * sp.identity(count, format="csc")
         # The precision is symmetric: an ordering of A + A^T with symmetric pivoting fills in about half as
         # much as the default, and solves about three times faster.
-        self._factor = spla.splu(precision, permc_spec="MMD_AT_PLUS_A",
-                                 options={"SymmetricMode": True, "DiagPivotThresh": 0.0})
+        with _one_blas_thread():
+            self._factor = spla.splu(precision, permc_spec="MMD_AT_PLUS_A",
+                                     options={"SymmetricMode": True, "DiagPivotThresh": 0.0})
         self._columns: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def cell(self, y: float, x: float) -> int:
@@ -108,6 +120,10 @@ class HintPropagator:
     def solve(self, cells: Sequence[int], targets: np.ndarray, base: np.ndarray) -> Propagated:
         """`cells` from `cell`, the points' chroma `targets` (k, 2), the method's chroma at them `base`
         (k, 2)."""
+        with _one_blas_thread():
+            return self._solve(cells, targets, base)
+
+    def _solve(self, cells: Sequence[int], targets: np.ndarray, base: np.ndarray) -> Propagated:
         settings = self.settings
         height, width = self.working_shape
         if not len(cells):
@@ -140,7 +156,8 @@ class HintPropagator:
         whitened_targets = solve_triangular(factor, targets, lower=True)
         variance = settings.spread ** 2 / own
         precision = float(np.sum(whitened_base * whitened_base)) / variance + 1 / settings.trust_spread ** 2
-        pulled = float(np.sum(whitened_base * whitened_targets)) / variance + settings.trust / settings.trust_spread ** 2
+        pulled = (float(np.sum(whitened_base * whitened_targets)) / variance
+                  + settings.trust / settings.trust_spread ** 2)
         return float(np.clip(pulled / precision, 0.0, settings.max_trust))
 
     def _columns_of(self, cells: list[int]) -> np.ndarray:

@@ -84,7 +84,8 @@ class ColorizeSession:
         return cls(target, result.method, result=result)
 
     # -- rendering ----------------------------------------------------------------------------------------
-    def render(self, hints: Hints | list[HintSource] | None = None, saturation: float = 1.0) -> ColorizeResult:
+    def render(self, hints: Hints | list[HintSource] | None = None,
+               saturation: float = 1.0) -> ColorizeResult:
         """The photo at its full size with `hints` applied (each point's chroma at its centre, spread along
         the photo's structure, the method's colours weighed by how well the points confirm them) and the
         method's chroma scaled by `saturation` (the points' own colours are not scaled). The gray levels
@@ -105,17 +106,20 @@ class ColorizeSession:
                 notes.append(f"{len(hints)} colour point{'s' if len(hints) > 1 else ''}; where none governs, "
                              f"the method's colours at {trust:.2f} of their strength")
             else:
-                ab, confidence, source = self.prediction.ab, self.prediction.confidence, self.prediction.source
+                prediction = self.prediction
+                ab, confidence, source = prediction.ab, prediction.confidence, prediction.source
             full = compose_full_size(gray, ab, confidence, source)
-            result = ColorizeResult(Image.fromarray(full.rgb, "RGB"), full.confidence, full.source, self.method,
-                                    notes=notes, hints=hints.with_size(self.size) if hints else Hints())
+            result = ColorizeResult(Image.fromarray(full.rgb, "RGB"), full.confidence, full.source,
+                                    self.method, notes=notes,
+                                    hints=hints.with_size(self.size) if hints else Hints())
         if saturation != 1.0 and not (hints and self.uses_hints):  # with points, scaled before them
             result.image = Image.fromarray(scale_chroma(np.array(result.image), gray, saturation), "RGB")
         result.references = list(self.references)
         result.seconds = time.perf_counter() - started
         return result
 
-    def _with_hints(self, hints: Hints, saturation: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def _with_hints(self, hints: Hints,
+                    saturation: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Working-resolution chroma, confidence and source with the points applied, and the trust."""
         prediction = self.prediction
         base = prediction.ab * np.float32(saturation)
@@ -134,7 +138,8 @@ class ColorizeSession:
         for (rows, columns, _), chroma in zip(footprints, landing):
             ab[np.ix_(rows, columns)] = chroma
         confidence = np.maximum(prediction.confidence, propagated.influence)
-        source = np.where(propagated.influence > POINT_SOURCE_INFLUENCE, -1, prediction.source).astype(np.int8)
+        governed = propagated.influence > POINT_SOURCE_INFLUENCE
+        source = np.where(governed, -1, prediction.source).astype(np.int8)
         return ab.astype(np.float32), confidence.astype(np.float32), source, propagated.trust
 
     def _propagator_for(self) -> HintPropagator:

@@ -52,9 +52,10 @@ def colorize_command(
                                              "and row from the top left, and the colour the photo has there "
                                              "(its chroma is applied, the gray level kept; it spreads along "
                                              "the photo's structure). Repeatable; one photo only."),
-    hints_file: Optional[Path] = typer.Option(None, "--hints", help="Colour points from a JSON file: what the "
-                                              "page's 'Download points' saves, or the --json output of an "
-                                              "earlier run on the same photo (its points come before --hint's)."),
+    hints_file: Optional[Path] = typer.Option(None, "--hints", help="Colour points from a JSON file: what "
+                                              "the page's 'Download points' saves, or the --json output of "
+                                              "an earlier run on the same photo (its points come before "
+                                              "--hint's)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),

@@ -258,7 +258,8 @@ class _Service:
     async def read_body(self, request: Request) -> bytes:
         body = await request.body()
         if len(body) > MAX_HINTS_FILE_BYTES:
-            raise RequestRejected(413, f"the points are over the limit of {describe_bytes(MAX_HINTS_FILE_BYTES)}")
+            raise RequestRejected(413, "the points are over the limit of "
+                                       f"{describe_bytes(MAX_HINTS_FILE_BYTES)}")
         return body
 
     def keep_session(self, done: dict) -> str:

@@ -143,8 +143,8 @@ def test_saturation_scales_the_colour_and_keeps_the_gray_levels(files, tmp_path)
 def test_colour_points_and_their_replay_from_the_json_output(files, tmp_path):
     gray, reference = files
     pointed, replayed, plain = tmp_path / "pointed.png", tmp_path / "replayed.png", tmp_path / "plain.png"
-    result = run(gray, "--ref", reference, "--hint", "10,80,#c03028", "--hint", "100,10,#3050D0", "-o", pointed,
-                 "--json")
+    result = run(gray, "--ref", reference, "--hint", "10,80,#c03028", "--hint", "100,10,#3050D0",
+                 "-o", pointed, "--json")
     assert result.exit_code == 0, result.output
     done = json.loads(result.stdout)["done"][0]
     assert done["hints"] == [{"x": 10, "y": 80, "color": "#c03028"}, {"x": 100, "y": 10, "color": "#3050d0"}]
@@ -156,9 +156,10 @@ def test_colour_points_and_their_replay_from_the_json_output(files, tmp_path):
     assert np.array_equal(np.asarray(Image.open(pointed)), np.asarray(Image.open(replayed)))
     assert not np.array_equal(np.asarray(Image.open(pointed)), np.asarray(Image.open(plain)))
     # a file's points first, then --hint's
-    both = run(gray, "--ref", reference, "--hints", saved, "--hint", "60,60,#20a040", "-o", tmp_path / "b.png",
-               "--json")
-    assert [h["color"] for h in json.loads(both.stdout)["done"][0]["hints"]] == ["#c03028", "#3050d0", "#20a040"]
+    both = run(gray, "--ref", reference, "--hints", saved, "--hint", "60,60,#20a040",
+               "-o", tmp_path / "b.png", "--json")
+    colours = [h["color"] for h in json.loads(both.stdout)["done"][0]["hints"]]
+    assert colours == ["#c03028", "#3050d0", "#20a040"]
 
 
 def test_thousands_of_points_or_points_of_another_photo_are_refused(files, tmp_path):

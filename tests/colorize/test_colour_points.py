@@ -84,7 +84,8 @@ def test_a_session_renders_what_colorize_gives(gray_scene, colour_scene, exempla
         again = colorize(gray_scene, [colour_scene], exemplar, hints=points, saturation=saturation)
         rendered = session.render(points, saturation)
         assert np.array_equal(np.asarray(rendered.image), np.asarray(again.image)), (points, saturation)
-        assert np.array_equal(rendered.source, again.source) and rendered.references[0].image.size == (128, 96)
+        assert np.array_equal(rendered.source, again.source)
+        assert rendered.references[0].image.size == (128, 96)
     # points moved and taken away, in any order, render as they would fresh
     assert np.array_equal(np.asarray(session.render(hints[1:]).image),
                           np.asarray(colorize(gray_scene, [colour_scene], exemplar, hints=hints[1:]).image))
@@ -105,7 +106,8 @@ def test_points_are_given_to_the_pixel_and_checked_against_the_photo(gray_scene,
     with pytest.raises(InvalidArgumentError, match="six hex digits"):
         colorize(gray_scene, [colour_scene], "transfer", hints=["1,1,#ff00"])
     with pytest.raises(InvalidArgumentError, match="at most 256"):
-        colorize(gray_scene, [colour_scene], "transfer", hints=[f"{i % 128},{i // 128},#ff0000" for i in range(300)])
+        colorize(gray_scene, [colour_scene], "transfer",
+                 hints=[f"{i % 128},{i // 128},#ff0000" for i in range(300)])
 
 
 class Sepia(Colorizer):
@@ -175,4 +177,5 @@ def test_a_session_made_from_a_prediction_directly():
                                             HintSettings(trust=0.0, trust_spread=0.0, decay=1e-6))
     colour = reachable(gray, 5, 5, (20, 20))
     ab = rgb_to_lab(np.asarray(session.render([f"5,5,{colour}"]).image))[..., 1:]
-    assert np.allclose(ab, rgb_to_lab(np.array(Hint(5, 5, colour).rgb))[1:], atol=2.5)  # one point: everywhere
+    # one point, nothing under it: its colour everywhere
+    assert np.allclose(ab, rgb_to_lab(np.array(Hint(5, 5, colour).rgb))[1:], atol=2.5)

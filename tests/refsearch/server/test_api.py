@@ -267,7 +267,8 @@ def test_the_server_keeps_a_bounded_number_of_sessions(served_index, query):
         first = small.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
         second = small.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
         assert small.post(f"/api/sessions/{second}/render", json=POINTS).status_code == 200
-        assert_error(small.post(f"/api/sessions/{first}/render", json=POINTS), 404, "colorize the photo again")
+        dropped = small.post(f"/api/sessions/{first}/render", json=POINTS)
+        assert_error(dropped, 404, "colorize the photo again")
 
 
 # -- indexed images --------------------------------------------------------------------------------
