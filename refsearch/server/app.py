@@ -14,6 +14,7 @@ import mimetypes
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict
@@ -140,6 +141,7 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
         data = await service.read_upload(image)
         done = await service.on_network(service.colorize, data, topk, chosen, method, options)
         done["result"] = await service.on_hints(done["session"].render, points, saturation)
+        done["result"].seconds += done.pop("seconds")  # the method's part, before the render
         if output == "json":
             return JSONResponse(await service.in_thread(_colorized_json, done, service.keep_session(done)))
         picture = done["result"].image if output == "image" else _confidence_image(done["result"].confidence)
@@ -308,6 +310,7 @@ class _Service:
 
     def colorize(self, data: bytes, topk: int, ref_ids: list[int], method: str, options: dict) -> dict:
         """The photo colorized once, as a session to render with colour points."""
+        started = time.perf_counter()
         index = self.holder.current()
         with scratch_file(data) as path, _upload_errors(path):
             if ref_ids:
@@ -323,7 +326,7 @@ class _Service:
                        "label_name": None if record is None else classes.class_name(record.label),
                        "score": reference.score}
                       for record, reference in zip(used, session.references)]
-        return {"session": session, "references": references}
+        return {"session": session, "references": references, "seconds": time.perf_counter() - started}
 
     def record(self, image_id: int) -> dict:
         record = self._record_of(self.holder.current(), image_id)

@@ -20,7 +20,7 @@ class ServerSettings:
     max_review: int = 1000
     thumbnail_sizes: tuple[int, int] = (16, 1024)
     thumbnail_cache_bytes: int = 64 * MEGABYTE
-    # Colorizations kept for quick re-renders with other colour points (each a few tens of megabytes).
+    # Colorizations kept for quick re-renders with other colour points (each 6 to 30 MB for a 4:3 photo).
     max_sessions: int = 8
 
     def __post_init__(self) -> None:

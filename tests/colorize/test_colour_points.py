@@ -179,3 +179,13 @@ def test_a_session_made_from_a_prediction_directly():
     ab = rgb_to_lab(np.asarray(session.render([f"5,5,{colour}"]).image))[..., 1:]
     # one point, nothing under it: its colour everywhere
     assert np.allclose(ab, rgb_to_lab(np.array(Hint(5, 5, colour).rgb))[1:], atol=2.5)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"scale": 0}, "scale must be above 0"), ({"scale": 1.5}, r"scale must be in \(0, 1\]"),
+    ({"decay": -1}, "decay must be 0 or more"), ({"edge_sigma": 0}, "edge_sigma must be above 0"),
+    ({"trust": 0.5, "max_trust": 0.4}, "max_trust must be at least trust"),
+])
+def test_hint_settings_are_validated(setting, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        HintSettings(**setting)

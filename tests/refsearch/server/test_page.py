@@ -210,6 +210,8 @@ def test_colour_points_place_pick_drag_delete_and_download(page, served_index, q
     page.locator("#point-color").fill(wanted)
     wait_for_render(3)
     assert "updated in" in page.inner_text("#points-info")
+    page.locator("#points-canvas").scroll_into_view_if_needed()
+    screenshot(page, "serve-points.png")
 
     def downloaded(selector: str):
         with page.expect_download() as download:
@@ -247,4 +249,3 @@ def test_colour_points_place_pick_drag_delete_and_download(page, served_index, q
     replayed = colorize.colorize(query, references, backbone=served_index.backbone, hints=saved).image
     shown = np.asarray(Image.open(downloaded("#download")))
     assert np.abs(shown.astype(int) - np.asarray(replayed).astype(int)).max() <= 1
-    screenshot(page, "serve-points.png", full_page=True)
