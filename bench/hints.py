@@ -1,6 +1,7 @@
 """Colour hints: how much a few points with their true colours add, on held-out photos.
 
-    python bench/hints.py [--split holdout|dev] [--limit N] [--threads 1] [--plot docs/colorize_hints.png]
+    python bench/hints.py [--split holdout|dev] [--limit N] [--http 10] [--threads 1]
+                          [--plot docs/colorize_hints.png]
 
 The held-out photos of colorize_quality.py (every 9th sample photo from the first; the prior never saw
 them), each resized to short side 256 (the working resolution, so nothing is resampled on the way out)
@@ -18,7 +19,8 @@ Rows, as mean PSNR (RGB) against the originals at 0, 1, 2, 5, 10, 20 and 50 poin
 
 Also the time per update of the library's render at 256 px: adding a 10th point to 9 (one new point to
 solve for, then the full-size composition), and the first point on a photo (which factorises its
-structure). With `--split dev`, the development photos instead (each photo's own file dropped from its
+structure); and, on the first `--http` photos, the same update through the server's endpoint in process
+(the page's request without the browser). With `--split dev`, the development photos instead (each photo's own file dropped from its
 references), on which the hint settings were chosen.
 """
 from __future__ import annotations
