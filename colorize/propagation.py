@@ -4,16 +4,19 @@ The chroma is modelled as `u = trust * base + r`: the method's chroma `base`, ke
 plus a correction `r` that is smooth along the photo's structure. The correction's prior is the Gaussian
 Markov random field of Levin et al. (2004): precision `decay * I + smoothness * L`, with L the Laplacian of
 the 8-connected pixel grid weighted by luminance affinities `exp(-(g_i - g_j)^2 / 2 sigma^2)`, so colour
-spreads far through regions of even gray levels and little across strong edges. The hints are exact
-observations of u. The posterior mean is then kriging: with G the columns of the inverse precision at the
-hints' pixels and K = G[hints] their covariance, `r = G K^-1 (t - trust * b)`, where t are the hints'
-chroma and b the base there; `trust` is itself estimated from the hints by generalised least squares
-around a prior value (a base that the points confirm is kept at full strength, one they contradict fades).
+spreads far through regions of even gray levels and little across strong edges. The hints are observations
+of u with a little noise (`nugget`), so that points close together, even on one cell of the grid, may
+disagree: the solve stays well posed, and colorize.session then gives each point its own colour at its
+pixel (unless both pixels are resampled from the same working pixels). The posterior mean is then kriging:
+with G the columns of the inverse precision at the hints' pixels and K = G[hints] their covariance plus
+the noise, `r = G K^-1 (t - trust * b)`, where t are the hints' chroma and b the base there; `trust` is
+itself estimated from the hints by generalised least squares around a prior value (a base that the points
+confirm is kept at full strength, one they contradict fades).
 
 Per photo the precision is factorised once (a sparse LU on a grid at half the working resolution); each
-new point then costs one pair of triangular solves, so moving a point on the page re-solves in
-milliseconds. With a trust of 0, held there, and a decay near 0, this is Levin et al.'s propagation of the
-points over a gray photo."""
+new point then costs one pair of triangular solves and a small dense system, so moving a point on the
+page re-solves in tens of milliseconds. With a trust of 0, held there, and a decay near 0, this is Levin
+et al.'s propagation of the points over a gray photo."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -38,7 +41,8 @@ _THREADPOOLS = ThreadpoolController()
 
 def _one_blas_thread():
     """The solves here are many small BLAS calls (the LU's supernodes, k x k systems): a second thread only
-    adds synchronisation, which on a busy machine made them several times slower."""
+    adds synchronisation, which on a busy machine made them several times slower. (The limit holds for the
+    whole process while it lasts.)"""
     return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
@@ -57,13 +61,16 @@ class HintSettings:
     trust_spread: float = 0.3
     max_trust: float = 1.0
     spread: float = 20.0         # standard deviation of the correction, in ab units, against the trust's
-    nugget: float = 1e-3         # observation noise, relative to a point's own variance (near points differ)
+    # Observation noise, relative to a point's own variance. Above 0: two points on one cell (or on
+    # neighbouring, almost equally correlated cells) with different colours would otherwise make the
+    # points' covariance singular, and the correction explode.
+    nugget: float = 1e-3
 
     def __post_init__(self) -> None:
-        for name in ("scale", "smoothness", "edge_sigma", "spread"):
+        for name in ("scale", "smoothness", "edge_sigma", "spread", "nugget"):
             if not getattr(self, name) > 0:
                 raise InvalidArgumentError(f"hint setting {name} must be above 0, got {getattr(self, name)}")
-        for name in ("decay", "trust", "trust_spread", "nugget"):
+        for name in ("decay", "trust", "trust_spread"):
             if not getattr(self, name) >= 0:
                 raise InvalidArgumentError(f"hint setting {name} must be 0 or more, got "
                                            f"{getattr(self, name)}")

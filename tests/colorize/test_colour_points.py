@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from colorize import (Colorizer, ColorizeSession, Hint, Hints, HintSettings, colorize, colorize_session,
-                      colorize_with_index)
+                      colorize_with_index, create_colorizer)
 from colorize.exemplar import ExemplarColorizer, UntrainedExemplarColorizer
 from colorize.lab import colorize_gray, luma, rgb_to_lab
 from colorize.propagation import HintPropagator
@@ -47,6 +47,45 @@ def test_each_point_keeps_its_colour_and_the_gray_levels_stay(make_scene, exempl
     assert [chroma_error(result.image, hint) for hint in hints] == pytest.approx([0] * 6, abs=3)
     assert result.hints == Hints(tuple(hints), size)
     assert any("6 colour points" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("size, method, gap", [((640, 480), "exemplar", 4),
+                                               ((128, 96), "exemplar-untrained", 2)])
+def test_close_points_of_opposite_colours(make_scene, backbone, size, method, gap):
+    """Each keeps its colour from `gap` pixels apart: about two pixels of the working resolution (341x256
+    here), where the working pixels that the two centres are resampled from no longer overlap. Closer, on
+    one propagation cell or one pixel, they disagree: the later keeps its colour and nothing blows up."""
+    target = make_scene(size, seed=4).convert("L")
+    gray = np.asarray(target)
+    width, height = size
+    warm, cold = (50, 40), (-40, -45)
+
+    def pairs(offsets) -> list[Hint]:
+        hints = []
+        for number, (dx, dy) in enumerate(offsets):
+            x, y = width * (number + 1) // 7, height * (number % 3 + 1) // 4
+            hints += [Hint(x, y, reachable(gray, x, y, warm)),
+                      Hint(x + dx, y + dy, reachable(gray, x + dx, y + dy, cold))]
+        return hints
+
+    colorizer = create_colorizer(method, backbone=backbone)
+    session = colorize_session(target, [make_scene((150, 110), seed=2)], colorizer)
+    apart = pairs([(gap, 0), (0, gap), (gap, gap), (gap + 1, 0), (gap, 1)])
+    result = session.render(apart)
+    assert np.array_equal(luma(np.asarray(result.image)), gray)
+    assert [chroma_error(result.image, hint) for hint in apart] == pytest.approx([0] * len(apart), abs=3)
+
+    touching = pairs([(1, 0), (0, 1), (1, 1), (0, 0)])
+    result = session.render(touching)
+    assert np.isfinite(result.confidence).all()
+    assert np.array_equal(luma(np.asarray(result.image)), gray)
+    assert [chroma_error(result.image, hint) for hint in touching[1::2]] == pytest.approx([0] * 4, abs=3)
+    # no colour stronger than the points' and the method's own (a singular solve gave 130 ab units here)
+    def strongest(rgb) -> float:
+        return float(np.linalg.norm(rgb_to_lab(np.asarray(rgb, np.float64))[..., 1:], axis=-1).max())
+
+    bound = max(strongest([hint.rgb for hint in touching]), strongest(session.render().image))
+    assert strongest(result.image) <= bound + 3
 
 
 def test_a_point_spreads_through_its_region_and_not_across_a_strong_edge():
@@ -184,6 +223,7 @@ def test_a_session_made_from_a_prediction_directly():
 @pytest.mark.parametrize("setting, message", [
     ({"scale": 0}, "scale must be above 0"), ({"scale": 1.5}, r"scale must be in \(0, 1\]"),
     ({"decay": -1}, "decay must be 0 or more"), ({"edge_sigma": 0}, "edge_sigma must be above 0"),
+    ({"nugget": 0}, "nugget must be above 0"),
     ({"trust": 0.5, "max_trust": 0.4}, "max_trust must be at least trust"),
 ])
 def test_hint_settings_are_validated(setting, message):
