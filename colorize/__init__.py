@@ -12,14 +12,8 @@ from .hints import MAX_HINTS, Hint, Hints
 from .prediction import ChromaPrediction, Palette
 from .prior import ChromaPrior
 from .propagation import HintSettings
-from .registry import (
-                       DEFAULT_METHOD,
-                       ENTRY_POINT_GROUP,
-                       available_methods,
-                       create_colorizer,
-                       describe_methods,
-                       register_colorizer,
-)
+from .registry import (DEFAULT_METHOD, ENTRY_POINT_GROUP, available_methods, create_colorizer,
+                       describe_methods, register_colorizer)
 from .session import ColorizeSession, Suggestion
 from .sheet import contact_sheet
 

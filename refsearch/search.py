@@ -311,8 +311,8 @@ class Index:
 
     def colorize(self, image: ImageSource, topk: int = 3, method: str | None = None, **options):
         """Colorize `image` from its `topk` references in this index with `method` (default: colorize's
-        default method). `options` are `saturation` (see `colorize.colorize`) and search options (see
-        `search_batch`)."""
+        default method). `options` are `saturation` and `hints` (colour points; see `colorize.colorize`)
+        and search options (see `search_batch`)."""
         return _colorize_engine()(self, image, topk, method, **options)
 
     def _search_one(self, query: QueryFeatures, k: int, class_wnid: str | None, any_class: bool,
