@@ -178,10 +178,18 @@ def test_colour_points_place_pick_drag_delete_and_download(page, served_index, q
     height, width = gray.shape
     chosen = [r.id for r in served_index.search(query, k=10).results[:3]]
     references = [served_index.record(i).path for i in chosen]
-    before = np.asarray(colorize.colorize(query, references, backbone=served_index.backbone).image)
 
-    def renders() -> int:
-        return int(page.get_attribute("#points-canvas", "data-renders") or 0)
+    def downloaded(selector: str):
+        with page.expect_download() as download:
+            page.click(selector)
+        return download.value.path()
+
+    def shown() -> np.ndarray:
+        """The result the page shows now (the Download PNG link is the shown image's)."""
+        assert page.get_attribute("#download", "href") == page.get_attribute("#painted", "src")
+        return np.asarray(Image.open(downloaded("#download")))
+
+    before = shown()
 
     def wait_for_render(count: int) -> None:
         page.wait_for_function("() => Number(document.getElementById('points-canvas').dataset.renders || 0) "
@@ -213,18 +221,14 @@ def test_colour_points_place_pick_drag_delete_and_download(page, served_index, q
     page.locator("#points-canvas").scroll_into_view_if_needed()
     screenshot(page, "serve-points.png")
 
-    def downloaded(selector: str):
-        with page.expect_download() as download:
-            page.click(selector)
-        return download.value.path()
-
-    result = np.asarray(Image.open(downloaded("#download")))
+    result = shown()
     assert np.array_equal(luma(result), gray)
     lightness = rgb_to_lab(np.asarray(Image.fromarray(gray[y:y + 1, x:x + 1]).convert("RGB"))[0, 0])[0]
     hint_ab = rgb_to_lab(np.array([int(wanted[i:i + 2], 16) for i in (1, 3, 5)]))[1:]
     got_ab = rgb_to_lab(result[y, x])[1:]
     assert np.linalg.norm(got_ab - hint_ab) < 3, (got_ab, hint_ab, lightness)  # at the input's lightness
     assert np.linalg.norm(rgb_to_lab(before[y, x])[1:] - hint_ab) > 10  # the point changed the colour there
+    assert np.array_equal(luma(before), gray)
 
     # drag the point elsewhere; add a second one and delete it with the Delete key
     marker = page.locator("#markers .marker").bounding_box()
@@ -247,5 +251,4 @@ def test_colour_points_place_pick_drag_delete_and_download(page, served_index, q
     assert [(h.x, h.y, h.color) for h in saved] == [(to_x, to_y, wanted)]
     # the points replay through the library: the page's result is the library's with the same points
     replayed = colorize.colorize(query, references, backbone=served_index.backbone, hints=saved).image
-    shown = np.asarray(Image.open(downloaded("#download")))
-    assert np.abs(shown.astype(int) - np.asarray(replayed).astype(int)).max() <= 1
+    assert np.abs(shown().astype(int) - np.asarray(replayed).astype(int)).max() <= 1
