@@ -24,7 +24,7 @@ import numpy as np
 
 from benchlib import load_avg, machine, sample_dir, sample_photos
 from refsearch import IndexConfig, build_index, create_backbone
-from refsearch.build import default_workers
+from refsearch.backbones import default_workers
 
 DEFAULTS = {  # (forward-only batch sizes, build batch sizes) for each device
     "cpu": ([1, 2, 4, 8, 16, 32], [4, 8]),

@@ -50,7 +50,7 @@ def main() -> None:
         if not prior.is_file():
             _train(subset, folder / f"photos-{len(subset)}", index_path, prior, args.networks)
         with Index.open(index_path) as index:
-            colorizer = ExemplarColorizer(index.backbone, prior=prior)
+            colorizer = ExemplarColorizer(index.network.backbone, prior=prior)
             gain, ratio, _ = scale_curve(index, colorizer, development, args.topk, indexed=True)
         own = gain_at(gain, ratio, args.colorfulness)
         best, _ = oracle(gain, ratio, args.colorfulness)

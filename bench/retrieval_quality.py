@@ -114,7 +114,7 @@ def linked_folder(indexed: list[Path], fold: int) -> Path:
 def colour_top1(index: Index, photos) -> float:
     import torch
 
-    backbone, size = index.backbone, index.config.input_size
+    backbone, size = index.network.backbone, index.config.input_size
     correct = 0
     for photo in photos:
         image = Image.open(photo).convert("RGB")
@@ -184,7 +184,7 @@ def run_fold(fold: int, args, wup: np.ndarray, transfer: Transfer) -> dict[str, 
         index, rate, colour = opened[variant.build.name]
         relevance, gray, psnrs, latency = [], [], [], []
         with Index.open(index.path, weights=variant.build.weights, search=variant.search) as searched:
-            searched._backbone = index.backbone
+            searched.network = index.network
             for photo, row, low, high in zip(held_out, query_rows, random_pick, best_pick):
                 response = searched.search(Image.open(photo).convert("L"), k=K)
                 labels = [classes.class_index(r.label) for r in response.results]

@@ -12,6 +12,7 @@ from PIL import Image
 from refsearch.backbones import Backbone
 from refsearch.errors import InvalidArgumentError
 from refsearch.images import ImageSource, decode, is_grayscale, to_luminance
+from refsearch.request import SearchRequest
 
 from .base import ColorizeError, Colorizer, ColorizeResult, Reference, ReferenceIndex
 from .chroma import DEFAULT_WORKING_SHORT_SIDE
@@ -62,20 +63,20 @@ def colorize(target: ImageSource, references: Sequence[ReferenceSource],
 
 def colorize_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 3,
                         method: str | Colorizer | None = None, *, saturation: float = 1.0,
-                        **search_options) -> ColorizeResult:
+                        request: SearchRequest | None = None, **search_options) -> ColorizeResult:
     """Retrieve the `topk` best references for `target` from an opened index (search options as for
-    its `search`, e.g. rerank=False), then colorize from them with the index's own network (`method`
-    None: the default method)."""
+    its `search`, e.g. rerank=False, or a `request` whose k is the number of references), then colorize
+    from them with the index's own network (`method` None: the default method)."""
     method = DEFAULT_METHOD if method is None else method
-    if topk < 1:
+    if request is None and topk < 1:
         raise InvalidArgumentError(f"topk must be at least 1, got {topk}")
     _check_saturation(saturation)
     gray, notes = load_target(target)
-    response = index.search(gray, k=topk, **search_options)
+    response = index.search(gray, topk, request=request, **search_options)
     if not response.results:
         raise ColorizeError(f"the index {index.path} returned no references")
     references = [Reference(_open_reference(r.path), r.score, r.path) for r in response.results]
-    result = colorize(gray, references, method, backbone=index.backbone, saturation=saturation)
+    result = colorize(gray, references, method, backbone=index.network.backbone, saturation=saturation)
     result.notes = notes + [f"retrieval: {n}" for n in response.notes] + result.notes
     return result
 

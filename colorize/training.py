@@ -117,7 +117,7 @@ def open_example_store(index, directory: str | Path, settings: TrainingSettings 
     bytes of examples stay in memory once written or read."""
     example_settings = {name: value for name, value in asdict(settings).items() if name in _EXAMPLE_SETTINGS}
     return ExampleStore(directory, {
-        "backbone": index.backbone.name, "fingerprint": index.backbone.fingerprint,
+        "backbone": index.network.backbone.name, "fingerprint": index.network.backbone.fingerprint,
         "index": str(Path(index.path).resolve()), "index_images": len(index),
         "references": REFERENCES_SEEN, "settings": example_settings}, memory_budget)
 
@@ -131,7 +131,7 @@ def collect_examples(index, photos: Sequence[Path], store: ExampleStore,
     scales. Photos the store already holds are passed over, as are grayscale photos. Searches run in turn;
     the examples of `workers` photos (default: one per forward stream) are made side by side, and only a
     few photos are in memory at once. Returns the photos that could not be read, with the reason."""
-    workers = workers or forward_streams(index.backbone.device.type)
+    workers = workers or forward_streams(index.network.backbone.device.type)
     unreadable = []
     with ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(photos), unit="photo", desc="preparing", disable=not progress) as bar:
@@ -157,7 +157,7 @@ def collect_examples(index, photos: Sequence[Path], store: ExampleStore,
             paths = [r.path for r in response.results if Path(r.path).resolve() != own][:REFERENCES_SEEN]
             references = [decode(path, min_short_side=2 * settings.short_side).image for path in paths]
             with_itself = bool(settings.self_reference_every) and number % settings.self_reference_every == 0
-            made = pool.submit(_examples_of_photo, index.backbone, image, references, with_itself, settings)
+            made = pool.submit(_examples_of_photo, index.network.backbone, image, references, with_itself, settings)
             pending.append((key, made))
             if len(pending) > 2 * workers:
                 finish_oldest()
@@ -348,7 +348,7 @@ def _train_from_folder(args: argparse.Namespace) -> None:
             shutil.rmtree(folder)
             raise InvalidArgumentError(f"no colour photos to learn from in {args.photos}")
         skipped = f"every {args.skip_every}th from {sorted(offsets)}" if args.skip_every else "none"
-        prior = train_prior(examples, index.backbone, settings, metadata={
+        prior = train_prior(examples, index.network.backbone, settings, metadata={
             "photos": len(photos), "photo_folder": args.photos.name, "skipped": skipped})
     prior.save(args.output)
     print(f"saved {args.output}: {settings.networks} networks from {len(examples)} examples "

@@ -20,17 +20,17 @@ from tqdm import tqdm
 
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
-from .errors import IndexStateError, InvalidArgumentError, NotFoundError
-from .engines import BackboneRequest, Engine, ExtractedBatch, Unreadable, create_engine
-from .engines.base import shipped_weights
+from .errors import IndexStateError, InvalidArgumentError
+from .engines import BackboneRequest, Engine, ExtractedBatch, Unreadable, create_engine, shipped_weights
 from .features import describe
 from .images import ImageFile, UnusableEntry, scan_images
+from .layout import default_index_path
 from .manifest import Manifest
+from .pca_sample import batch_paths, load_batch, save_batch
 from .projection import Projection, Projections
 from .store import ImageRecord, SkippedFile
 from .writer import IndexWriter
 
-DEFAULT_INDEX = "refsearch.index"
 _CELL_SAMPLES_FOR_PCA = 200_000
 
 
@@ -61,23 +61,6 @@ class _Plan:
     new_unusable: list[UnusableEntry]  # named like images but no image files, not yet listed as skipped
 
 
-def default_index_path() -> Path:
-    return Path(os.environ.get("REFSEARCH_INDEX", DEFAULT_INDEX))
-
-
-def default_batch_size(device: str) -> int:
-    # On a 2-core CPU this depthwise network runs fastest at small batches (see docs/benchmarks.md).
-    return 4 if device == "cpu" else 64
-
-
-def default_workers(device: str) -> int:
-    """Decoding threads: on CPU two, leaving the cores to the forward passes; with the network on a GPU,
-    one per usable core, since decoding is then what the build waits for."""
-    if device == "cpu":
-        return 2
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-
-
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
                 config: IndexConfig | None = None, *, weights: str | os.PathLike | None = None,
                 batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
@@ -93,7 +76,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     `search` sets the search defaults of a new index. `engine` names where the images are decoded and
     the backbone run (see `refsearch.engines`: "local", or "ray" with `engine_options` address and
     actors); whichever it is, this process writes the index."""
-    from .backbones import backbone_factory, create_backbone, forward_streams
+    from .backbones import backbone_factory, create_backbone, default_batch_size, default_workers, forward_streams
 
     started = time.perf_counter()
     batch_size = default_batch_size(device) if batch_size is None else batch_size
@@ -215,12 +198,12 @@ class _Pipeline:
             os.replace(temporary, chosen)
         sample = [f for f in todo if str(f.path) in names]
         rest = [f for f in todo if str(f.path) not in names]
-        done = {name for path in self._sample_batches() for name in ExtractedBatch.paths(path)}
+        done = {name for path in self._sample_batches() for name in batch_paths(path)}
         self._advance(len([f for f in sample if str(f.path) in done]))
         remaining = [f for f in sample if str(f.path) not in done]
         number = len(self._sample_batches())
         for batch in self._extracted(remaining):
-            batch.save(self.sample_dir / f"{number:08d}.npz")
+            save_batch(batch, self.sample_dir / f"{number:08d}.npz")
             number += 1
         batches = self._sample_batches()
         if not batches:
@@ -231,7 +214,7 @@ class _Pipeline:
         return rest
 
     def _fit(self, batches: list[Path]) -> Projections:
-        loaded = [ExtractedBatch.load(path).raw for path in batches]
+        loaded = [load_batch(path).raw for path in batches]
         global_ = np.concatenate([raw.global_ for raw in loaded])
         total_cells = sum(raw.cells.shape[0] * raw.cells.shape[1] for raw in loaded)
         keep = min(1.0, _CELL_SAMPLES_FOR_PCA / max(total_cells, 1))
@@ -248,7 +231,7 @@ class _Pipeline:
         paths: set[str] = set()
         indexed = self.writer.file_states()  # batches are disjoint: one look before storing them suffices
         for path in self._sample_batches():
-            batch = ExtractedBatch.load(path)
+            batch = load_batch(path)
             if not all(str(f.path) in indexed for f in batch.files):
                 self._store(batch)
             paths.update(str(f.path) for f in batch.files)
@@ -270,7 +253,7 @@ class _Pipeline:
 
     def _store(self, batch: ExtractedBatch) -> None:
         descriptors = describe(batch.raw, self.writer.projections)
-        first_id = self.writer.new_ids(len(batch.files))
+        first_id = self.writer.next_id
         wnids = classes.wnids()
         records = []
         for row, (file, (width, height), digest) in enumerate(zip(batch.files, batch.sizes, batch.digests)):
@@ -291,27 +274,4 @@ class _Pipeline:
                 self.bar.set_postfix(skipped=self.skipped, refresh=False)
 
 
-def remove_images(index: str | os.PathLike, ids: list[int], *, wait: bool = False) -> int:
-    """Remove images from an index by id and publish the result. Their files are remembered as removed
-    (in skipped.tsv), so a later incremental build does not add them back unless they change. An id the
-    index does not hold raises NotFoundError, and then nothing is removed; ids whose removal was
-    interrupted are finished. Returns how many were removed."""
-    with IndexWriter.open(index, wait=wait, command="remove") as writer:
-        if writer.has_pending_build:
-            raise IndexStateError(f"{index} holds an interrupted build",
-                                  "run the same `refsearch build-index` again to finish it first")
-        wanted = {int(i) for i in ids}
-        interrupted = wanted & set(writer.pending_removals().tolist())
-        records = writer.records(sorted(wanted - interrupted))
-        removed = writer.remove((r.id for r in records), skip_reason="removed from the index")
-        writer.publish()
-    return len(removed) + len(interrupted)
-
-
-def compact_index(index: str | os.PathLike, *, wait: bool = False):
-    """Rewrite the index's segments without removed images (see `IndexWriter.compact`)."""
-    with IndexWriter.open(index, wait=wait, command="compact") as writer:
-        return writer.compact()
-
-
-__all__ = ["BuildSummary", "NotFoundError", "build_index", "compact_index", "default_index_path", "remove_images"]
+__all__ = ["BuildSummary", "build_index"]

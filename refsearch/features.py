@@ -37,14 +37,6 @@ class RawFeatures:
     def __len__(self) -> int:
         return len(self.logits)
 
-    def select(self, rows) -> "RawFeatures":
-        return RawFeatures(self.logits[rows], self.global_[rows], self.cells[rows], self.histograms[rows])
-
-    @staticmethod
-    def concatenate(parts: list["RawFeatures"]) -> "RawFeatures":
-        return RawFeatures(*(np.concatenate([getattr(p, name) for p in parts])
-                             for name in ("logits", "global_", "cells", "histograms")))
-
 
 @dataclass(frozen=True)
 class Descriptors:

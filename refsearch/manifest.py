@@ -13,12 +13,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import SETTINGS_BEFORE_THEY_WERE_SAVED, IndexConfig, SearchSettings
+from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError
+from .index_format import FORMAT_VERSION, upgraded
 from .layout import MANIFEST
 from .segments import SegmentInfo
-
-FORMAT_VERSION = 2
 
 
 def software_versions() -> dict[str, str]:
@@ -87,19 +86,13 @@ class Manifest:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise IndexStateError(f"{path} is unreadable: {exc}") from None
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            source = data.get("source", "PHOTOS")
-            raise IndexStateError(
-                f"{folder} has index format {version}, and this refsearch reads format {FORMAT_VERSION}",
-                f"rebuild it: `refsearch build-index {source} -o {folder} --rebuild`")
-        config = {**SETTINGS_BEFORE_THEY_WERE_SAVED, **data["config"]}
-        return cls(config=IndexConfig.from_dict(config), source=data["source"],
+        data = upgraded(data, folder)
+        return cls(config=IndexConfig.from_dict(data["config"]), source=data["source"],
                    search=SearchSettings.from_dict(data["search"]), generation=data["generation"],
                    images=data["images"], skipped=data["skipped"], classes=data["classes"], dims=data["dims"],
                    segments=[SegmentInfo.from_dict(s) for s in data["segments"]], tombstones=data["tombstones"],
                    files=data["files"], versions=data["versions"], created=data["created"],
-                   updated=data["updated"], format_version=version)
+                   updated=data["updated"], format_version=data["format_version"])
 
     @staticmethod
     def exists(folder: Path) -> bool:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..plugins import Registry
-from .base import Backbone, BackboneError, BackboneOutput, forward_streams, load_state_dict, state_fingerprint
+from .base import Backbone, BackboneError, BackboneOutput, load_state_dict, state_fingerprint
+from .devices import default_batch_size, default_workers, forward_streams
 from .inference import PRECISIONS, InferenceSettings, inference_settings
 
 ENTRY_POINT_GROUP = "refsearch.backbones"
@@ -64,5 +65,5 @@ register_backbone("efficientnet-lite2")(_efficientnet_lite2)
 register_backbone("vgg19")(_vgg19)
 
 __all__ = ["PRECISIONS", "Backbone", "BackboneError", "BackboneOutput", "InferenceSettings", "available_backbones",
-           "backbone_factory", "create_backbone", "forward_streams", "inference_settings", "load_state_dict", "register_backbone",
-           "resolve_device", "state_fingerprint"]
+           "backbone_factory", "create_backbone", "default_batch_size", "default_workers", "forward_streams",
+           "inference_settings", "load_state_dict", "register_backbone", "resolve_device", "state_fingerprint"]

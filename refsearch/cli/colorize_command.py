@@ -85,7 +85,7 @@ def colorize_command(
                 return colorize(path, references, colorizer, saturation=saturation)
         else:
             opened = stack.enter_context(open_index(index, device=device))
-            colorizer = ExemplarColorizer(opened.backbone, prior=prior) if prior else method
+            colorizer = ExemplarColorizer(opened.network.backbone, prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
                 return colorize_with_index(opened, path, topk, colorizer, saturation=saturation,

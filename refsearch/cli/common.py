@@ -16,6 +16,11 @@ import typer
 from ..errors import USER_FILE_ERRORS, RefsearchError
 
 INDEX_HELP = "Index folder (default: $REFSEARCH_INDEX or ./refsearch.index)."
+# The search request's fields as the command line names them (refsearch.request.SearchRequest).
+SEARCH_OPTION_NAMES = {"k": "-k", "class_wnid": "--class", "any_class": "--any-class",
+                       "exclude_self": "--exclude-self", "global_candidates": "--candidates",
+                       "luminance_weight": "--lum-weight", "rescue_candidates": "--rescue",
+                       "rerank": "--global-only"}
 
 
 @contextmanager
@@ -50,7 +55,7 @@ def _describe_os_error(exc: OSError) -> str:
 
 
 def resolve_index(index: Path | None) -> Path:
-    from ..build import default_index_path
+    from ..layout import default_index_path
 
     return index if index is not None else default_index_path()
 
@@ -60,6 +65,20 @@ def open_index(index: Path | None, **options):
     from ..search import Index
 
     return Index.open(resolve_index(index), **options)
+
+
+def search_request(**options):
+    """The SearchRequest of a command's options. Options that contradict each other are a usage error, a
+    value the library does not know an `error:` line; both name the command's options."""
+    from ..request import SearchRequest, SearchRequestError
+
+    try:
+        return SearchRequest(**options)
+    except SearchRequestError as error:
+        message, hint = error.worded(SEARCH_OPTION_NAMES)
+        if len(error.fields) > 1:
+            raise typer.BadParameter(f"{message}; {hint}" if hint else message) from None
+        fail(message, hint)
 
 
 def print_json(data) -> None:

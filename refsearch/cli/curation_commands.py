@@ -41,7 +41,7 @@ def dedup_command(
     of each group, the one with the most pixels, is the one to keep; nothing is deleted."""
     with user_errors():
         with open_index(index) as opened:
-            groups = opened.exact_duplicates() if exact else opened.near_duplicates(threshold)
+            groups = opened.curation.exact_duplicates() if exact else opened.curation.near_duplicates(threshold)
             shown = groups[:limit] if limit is not None else groups
             if report:
                 from ..curation.report import write_duplicates_report
@@ -83,9 +83,9 @@ def outliers_command(
     with user_errors():
         with open_index(index) as opened:
             if labels:
-                found = opened.label_issues(neighbours=neighbours, min_confidence=min_confidence)[:n]
+                found = opened.curation.label_issues(neighbours=neighbours, min_confidence=min_confidence)[:n]
             else:
-                found = opened.outliers(n, neighbours=neighbours)
+                found = opened.curation.outliers(n, neighbours=neighbours)
                 if report:
                     from ..curation.report import write_outliers_report
 
@@ -124,7 +124,7 @@ def clusters_command(
     cohesion is its members' mean cosine similarity to the centre."""
     with user_errors():
         with open_index(index) as opened:
-            found = opened.clusters(n, seed=seed)
+            found = opened.curation.clusters(n, seed=seed)
             if report:
                 from ..curation.report import write_clusters_report
 
@@ -166,8 +166,8 @@ def export_command(
         with open_index(index) as opened:
             dropped = set(_read_ids(exclude)) if exclude else set()
             if drop_duplicates:
-                dropped.update(opened.near_duplicates(threshold).redundant_ids())
-            subset = opened.subset(_read_ids(ids) if ids else None, exclude=dropped)
+                dropped.update(opened.curation.near_duplicates(threshold).redundant_ids())
+            subset = opened.curation.subset(_read_ids(ids) if ids else None, exclude=dropped)
             summary = subset.export(destination, mode, layout=layout)
     if as_json:
         print_json(asdict(summary))
@@ -210,14 +210,16 @@ def remove_command(
             chosen = [int(i) if i.isdigit() else opened.record_of_path(i).id for i in images or []]
             chosen += _read_ids(ids) if ids else []
             if drop_duplicates:
-                chosen += opened.near_duplicates(threshold).redundant_ids()
+                chosen += opened.curation.near_duplicates(threshold).redundant_ids()
             if not chosen:
                 raise InvalidArgumentError("name the images to remove",
                                            "ids or paths, --ids FILE or --drop-duplicates")
             records = [opened.record(image_id) for image_id in sorted(set(chosen))]
-            if not dry_run:
-                opened.remove([r.id for r in records], wait=wait)
-            remaining = len(opened)
+        remaining = len(opened)
+        if not dry_run:
+            from ..removal import remove_images
+
+            remaining -= remove_images(opened.path, [r.id for r in records], wait=wait)
     if as_json:
         print_json({"dry_run": dry_run, "images": [asdict(r) for r in records], "images_left": remaining})
         return

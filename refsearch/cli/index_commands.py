@@ -8,7 +8,16 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import INDEX_HELP, note, open_index, print_json, print_json_line, resolve_index, user_errors
+from .common import (
+    INDEX_HELP,
+    note,
+    open_index,
+    print_json,
+    print_json_line,
+    resolve_index,
+    search_request,
+    user_errors,
+)
 
 
 @app.command("build-index")
@@ -164,24 +173,18 @@ def query_command(
     """List the k best colour references for a photo: the paper's class-restricted global ranking
     followed by the local (semantic + luminance) re-rank. Lower scores are better. With --jsonl, answer
     whole folders into a JSON Lines file (--json then prints the run's counts)."""
-    if class_wnid and any_class:
-        raise typer.BadParameter("--class and --any-class exclude each other")
-    if candidates is not None and candidates < k:
-        raise typer.BadParameter(f"{candidates} is fewer than k={k}: the re-rank needs at least k "
-                                 f"candidates; give --candidates {k} or more, or a smaller -k",
-                                 param_hint="--candidates")
-    options = dict(class_wnid=class_wnid, any_class=any_class, exclude_self=exclude_self,
-                   global_candidates=candidates, luminance_weight=luminance_weight, rescue_candidates=rescue,
-                   class_choice=widen, rerank=not global_only)
+    request = search_request(k=k, class_wnid=class_wnid, any_class=any_class, exclude_self=exclude_self,
+                             global_candidates=candidates, luminance_weight=luminance_weight,
+                             rescue_candidates=rescue, class_choice=widen, rerank=not global_only)
     with user_errors():
         engine_options = _engine_options(engine, address, actors, workers, streams)
     if jsonl is not None:
         from ..batch_query import query_folder
         with user_errors("rerun the same command to answer the photos not yet in the file"):
             with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
-                summary = query_folder(opened, images, jsonl, k, batch_size=batch_size, workers=workers,
+                summary = query_folder(opened, images, jsonl, batch_size=batch_size, workers=workers,
                                        streams=streams, progress=not quiet, engine=engine,
-                                       engine_options=engine_options, **options)
+                                       engine_options=engine_options, request=request)
         if as_json:
             print_json(asdict(summary))
             return
@@ -200,7 +203,7 @@ def query_command(
                                  "photo in it", param_hint="IMAGES")
     with user_errors():
         with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
-            responses = opened.search_batch(images, k, **options)
+            responses = opened.search_batch(images, request=request)
     if as_json:
         for response in responses:
             print_json_line(response.to_dict())
@@ -262,7 +265,7 @@ def compact_command(
     Removing images only marks them (a tombstone each), so it costs milliseconds; run this now and then
     after many removals. Readers that opened the index before must reopen it afterwards."""
     with user_errors():
-        from ..build import compact_index
+        from ..removal import compact_index
 
         summary = compact_index(resolve_index(index), wait=wait)
     if as_json:

@@ -51,7 +51,7 @@ def serve_command(
                 raise errors.InvalidArgumentError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                                                   "choose another --port or --host") from None
             try:
-                opened.backbone  # noqa: B018  (load the network now, not on the first request)
+                opened.network.load()  # now, not on the first request
             except BaseException:
                 sock.close()
                 raise

@@ -3,8 +3,9 @@ answers its photos. "local" uses this process's threads; "ray" a Ray cluster (th
 
 Other packages add engines through entry points. In group `refsearch.engines`, a build engine: a callable
 taking `(backbone, request, config, batch_size, workers, streams, **options)` and returning an `Engine`.
-In group `refsearch.query_engines`, a query engine: a callable taking `(index, k, search_options,
-batch_size, workers, streams, **options)` and returning a `QueryEngine`."""
+In group `refsearch.query_engines`, a query engine: a callable taking `(index, request, batch_size,
+workers, streams, **options)` (`request` a `refsearch.request.SearchRequest`) and returning a
+`QueryEngine`."""
 from __future__ import annotations
 
 import inspect
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING, Callable
 from ..config import IndexConfig
 from ..errors import InvalidArgumentError
 from ..plugins import Registry
-from .base import BackboneRequest, Engine, ExtractedBatch, IndexRequest, QueryEngine, Unreadable
+from .protocol import Engine, ExtractedBatch, QueryEngine, Unreadable
+from .requests import BackboneRequest, IndexRequest, shipped_weights
 
 if TYPE_CHECKING:
     from ..backbones import Backbone
+    from ..request import SearchRequest
     from ..search import Index
 
 ENTRY_POINT_GROUP = "refsearch.engines"
@@ -38,11 +41,11 @@ def create_engine(name: str, backbone: "Backbone", request: BackboneRequest, con
                     "see refsearch build-index --help")
 
 
-def create_query_engine(name: str, index: "Index", k: int, search_options: dict, batch_size: int, workers: int,
+def create_query_engine(name: str, index: "Index", request: "SearchRequest", batch_size: int, workers: int,
                         streams: int, **options) -> QueryEngine:
-    """The query engine registered as `name`, answering as `index.search_batch(photos, k, **search_options)`
+    """The query engine registered as `name`, answering as `index.search_batch(photos, request=request)`
     would, here or elsewhere; `options` are the engine's own (as for `create_engine`)."""
-    return _created(_QUERY_ENGINES.get(name), name, (index, k, search_options, batch_size, workers, streams),
+    return _created(_QUERY_ENGINES.get(name), name, (index, request, batch_size, workers, streams),
                     options, "see refsearch query --help")
 
 
@@ -72,19 +75,20 @@ def _ray(backbone, request, config, batch_size, workers, streams, address: str |
     return RayEngine(request, config, batch_size, address=address, actors=actors)
 
 
-def _local_queries(index, k, search_options, batch_size, workers, streams) -> QueryEngine:
+def _local_queries(index, request, batch_size, workers, streams) -> QueryEngine:
     from .local import LocalQueryEngine
 
-    _ = index.backbone  # loaded (and its weights checked) before the batch query opens its output
-    return LocalQueryEngine(index, k, search_options, batch_size, workers, streams)
+    index.network.load()  # its weights checked before the batch query opens its output
+    return LocalQueryEngine(index, request, batch_size, workers, streams)
 
 
-def _ray_queries(index, k, search_options, batch_size, workers, streams, address: str | None = None,
+def _ray_queries(index, request, batch_size, workers, streams, address: str | None = None,
                  actors: int | None = None) -> QueryEngine:
     from .ray_engine import RayQueryEngine
 
-    return RayQueryEngine(IndexRequest.of(index), index.config, index.backbone.input_size, k, search_options,
-                          batch_size, address=address, actors=actors)
+    index.network.load()
+    return RayQueryEngine(IndexRequest.of(index), index.config, index.network.input_size, request, batch_size,
+                          address=address, actors=actors)
 
 
 register_engine("local")(_local)
@@ -94,4 +98,4 @@ register_query_engine("ray")(_ray_queries)
 
 __all__ = ["BackboneRequest", "Engine", "ExtractedBatch", "IndexRequest", "QueryEngine", "Unreadable",
            "available_engines", "available_query_engines", "check_query_engine", "create_engine",
-           "create_query_engine", "register_engine", "register_query_engine"]
+           "create_query_engine", "register_engine", "register_query_engine", "shipped_weights"]

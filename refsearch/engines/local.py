@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 from ..config import IndexConfig
 from ..features import PreparedImage, RawFeatures, extract
 from ..images import ImageError, ImageFile
-from .base import ExtractedBatch, Unreadable, answer_embedded, embed_batch, prepared_in_order
+from .answers import answer_lines
+from .decoding import prepared_in_order
+from .protocol import ExtractedBatch, Unreadable
 
 if TYPE_CHECKING:
     from ..backbones import Backbone
+    from ..request import SearchRequest
     from ..search import Index
 
 
@@ -48,21 +51,21 @@ class LocalEngine:
 
 
 class LocalQueryEngine:
-    def __init__(self, index: "Index", k: int, options: dict, batch_size: int, workers: int, streams: int):
-        self.index, self.k, self.options = index, k, options
+    def __init__(self, index: "Index", request: "SearchRequest", batch_size: int, workers: int, streams: int):
+        self.index, self.request = index, request
         self.batch_size, self.workers, self.streams = batch_size, workers, streams
 
     def answer(self, photos: list[Path]) -> Iterator[list[dict]]:
         """Lines in photo order; up to `streams` batches are in the network at once, and each is searched
         here, in turn, when its descriptors are ready."""
         index = self.index
-        prepared = prepared_in_order(photos, index.config, index.backbone.input_size, self.workers,
+        prepared = prepared_in_order(photos, index.config, index.network.input_size, self.workers,
                                      lookahead=4 * max(self.batch_size, self.workers))
         batches = ((batch, list(islice(prepared, len(batch))))
                    for batch in (photos[start:start + self.batch_size]
                                  for start in range(0, len(photos), self.batch_size)))
-        for _, embedded in _in_flight(batches, self.streams, lambda batch: embed_batch(index, *batch)):
-            yield answer_embedded(index, embedded, self.k, self.options)
+        for _, embedded in _in_flight(batches, self.streams, lambda batch: index.embed_batch(*batch)):
+            yield answer_lines(index, embedded, self.request)
 
 
 def _in_flight(jobs: Iterable, streams: int, work: Callable) -> Iterator[tuple]:

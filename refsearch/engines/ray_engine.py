@@ -29,7 +29,11 @@ from ..config import IndexConfig
 from ..errors import USER_FILE_ERRORS, InvalidArgumentError, RefsearchError
 from ..features import PreparedImage, RawFeatures, extract
 from ..images import ImageError, ImageFile
-from .base import BackboneRequest, ExtractedBatch, IndexRequest, Unreadable, answer_lines, prepare_safely
+from ..request import SearchRequest
+from .answers import answer_lines
+from .decoding import prepare_safely
+from .protocol import ExtractedBatch, Unreadable
+from .requests import BackboneRequest, IndexRequest
 
 # A decode task takes a quarter of a core and, on a CPU cluster, each actor the rest of one, so that
 # decoding runs beside the forward passes as the local engine's threads do rather than waiting for a
@@ -90,11 +94,11 @@ class RayEngine(_RayRun):
 
 
 class RayQueryEngine(_RayRun):
-    def __init__(self, request: IndexRequest, config: IndexConfig, input_size: int, k: int, options: dict,
+    def __init__(self, request: IndexRequest, config: IndexConfig, input_size: int, search: SearchRequest,
                  batch_size: int, *, address: str | None = None, actors: int | None = None):
         super().__init__(address, actors)
         self.request, self.config, self.input_size = request, config, input_size
-        self.k, self.options, self.batch_size = k, options, batch_size
+        self.search, self.batch_size = search, batch_size
 
     def answer(self, photos: list[Path]) -> Iterator[list[dict]]:
         return self._streamed(photos)
@@ -104,8 +108,7 @@ class RayQueryEngine(_RayRun):
         with _data_settings(ray):
             dataset = _decoded(ray, [{"path": str(p)} for p in photos], self.batch_size, actors, self.config,
                                self.input_size)
-            dataset = _through_actors(ray, dataset, _Answer, {"request": self.request, "k": self.k,
-                                                              "options": self.options},
+            dataset = _through_actors(ray, dataset, _Answer, {"request": self.request, "search": self.search},
                                       self.batch_size, on_gpu, actors)
             for block in _blocks(dataset):
                 yield [json.loads(line) for line in block["line"]]
@@ -298,14 +301,14 @@ class _Forward(_Actor):
 class _Answer(_Actor):
     """The index opened once (its backbone loaded), answering every batch."""
 
-    def start(self, request: IndexRequest, k: int, options: dict) -> None:
+    def start(self, request: IndexRequest, search: SearchRequest) -> None:
         self.index = request.open()
-        _ = self.index.backbone
-        self.k, self.options = k, options
+        self.index.network.load()
+        self.search = search
 
     def run(self, batch: dict) -> dict:
         photos = [Path(str(path)) for path in batch["path"]]
-        lines = answer_lines(self.index, photos, _prepared(batch), self.k, self.options)
+        lines = answer_lines(self.index, self.index.embed_batch(photos, _prepared(batch)), self.search)
         return {"line": np.array([json.dumps(line, separators=(",", ":")) for line in lines], dtype=object)}
 
     def unanswered(self, batch: dict) -> dict:

@@ -12,14 +12,15 @@ import torch
 from PIL import Image
 
 import refsearch
-from refsearch import build, images
-from refsearch.build import remove_images
-from refsearch.engines import base as engine_base
+from refsearch import images
+from refsearch.backbones import default_workers
+from refsearch.engines import decoding as engine_decoding
 from refsearch.engines import local as local_engine
 from refsearch.config import IndexConfig, SearchSettings
 from refsearch.errors import ConfigMismatchError, IndexStateError
 from refsearch.images import file_digest
 from refsearch.manifest import Manifest
+from refsearch.removal import remove_images
 from refsearch.status import index_status
 
 DEMO = Path(__file__).resolve().parents[2] / "index_builds" / "demo" / "photos"
@@ -43,13 +44,13 @@ def _touch_later(path: Path, seconds: int = 10) -> None:
 def spy_decodes(monkeypatch):
     """The paths the build decodes, in order."""
     seen: list[str] = []
-    real = engine_base.load_prepared
+    real = engine_decoding.load_prepared
 
     def spy(path, *args, **kwargs):
         seen.append(str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(engine_base, "load_prepared", spy)
+    monkeypatch.setattr(engine_decoding, "load_prepared", spy)
     return seen
 
 
@@ -422,8 +423,8 @@ def test_removing_an_unknown_id_changes_nothing(tmp_path, copy_photos):
 
 
 def test_a_gpu_build_decodes_on_every_usable_core_and_a_cpu_build_on_two():
-    assert build.default_workers("cpu") == 2
-    assert build.default_workers("cuda") == len(os.sched_getaffinity(0))
+    assert default_workers("cpu") == 2
+    assert default_workers("cuda") == len(os.sched_getaffinity(0))
 
 
 # -- what the network sees: input size and crop -------------------------------------------------
@@ -487,9 +488,9 @@ def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo
     refsearch.build_index(folder, tmp_path / "imagenet.index", IndexConfig(input_size=224), weights="imagenet",
                           progress=False)
     with refsearch.Index.open(tmp_path / "imagenet.index") as index:  # no --weights: the default is gray
-        assert index.backbone.fingerprint == refsearch.create_backbone(
+        assert index.network.backbone.fingerprint == refsearch.create_backbone(
             "efficientnet-lite2", weights="imagenet").fingerprint
         assert index.search(folder / demo_photos[1].name, k=1)[0].path == str((folder / demo_photos[1].name).resolve())
     with refsearch.Index.open(tmp_path / "imagenet.index", weights="gray") as index:
         with pytest.raises(ConfigMismatchError, match="other efficientnet-lite2 weights"):
-            index.backbone
+            index.network.backbone

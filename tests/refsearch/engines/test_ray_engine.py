@@ -217,7 +217,7 @@ def test_actors_that_cannot_open_the_index_raise_its_error(tmp_path, copy_photos
     photos = copy_photos(tmp_path / "photos", 3)
     tiny_build(tmp_path / "photos", tmp_path / "x.index")
     with refsearch.Index.open(tmp_path / "x.index") as index:
-        engine = create_query_engine("ray", index, 2, {}, 2, 0, 1, actors=1)
+        engine = create_query_engine("ray", index, refsearch.SearchRequest(k=2), 2, 0, 1, actors=1)
         (tmp_path / "x.index").rename(tmp_path / "elsewhere.index")  # as on a worker that cannot see it
         with pytest.raises(refsearch.errors.IndexStateError, match="x.index: no such index"):
             list(engine.answer(photos))

@@ -152,7 +152,7 @@ def test_a_colour_photo_is_colorized_from_its_luminance(client, demo_photos):
 def test_chosen_references_are_the_indexed_files(client, served_index, query):
     chosen = [14, 10]
     expected = colorize.colorize(query, [served_index.record(i).path for i in chosen],
-                                 backbone=served_index.backbone).image
+                                 backbone=served_index.network.backbone).image
     form = {"ref_id": [str(i) for i in chosen]}
     as_form = png_image(client.post("/api/colorize", files=upload(query), data=form))
     as_query = png_image(client.post("/api/colorize?ref_id=14&ref_id=10", files=upload(query)))
@@ -410,16 +410,16 @@ def test_review_endpoints_are_the_curation_calls(client, served_index):
     def member_ids(found: dict) -> list[list[int]]:
         return [[m["id"] for m in g["members"]] for g in found["groups"]]
     duplicates = client.get("/api/review/duplicates").json()
-    assert member_ids(duplicates) == [g.ids for g in served_index.near_duplicates()]
+    assert member_ids(duplicates) == [g.ids for g in served_index.curation.near_duplicates()]
     low = client.get("/api/review/duplicates?threshold=0.3").json()
-    assert member_ids(low) == [g.ids for g in served_index.near_duplicates(0.3)]
+    assert member_ids(low) == [g.ids for g in served_index.curation.near_duplicates(0.3)]
     assert low["groups"] and all(g["members"][0]["keep"] and not any(m["keep"] for m in g["members"][1:])
                                  for g in low["groups"])
     outliers = client.get("/api/review/outliers?n=5").json()["outliers"]
     assert [(o["id"], o["score"], o["nearest_id"]) for o in outliers] == \
-        [(o.id, o.score, o.nearest_id) for o in served_index.outliers(5)]
+        [(o.id, o.score, o.nearest_id) for o in served_index.curation.outliers(5)]
     clusters = client.get("/api/review/clusters?n=3&show=4").json()["clusters"]
-    expected = served_index.clusters(3)
+    expected = served_index.curation.clusters(3)
     assert [(c["size"], c["members"], c["representative"]) for c in clusters] == \
         [(len(c), list(c.members[:4]), c.representative) for c in expected]
     assert_error(client.get("/api/review/outliers?n=0"), 400, "n")
@@ -431,6 +431,7 @@ class CountingIndex:
     def __init__(self, index):
         self.index = index
         self.calls = 0
+        self.curation = CountingCuration(self)
 
     def __getattr__(self, name):
         return getattr(self.index, name)
@@ -438,12 +439,22 @@ class CountingIndex:
     def __len__(self):
         return len(self.index)
 
-    def outliers(self, n):
-        self.calls += 1
-        return self.index.outliers(n)
-
     def refreshed(self):  # the same generation: the app keeps asking this object
         return self
+
+
+class CountingCuration:
+    """The index's curation, counting the outlier reviews it computes for its CountingIndex."""
+
+    def __init__(self, owner: CountingIndex):
+        self.owner = owner
+
+    def __getattr__(self, name):
+        return getattr(self.owner.index.curation, name)
+
+    def outliers(self, n):
+        self.owner.calls += 1
+        return self.owner.index.curation.outliers(n)
 
 
 def test_review_results_are_computed_once(served_index):

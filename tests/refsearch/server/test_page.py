@@ -114,7 +114,7 @@ def test_search_tick_colorize_and_download(page, served_index, query):
     assert np.array_equal(np.asarray(saved.convert("L")), np.asarray(Image.open(query).convert("L")))
     # from the ticked references, in rank order
     references = [served_index.record(i).path for i in chosen]
-    wanted = colorize.colorize(query, references, backbone=served_index.backbone)
+    wanted = colorize.colorize(query, references, backbone=served_index.network.backbone)
     assert np.array_equal(np.asarray(saved), np.asarray(wanted.image))
 
 
@@ -147,7 +147,7 @@ def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     page.click(".tab[data-view=clusters]")
     page.wait_for_selector("#clusters-list .thumb img")
     wait_for_images(page, "#clusters-list img")
-    sizes = [len(c) for c in served_index.clusters()]
+    sizes = [len(c) for c in served_index.curation.clusters()]
     headings = page.eval_on_selector_all("#clusters-list h3", "hs => hs.map(h => h.textContent)")
     assert [int(h.split(": ")[1].split(" ")[0]) for h in headings] == sizes
     screenshot(page, "serve-review.png")
@@ -155,12 +155,12 @@ def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     page.click(".tab[data-view=outliers]")
     page.wait_for_selector("#outliers-list .thumb img")
     first = page.eval_on_selector("#outliers-list .thumb img", "i => i.getAttribute('src')")
-    assert first == f"/api/images/{served_index.outliers(20)[0].id}?size=160"
+    assert first == f"/api/images/{served_index.curation.outliers(20)[0].id}?size=160"
 
     page.click(".tab[data-view=duplicates]")
     page.wait_for_function("() => document.getElementById('duplicates-list').textContent.length > 0 "
                            "&& !document.getElementById('duplicates-list').textContent.includes('computing')")
-    groups = served_index.near_duplicates()
+    groups = served_index.curation.near_duplicates()
     assert page.eval_on_selector_all("#duplicates-list .review-group", "g => g.length") == len(groups)
     if not groups:
         assert "No near-duplicates" in page.inner_text("#duplicates-list")
