@@ -24,7 +24,7 @@ from refsearch import Index, IndexConfig, build_index
 
 
 def ensure_sample_index(input_size: int | None = None) -> Path:
-    """The index of all sample photos at today's defaults, or with the network at `input_size` px."""
+    """The index of all sample photos at the default settings, or with the network at `input_size` px."""
     path = CACHE / ("sample.index" if input_size is None else f"sample-{input_size}px.index")
     # incremental: a no-op when it is up to date
     build_index(sample_dir(), path, IndexConfig(input_size=input_size or 0), progress=False)
