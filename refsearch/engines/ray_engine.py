@@ -192,7 +192,8 @@ def _connected(ray, address: str | None):
     ray_logger.setLevel(logging.ERROR)
     cluster = address or os.environ.get("RAY_ADDRESS") or None
     try:
-        ray.init(address=cluster or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address=cluster or "local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": _import_path()}})
     except ConnectionError as error:
         # Ray's own rule: RAY_ADDRESS overrides "auto"
         joined = os.environ.get("RAY_ADDRESS") if cluster == "auto" and os.environ.get("RAY_ADDRESS") else cluster
@@ -207,6 +208,15 @@ def _connected(ray, address: str | None):
         yield
     finally:
         ray.shutdown()
+
+
+def _import_path() -> str:
+    """PYTHONPATH for the run's workers: the folder this process imported refsearch from first, so that
+    they import the same package. Ray puts the run's current folder on its workers' import path, and
+    from the folder holding a clone named refsearch, that clone would otherwise be imported there as an
+    empty namespace package in place of an editable install's."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def _decode(batch: dict, config: IndexConfig, size: int) -> dict:
