@@ -48,7 +48,8 @@ class BuildSummary:
     report: str | None
     search_kind: str
     generation: int = 0
-    resumed: bool = False
+    resumed: bool = False  # an interrupted build was finished
+    up_to_date: bool = False  # nothing had changed: no generation was published
     notes: list[str] = field(default_factory=list)
 
 
@@ -59,6 +60,10 @@ class _Plan:
     forgotten_skips: list[str]
     unchanged: int
     new_unusable: list[UnusableEntry]  # named like images but no image files, not yet listed as skipped
+
+    @property
+    def changes_nothing(self) -> bool:
+        return not (self.todo or self.stale_ids or self.forgotten_skips or self.new_unusable)
 
 
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
@@ -106,17 +111,20 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
                           on_wait=on_wait, command=f"build-index {source}") as writer:
         if writer.took_over is not None:
             notes.append(f"took over the lock of a writer that died ({writer.took_over.describe()})")
-        resumed = writer.resumed or (writer.path / layout.PCA_SAMPLE).is_dir()
+        resumed = writer.has_pending_build
         plan = _plan(files, writer, scan.unusable)
+        up_to_date = (writer.manifest.generation > 0 and not resumed and plan.changes_nothing
+                      and not len(writer.pending_removals()))
         removed = writer.remove(plan.stale_ids)
         writer.forget_skipped(plan.forgotten_skips)
         writer.mark_skipped([SkippedFile(str(u.path), u.reason, u.size, u.mtime_ns) for u in plan.new_unusable])
         pipeline = _Pipeline(writer, extraction, config)
-        with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
-                  dynamic_ncols=True) as bar:
-            pipeline.bar = bar
-            pipeline.run(plan.todo)
-        published = writer.publish()
+        if not up_to_date:
+            with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
+                      dynamic_ncols=True) as bar:
+                pipeline.bar = bar
+                pipeline.run(plan.todo)
+            writer.publish()
         manifest = writer.manifest
     seconds = time.perf_counter() - started
     return BuildSummary(
@@ -124,7 +132,8 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         unchanged=plan.unchanged, skipped=pipeline.skipped + len(plan.new_unusable), skipped_total=manifest.skipped,
         seconds=round(seconds, 2), images_per_second=round(len(plan.todo) / max(pipeline.seconds, 1e-9), 1),
         report=str(output / layout.SKIPPED_REPORT) if manifest.skipped else None,
-        search_kind=manifest.search_kind(), generation=published.generation, resumed=resumed, notes=notes)
+        search_kind=manifest.search_kind(), generation=manifest.generation, resumed=resumed, up_to_date=up_to_date,
+        notes=notes)
 
 
 def _plan(files: list[ImageFile], writer: IndexWriter, unusable: list[UnusableEntry]) -> _Plan:

@@ -75,11 +75,9 @@ class IndexWriter:
         pending = metadata.info("pending")
         self._next_id = metadata.info("next_id", 0)
         self._next_segment = metadata.info("next_segment", 0)
-        self.resumed = False
         if pending is not None and pending["generation"] > manifest.generation:
             self.generation = pending["generation"]
             self._segments = [SegmentInfo.from_dict(s) for s in pending["segments"]]
-            self.resumed = True
         else:
             if pending is not None:  # published, but not yet forgotten when the last writer stopped
                 self._finish_pending([SegmentInfo.from_dict(s) for s in pending["segments"]])

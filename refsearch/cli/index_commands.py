@@ -107,9 +107,13 @@ def build_index_command(
     if as_json:
         print_json(asdict(summary))
         return
-    typer.echo(f"{summary.index}: {summary.images} images ({summary.added} added, {summary.removed} removed, "
-               f"{summary.unchanged} unchanged) in {summary.seconds:.1f} s, {summary.images_per_second} images/s; "
-               f"generation {summary.generation}" + (" (resumed an interrupted build)" if summary.resumed else ""))
+    counts = (f"{summary.index}: {summary.images} images ({summary.added} added, {summary.removed} removed, "
+              f"{summary.unchanged} unchanged)")
+    if summary.up_to_date:
+        typer.echo(f"{counts}; up to date: generation {summary.generation} stays published")
+    else:
+        typer.echo(f"{counts} in {summary.seconds:.1f} s, {summary.images_per_second} images/s; generation "
+                   f"{summary.generation}" + (" (resumed an interrupted build)" if summary.resumed else ""))
     if summary.skipped_total:
         typer.echo(f"skipped {summary.skipped_total} unreadable files ({summary.skipped} new); reasons in "
                    f"{summary.report}")

@@ -198,6 +198,23 @@ class _Crash:
         return self.real(*args, **kwargs)
 
 
+def test_a_build_that_changes_nothing_publishes_nothing_and_only_a_real_interruption_is_resumed(
+        tmp_path, copy_photos, tiny_build, monkeypatch):
+    copy_photos(tmp_path / "photos", 3)
+    first = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    again = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    assert (first.generation, first.resumed, first.up_to_date) == (1, False, False)
+    assert (again.generation, again.resumed, again.up_to_date, again.unchanged) == (1, False, True, 3)
+    assert Manifest.load(tmp_path / "x.index").generation == 1
+    copy_photos(tmp_path / "photos", 7)  # two more batches, the first committed before the crash
+    monkeypatch.setattr(local_engine, "extract", _Crash(crash_on=2))
+    with pytest.raises(KeyboardInterrupt):
+        tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    monkeypatch.undo()
+    finished = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    assert (finished.generation, finished.resumed, finished.up_to_date, finished.images) == (2, True, False, 7)
+
+
 def test_an_interrupted_build_leaves_the_last_generation_and_resuming_equals_a_clean_build(
         tmp_path, copy_photos, monkeypatch, spy_decodes):
     photos = copy_photos(tmp_path / "photos", 10)

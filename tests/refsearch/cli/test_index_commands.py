@@ -79,6 +79,9 @@ def test_build_index_prints_a_json_summary_then_a_line_when_run_again(built, pho
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"{built}: 20 images (0 added, 0 removed, 20 unchanged)")
+    # nothing changed: nothing is published, and nothing was interrupted
+    assert lines[0].endswith("; up to date: generation 1 stays published") and "resumed" not in lines[0]
+    assert json.loads((built / "manifest.json").read_text())["generation"] == 1
 
 
 def test_query_json_lists_ranked_references(built, photos):
