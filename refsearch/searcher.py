@@ -139,7 +139,9 @@ class _Search:
             more = self._candidates(query_global, None, excluded | {i for _, i in found})
             extra = self._rank(more, descriptors, k - len(results), first_rank=len(results) + 1)
             if extra:
-                self.notes.append(f"the searched classes hold {count(len(results), 'image')} to rank; ranks "
+                searched = (f"class {request.class_wnid} ({classes.class_name(request.class_wnid)}) holds"
+                            if request.class_wnid else "the searched classes hold")
+                self.notes.append(f"{searched} {count(len(results), 'image')} to rank; ranks "
                                   f"{len(results) + 1} to {len(results) + len(extra)} come from all classes")
             results += extra
         if k > len(results):
@@ -170,18 +172,19 @@ class _Search:
         return rescued
 
     def _choose_classes(self, probabilities: np.ndarray, ranked_classes: np.ndarray, wanted: int) -> list[int] | None:
-        """The predicted (or named) class, widened while the chosen classes hold fewer than `wanted` images;
-        None (every class) when none of the classes tried holds any."""
+        """The class the user named, alone; else the predicted class, widened while the chosen classes hold
+        fewer than `wanted` images, or None (every class) when none of the classes tried holds any."""
         settings, class_wnid = self.settings, self.request.class_wnid
         sizes = self.stored.class_sizes()
-        first = classes.class_index(class_wnid) if class_wnid else int(ranked_classes[0])
+        if class_wnid:  # a class the user names is searched alone
+            return [classes.class_index(class_wnid)]
+        first = int(ranked_classes[0])
         chosen, total = [first], int(sizes[first])
         if total < wanted:
             if settings.class_choice == "taxonomy":
-                from .taxonomy import expected_similarity, wu_palmer_matrix
+                from .taxonomy import expected_similarity
 
-                nearness = (wu_palmer_matrix()[first] if class_wnid
-                            else expected_similarity(probabilities, settings.taxonomy_sharpness))
+                nearness = expected_similarity(probabilities, settings.taxonomy_sharpness)
                 # ties (classes equally near in meaning) go to the more probable
                 order = np.lexsort((-probabilities, -nearness))
             else:

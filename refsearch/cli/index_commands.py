@@ -126,7 +126,8 @@ def query_command(
     k: int = typer.Option(10, "-k", "--k", min=1, help="How many references to list (at least 1)."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     class_wnid: Optional[str] = typer.Option(None, "--class", help="Search this ImageNet class (a wnid like "
-                                             "n02123045) instead of the predicted one."),
+                                             "n02123045) alone, instead of the predicted one; should it hold "
+                                             "fewer than k images, the rest come from all classes after them."),
     any_class: bool = typer.Option(False, "--any-class", help="Search every class, not only the predicted "
                                    "one (excludes --class)."),
     exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave out indexed copies of the query file."),

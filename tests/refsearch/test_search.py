@@ -136,8 +136,18 @@ def test_when_the_searched_classes_run_out_the_rest_come_from_all_classes(groupe
 def test_an_empty_named_class_still_returns_results(grouped, synthetic_image):
     response = grouped.search(synthetic_image((96, 96), "L", "noise"), k=2, class_wnid=TENCH)
     assert len(response) == 2
-    assert response.searched_classes[0] == TENCH and TENCH not in _labels(response)
-    assert response.notes[0].startswith(f"class {TENCH} (tench) holds 0 images, fewer than 3: widened")
+    assert response.searched_classes == [TENCH] and TENCH not in _labels(response)
+    assert response.notes == [f"class {TENCH} (tench) holds 0 images to rank; ranks 1 to 2 come from all classes"]
+
+
+def test_a_named_class_is_searched_alone_and_ranked_first(grouped, degrade):
+    # the volcano class holds two photos, fewer than the three that make a predicted class searched alone
+    volcano = {r.id for r in grouped.records() if r.label == VOLCANO}
+    response = grouped.search(degrade(DEMO / "n02123394_Persian_cat.jpg"), k=4, class_wnid=VOLCANO)
+    assert response.searched_classes == [VOLCANO] and not response.widened
+    assert {r.id for r in response.results[:2]} == volcano and not volcano & {r.id for r in response.results[2:]}
+    assert response.notes == [f"class {VOLCANO} (volcano) holds 2 images to rank; ranks 3 to 4 come from all "
+                              "classes"]
 
 
 @pytest.mark.parametrize("options", [{}, {"any_class": True}, {"class_wnid": TENCH}, {"rerank": False}])
