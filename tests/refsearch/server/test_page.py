@@ -143,6 +143,20 @@ def test_what_is_not_an_image_shows_the_server_s_error(page, tmp_path):
                          "(Bad Request)")
 
 
+def test_a_failed_upload_leaves_no_results_of_the_photo_before(page, query, tmp_path):
+    page.set_input_files("#file", str(query))
+    page.wait_for_selector("#references .ref")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    page.set_input_files("#file", str(text))
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.inner_text("#drop-text") == "notes.jpg"
+    assert page.eval_on_selector_all("#references .ref", "cards => cards.length") == 0
+    assert page.is_hidden("#search-output")
+    page.problems.remove("console: Failed to load resource: the server responded with a status of 400 "
+                         "(Bad Request)")
+
+
 def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     page.click(".tab[data-view=clusters]")
     page.wait_for_selector("#clusters-list .thumb img")
