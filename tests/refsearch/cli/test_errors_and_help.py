@@ -163,3 +163,11 @@ def test_every_command_and_option_is_explained():
                 assert (getattr(param, "help", None) or "").strip(), f"{name} {param.name}"
         result = run(name, "--help")
         assert result.exit_code == 0 and "Usage: " in result.stdout, (name, result.output)
+
+
+def test_help_shows_a_value_type_for_options_that_take_one_and_none_for_flags():
+    group = typer.main.get_command(app)
+    for name in ["", *group.commands]:
+        text = run(*filter(None, [name]), "--help").stdout
+        assert "<bool>" not in text, name
+    assert "<path>" in run("query", "--help").stdout  # --jsonl takes one
