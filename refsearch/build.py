@@ -42,7 +42,7 @@ class BuildSummary:
     removed: int
     unchanged: int
     skipped: int  # files found unusable in this run
-    skipped_total: int
+    skipped_total: int  # unreadable files in the index's list (files removed with `remove` are not counted)
     seconds: float
     images_per_second: float
     report: str | None
@@ -131,7 +131,7 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         index=str(output), images=manifest.images, added=pipeline.stored, removed=len(removed),
         unchanged=plan.unchanged, skipped=pipeline.skipped + len(plan.new_unusable), skipped_total=manifest.skipped,
         seconds=round(seconds, 2), images_per_second=round(len(plan.todo) / max(pipeline.seconds, 1e-9), 1),
-        report=str(output / layout.SKIPPED_REPORT) if manifest.skipped else None,
+        report=str(output / layout.SKIPPED_REPORT) if manifest.skipped or manifest.removed_files else None,
         search_kind=manifest.search_kind(), generation=manifest.generation, resumed=resumed, up_to_date=up_to_date,
         notes=notes)
 

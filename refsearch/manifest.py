@@ -38,7 +38,8 @@ class Manifest:
     search: SearchSettings = field(default_factory=SearchSettings)
     generation: int = 0
     images: int = 0
-    skipped: int = 0
+    skipped: int = 0  # files found unreadable
+    removed_files: int = 0  # files removed from the index with `remove`, kept out of builds
     classes: int = 0
     dims: dict = field(default_factory=dict)  # stored descriptor sizes: global, cell; fitted_on
     segments: list[SegmentInfo] = field(default_factory=list)
@@ -55,6 +56,7 @@ class Manifest:
     def to_dict(self) -> dict:
         return {"config": self.config.to_dict(), "search": self.search.to_dict(), "source": self.source,
                 "generation": self.generation, "images": self.images, "skipped": self.skipped,
+                "removed_files": self.removed_files,
                 "classes": self.classes, "dims": self.dims, "segments": [s.to_dict() for s in self.segments],
                 "tombstones": self.tombstones, "files": self.files, "versions": self.versions,
                 "created": self.created, "updated": self.updated, "format_version": self.format_version}
@@ -89,7 +91,7 @@ class Manifest:
         data = upgraded(data, folder)
         return cls(config=IndexConfig.from_dict(data["config"]), source=data["source"],
                    search=SearchSettings.from_dict(data["search"]), generation=data["generation"],
-                   images=data["images"], skipped=data["skipped"], classes=data["classes"], dims=data["dims"],
+                   images=data["images"], skipped=data["skipped"], removed_files=data["removed_files"], classes=data["classes"], dims=data["dims"],
                    segments=[SegmentInfo.from_dict(s) for s in data["segments"]], tombstones=data["tombstones"],
                    files=data["files"], versions=data["versions"], created=data["created"],
                    updated=data["updated"], format_version=data["format_version"])

@@ -21,6 +21,7 @@ from .request import SearchRequest
 from .rerank import local_scores
 from .results import ClassGuess, SearchResponse, SearchResult
 from .store import ImageRecord
+from .wording import count
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,3 @@ class _Search:
                              global_similarity=round(float(global_sims[j]), 5))
                 for rank, (j, record) in enumerate(zip(order, records), start=first_rank)]
 
-
-def count(n: int, noun: str) -> str:
-    """`n` and the noun, plural unless n is 1."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("class") else f"{n} {noun}s"

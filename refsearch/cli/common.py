@@ -20,7 +20,7 @@ INDEX_HELP = "Index folder (default: $REFSEARCH_INDEX or ./refsearch.index)."
 SEARCH_OPTION_NAMES = {"k": "-k", "class_wnid": "--class", "any_class": "--any-class",
                        "exclude_self": "--exclude-self", "global_candidates": "--candidates",
                        "luminance_weight": "--lum-weight", "rescue_candidates": "--rescue",
-                       "rerank": "--global-only"}
+                       "class_choice": "--widen", "rerank": "--global-only"}
 
 
 @contextmanager

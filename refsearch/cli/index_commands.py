@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..wording import count
 from .app import app
 from .common import (
     INDEX_HELP,
@@ -107,15 +108,15 @@ def build_index_command(
     if as_json:
         print_json(asdict(summary))
         return
-    counts = (f"{summary.index}: {summary.images} images ({summary.added} added, {summary.removed} removed, "
-              f"{summary.unchanged} unchanged)")
+    counts = (f"{summary.index}: {count(summary.images, 'image')} ({summary.added} added, {summary.removed} "
+              f"removed, {summary.unchanged} unchanged)")
     if summary.up_to_date:
         typer.echo(f"{counts}; up to date: generation {summary.generation} stays published")
     else:
         typer.echo(f"{counts} in {summary.seconds:.1f} s, {summary.images_per_second} images/s; generation "
                    f"{summary.generation}" + (" (resumed an interrupted build)" if summary.resumed else ""))
     if summary.skipped_total:
-        typer.echo(f"skipped {summary.skipped_total} unreadable files ({summary.skipped} new); reasons in "
+        typer.echo(f"skipped {count(summary.skipped_total, 'unreadable file')} ({summary.skipped} new); reasons in "
                    f"{summary.report}")
 
 
@@ -194,7 +195,7 @@ def query_command(
             print_json(asdict(summary))
             return
         note(f"{summary.answered} answered ({summary.failed} could not be read), {summary.already_done} "
-             f"already in {summary.output}; {summary.queries} photos in all")
+             f"already in {summary.output}; {count(summary.queries, 'photo')} in all")
         return
     if engine != "local":
         from ..engines import check_query_engine
@@ -243,8 +244,9 @@ def info_command(
         print_json({**manifest.to_dict(), "writer": status.writer, "pending": status.pending})
         return
     config, search = manifest.config, manifest.search
-    typer.echo(f"{status.path}: {manifest.images} images in {manifest.classes} classes, "
-               f"{manifest.skipped} skipped; from {manifest.source}")
+    removed = f", {manifest.removed_files} removed (kept out of builds)" if manifest.removed_files else ""
+    typer.echo(f"{status.path}: {count(manifest.images, 'image')} in {count(manifest.classes, 'class')}, "
+               f"{manifest.skipped} skipped{removed}; from {manifest.source}")
     typer.echo(f"generation {manifest.generation}: {len(manifest.segments)} segments, {manifest.tombstones} removed "
                f"images awaiting compaction")
     typer.echo(f"backbone {config.backbone} (weights {config.weights}), global {manifest.dims.get('global')}-d, "
@@ -276,7 +278,8 @@ def compact_command(
     if as_json:
         print_json(asdict(summary))
         return
-    typer.echo(f"generation {summary.generation}: {summary.images} images, {summary.removed} removed rows dropped")
+    typer.echo(f"generation {summary.generation}: {count(summary.images, 'image')}, "
+               f"{count(summary.removed, 'removed row')} dropped")
 
 
 def _engine_options(engine: str, address: str | None, actors: int | None, workers: int | None,

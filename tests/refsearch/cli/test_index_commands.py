@@ -304,7 +304,7 @@ def test_query_widen_chooses_how_classes_are_added(built, photos):
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["params"]["class_choice"] == choice
     assert_user_error(run("query", photos[2], "--index", built, "--widen", "alphabet"),
-                      "class_choice must be one of taxonomy, probability")
+                      "--widen must be one of taxonomy, probability, got 'alphabet'")
 
 
 def test_build_index_input_size_and_crop_are_recorded(photos, tmp_path, copy_photos):
