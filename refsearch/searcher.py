@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +21,7 @@ from .images import ImageError
 from .request import SearchRequest
 from .rerank import local_scores
 from .results import ClassGuess, SearchResponse, SearchResult
+from .lock import writer_at_work
 from .store import ImageRecord
 from .wording import count
 
@@ -67,6 +69,10 @@ class StoredGeneration(Protocol):
 
 def check_searchable(stored: StoredGeneration) -> None:
     if len(stored) == 0:
+        writer = writer_at_work(Path(str(stored.path)))
+        if writer is not None:
+            raise IndexStateError(f"{stored.path} holds no images yet: it is being built by {writer}",
+                                  "query it when the build has published its first images")
         raise IndexStateError(f"{stored.path} holds no images", "index some images first")
 
 

@@ -415,3 +415,18 @@ def test_done_criterion_on_the_imagenet_sample(sample_dir, tmp_path_factory, deg
             if response[0].path != str(photo.resolve()):
                 misses.append(f"{photo.name} -> {Path(response[0].path).name}")
     assert len(misses) <= 1, misses
+
+
+def test_a_query_while_the_first_build_runs_says_a_build_is_at_work(tmp_path, demo_photos):
+    from refsearch.writer import IndexWriter
+
+    with IndexWriter.open(tmp_path / "new.index", config=IndexConfig(), source=tmp_path, create=True,
+                          command="build-index photos/"):
+        with refsearch.Index.open(tmp_path / "new.index") as index:
+            with pytest.raises(IndexStateError, match=r"holds no images yet: it is being built by pid \d+ .*"
+                                                      r"\(build-index photos/\)") as refused:
+                index.search(demo_photos[0], k=1)
+    assert "when the build has published" in refused.value.hint
+    with refsearch.Index.open(tmp_path / "new.index") as index:  # the build stopped: nothing is at work
+        with pytest.raises(IndexStateError, match="holds no images; index some images first"):
+            index.search(demo_photos[0], k=1)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import typer
@@ -171,3 +173,14 @@ def test_help_shows_a_value_type_for_options_that_take_one_and_none_for_flags():
         text = run(*filter(None, [name]), "--help").stdout
         assert "<bool>" not in text, name
     assert "<path>" in run("query", "--help").stdout  # --jsonl takes one
+
+
+def test_the_commands_the_readme_says_take_a_report_take_it():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    bullet = next(block for block in readme.split("\n- ") if block.startswith("**dedup**"))
+    before_report = bullet.split("--report", 1)[0]
+    named = re.findall(r"\*\*([a-z-]+)\*\*", before_report)
+    assert named
+    group = typer.main.get_command(app)
+    for name in named:
+        assert "report" in {param.name for param in group.commands[name].params}, name
