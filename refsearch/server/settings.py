@@ -2,7 +2,9 @@
 ask for."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .trust import Trust
 
 MEGABYTE = 1024 * 1024
 
@@ -20,6 +22,8 @@ class ServerSettings:
     max_review: int = 1000
     thumbnail_sizes: tuple[int, int] = (16, 1024)
     thumbnail_cache_bytes: int = 64 * MEGABYTE
+    # Which requests are answered: the Host names, other pages' requests, the token (see trust.py).
+    trust: Trust = field(default_factory=Trust)
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_k", "max_topk", "max_candidates", "max_review"):

@@ -179,3 +179,25 @@ def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     if not groups:
         assert "No near-duplicates" in page.inner_text("#duplicates-list")
     assert page.is_hidden("#view-search")
+
+
+def test_the_page_works_from_the_url_with_the_token(browser, served_index):
+    from refsearch.server import ServerSettings
+    from refsearch.server.trust import Trust
+
+    token = "a-token-of-thirty-two-characters"
+    with BackgroundServer(create_app(served_index, ServerSettings(trust=Trust(token=token)))) as url:
+        context = browser.new_context()
+        try:
+            opened = context.new_page()
+            opened.goto(f"{url}?token={token}")
+            opened.wait_for_function("() => document.getElementById('index-info').textContent.includes('images')")
+            opened.click(".tab[data-view=clusters]")
+            opened.wait_for_selector("#clusters-list .thumb img")
+            wait_for_images(opened, "#clusters-list img")
+            without = context.new_page()
+            context.clear_cookies()
+            answer = without.goto(url + "api/health")
+            assert answer.status == 401
+        finally:
+            context.close()
