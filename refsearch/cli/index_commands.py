@@ -11,6 +11,8 @@ from ..wording import count
 from .app import app
 from .common import (
     INDEX_HELP,
+    limit_pixels,
+    max_pixels_option,
     note,
     open_index,
     print_json,
@@ -23,6 +25,7 @@ from .common import (
 
 @app.command("build-index")
 def build_index_command(
+    ctx: typer.Context,
     source: Optional[Path] = typer.Argument(None, help="Folder of images, searched recursively (jpg, jpeg, "
                                             "png, webp, bmp, tif). Optional with --recipe."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Index folder to create or update "
@@ -67,6 +70,7 @@ def build_index_command(
                                  "start over (needed to change backbone, dimensions or source folder)."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
                               "to finish instead of stopping at once."),
+    max_pixels: int = max_pixels_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -77,6 +81,7 @@ def build_index_command(
     ImageNet wnid folders (train/n01440764/...) or file names (n01440764_*.JPEG), else from the
     backbone's prediction.
     """
+    limit_pixels(ctx, max_pixels)
     with user_errors("run the same command again to resume the build"):
         from ..build import build_index
         from ..config import IndexConfig
@@ -122,6 +127,7 @@ def build_index_command(
 
 @app.command("query")
 def query_command(
+    ctx: typer.Context,
     images: list[Path] = typer.Argument(..., help="Query image(s), or folders of them with --jsonl; colour "
                                         "images are searched as luminance."),
     k: int = typer.Option(10, "-k", "--k", min=1, help="How many references to list (at least 1)."),
@@ -174,11 +180,13 @@ def query_command(
     actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --engine ray: actors answering, "
                                          "each opening the index and loading the network once (default: one "
                                          "per GPU with --device cuda, else one per CPU of the cluster)."),
+    max_pixels: int = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (with --jsonl)."),
 ) -> None:
     """List the k best colour references for a photo: the paper's class-restricted global ranking
     followed by the local (semantic + luminance) re-rank. Lower scores are better. With --jsonl, answer
     whole folders into a JSON Lines file (--json then prints the run's counts)."""
+    limit_pixels(ctx, max_pixels)
     request = search_request(k=k, class_wnid=class_wnid, any_class=any_class, exclude_self=exclude_self,
                              global_candidates=candidates, luminance_weight=luminance_weight,
                              rescue_candidates=rescue, class_choice=widen, rerank=not global_only)

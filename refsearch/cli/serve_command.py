@@ -9,7 +9,7 @@ import typer
 
 from ..wording import count
 from .app import app
-from .common import INDEX_HELP, note, open_index, user_errors
+from .common import INDEX_HELP, limit_pixels, max_pixels_option, note, open_index, user_errors
 
 # Shorter tokens can be guessed by trying: a made-up one has 32 characters.
 MIN_TOKEN_LENGTH = 16
@@ -17,6 +17,7 @@ MIN_TOKEN_LENGTH = 16
 
 @app.command("serve")
 def serve_command(
+    ctx: typer.Context,
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. The default answers this "
                              "machine only; on any other address every request needs the server's token "
@@ -32,8 +33,7 @@ def serve_command(
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port (0: any free one)."),
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", min=0.001, help="Largest upload accepted, "
                                         "in MB (larger: 413)."),
-    max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Largest image accepted, in "
-                                   "pixels, read from its header before decoding (larger: 413)."),
+    max_pixels: int = max_pixels_option(),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build "
                                            "time."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
@@ -46,6 +46,7 @@ def serve_command(
     served by their index id. docs/serve.md describes the API."""
     from .. import errors
 
+    limit_pixels(ctx, max_pixels)
     with user_errors():
         try:
             from ..server import ServerSettings, create_app, listen, serve, url_of

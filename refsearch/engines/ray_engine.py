@@ -28,7 +28,7 @@ import numpy as np
 from ..config import IndexConfig
 from ..errors import USER_FILE_ERRORS, InvalidArgumentError, RefsearchError
 from ..features import PreparedImage, RawFeatures, extract
-from ..images import ImageError, ImageFile
+from ..images import ImageError, ImageFile, max_pixels, pixel_limit
 from ..request import SearchRequest
 from .answers import answer_lines
 from .decoding import prepare_safely
@@ -132,8 +132,8 @@ def _decoded(ray, items: list[dict], batch_size: int, actors: int, config: Index
     actors than the run has batches)."""
     blocks = max(-(-len(items) // max(_BLOCK_FILES, batch_size)), actors)
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
-    return dataset.map_batches(_decode, fn_kwargs={"config": config, "size": size}, batch_size=None,
-                               batch_format="numpy", num_cpus=_DECODE_CPUS)
+    return dataset.map_batches(_decode, fn_kwargs={"config": config, "size": size, "max_pixels": max_pixels()},
+                               batch_size=None, batch_format="numpy", num_cpus=_DECODE_CPUS)
 
 
 def _through_actors(ray, dataset, actor: type, arguments: dict, batch_size: int, on_gpu: bool, actors: int):
@@ -219,7 +219,13 @@ def _import_path() -> str:
     return os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
-def _decode(batch: dict, config: IndexConfig, size: int) -> dict:
+def _decode(batch: dict, config: IndexConfig, size: int, max_pixels: int) -> dict:
+    """A block of images decoded, as this run's process would decode them (under its pixel limit)."""
+    with pixel_limit(max_pixels):
+        return _decoded_block(batch, config, size)
+
+
+def _decoded_block(batch: dict, config: IndexConfig, size: int) -> dict:
     count = len(batch["path"])
     pixels = np.zeros((count, size, size), np.uint8)
     histograms = np.zeros((count, config.grid * config.grid, config.hist_bins), np.float32)

@@ -141,14 +141,18 @@ def test_every_public_name_resolves():
 def test_the_constants_repeated_in_the_command_line_agree_with_the_library():
     import colorize
     from colorize.api import MAX_SATURATION
-    from refsearch.adapt import AdaptSettings
     from refsearch import curation
+    from refsearch.adapt import AdaptSettings
+    from refsearch.cli import common
+    from refsearch.images import DEFAULT_MAX_PIXELS
+    from refsearch.server import ServerSettings
 
     assert curation_commands.NEAR_DUPLICATE_THRESHOLD == curation.NEAR_DUPLICATE_THRESHOLD
     assert curation_commands.EXPORT_MODES == curation.EXPORT_MODES
     assert curation_commands.EXPORT_LAYOUTS == curation.EXPORT_LAYOUTS
     assert colorize_command.DEFAULT_METHOD == colorize.DEFAULT_METHOD
     assert colorize_command.MAX_SATURATION == MAX_SATURATION
+    assert common.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS == ServerSettings().max_pixels
     defaults = {param.name: param.default for param in typer.main.get_command(app).commands["adapt"].params}
     settings = AdaptSettings()
     assert (defaults["epochs"], defaults["batch_size"], defaults["learning_rate"]) == (

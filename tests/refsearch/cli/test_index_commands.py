@@ -289,13 +289,31 @@ def test_skipped_files_are_reported_by_the_build(tmp_path, copy_photos):
         assert result.stdout.splitlines()[1] == (f"skipped 2 unreadable files (2 new); reasons in "
                                                  f"{tmp_path / 's.index' / 'skipped.tsv'}")
         query = run("query", tmp_path / "photos" / "bomb.png", "--index", tmp_path / "s.index")
-        assert_user_error(query, "bomb.png: 21000x20000 is 420 megapixels, over the limit of 400 megapixels",
+        assert_user_error(query, "bomb.png: 21000x20000 is 420 megapixels, over the limit of 50 megapixels",
                           hint="scale it down first")
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     report = (tmp_path / "s.index" / "skipped.tsv").read_text().splitlines()
     photos = tmp_path.resolve() / "photos"
-    assert report[1:] == [f"{photos / 'bomb.png'}\t21000x20000 is 420 megapixels, over the limit of 400 megapixels",
+    assert report[1:] == [f"{photos / 'bomb.png'}\t21000x20000 is 420 megapixels, over the limit of 50 megapixels",
                           f"{photos / 'empty.jpg'}\tempty file"]
+
+
+def test_one_pixel_limit_for_every_command_which_max_pixels_changes(built, tmp_path):
+    large = tmp_path / "large.png"
+    Image.new("L", (8_000, 7_000), 128).save(large)  # 56 megapixels, over the default of 50
+    for command in (["query", large, "--index", built, "-k", "1"],
+                    ["colorize", large, "--index", built, "--topk", "1", "-o", tmp_path / "out.png", "-q"]):
+        assert_user_error(run(*command), "large.png: 8000x7000 is 56 megapixels, over the limit of 50 megapixels",
+                          hint="raise the limit with --max-pixels")
+    allowed = run("query", large, "--index", built, "-k", "1", "--json", "--max-pixels", "60000000")
+    assert allowed.exit_code == 0, allowed.stderr
+    assert len(json.loads(allowed.stdout)["results"]) == 1
+    (tmp_path / "few").mkdir()
+    large.rename(tmp_path / "few" / "large.png")
+    built_small = run("build-index", tmp_path / "few", "-o", tmp_path / "few.index", "-q", "--json",
+                      "--max-pixels", "1000000")
+    assert built_small.exit_code == 0, built_small.stderr
+    assert json.loads(built_small.stdout)["skipped"] == 1
 
 
 def test_query_widen_chooses_how_classes_are_added(built, photos):
