@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -99,28 +100,38 @@ class OpenVino:
 
 
 # -- measurements --------------------------------------------------------------------------------------
-def throughput(runtime, batch: np.ndarray, seconds: float, streams: int, feature_maps=False) -> float:
-    """Images/s of `streams` threads each running passes on `batch`."""
+def throughput(runtime, batch: np.ndarray, seconds: float, streams: int, feature_maps=False) -> tuple[float, float]:
+    """(images/s, images per CPU-second of this process) of `streams` threads each running passes on
+    `batch`. The second counts the process's CPU time (OpenVINO runs passes on threads of its own), so
+    it holds still while other processes take the cores."""
     if isinstance(runtime, OpenVino):
         runtime.streams(streams)
     done = [0] * streams
-    barrier = threading.Barrier(streams)
+    barrier = threading.Barrier(streams + 1)
 
     def run(stream: int) -> None:
         runtime.extract(batch, feature_maps)  # each thread's first pass sets up its buffers
         barrier.wait()
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
+        while not stop.is_set():
             runtime.extract(batch, feature_maps)
             done[stream] += len(batch)
-        done[stream] /= time.perf_counter() - started
 
+    stop = threading.Event()
     workers = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
     for worker in workers:
         worker.start()
+    barrier.wait()
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    time.sleep(seconds)
+    stop.set()
     for worker in workers:
         worker.join()
-    return sum(done)
+    return sum(done) / (time.perf_counter() - started), sum(done) / (_cpu_seconds() - cpu)
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def luminance_photos(size: int | None) -> list[np.ndarray]:
@@ -278,14 +289,15 @@ def main() -> None:
         for label, batch, streams, maps in passes:
             for runtime in runtimes:
                 rates[(runtime.name, label)].append(throughput(runtime, batch, args.seconds, streams, maps))
-    print(f"\nforward passes, images/s (median of {args.rounds} rounds of {args.seconds:g} s; each pass single-threaded)")
-    print("| pass | " + " | ".join(r.name for r in runtimes) + " |")
-    print("|---|" + "---:|" * len(runtimes))
-    for label, *_ in passes:
-        base = statistics.median(rates[(runtimes[0].name, label)])
-        cells = [f"{statistics.median(rates[(r.name, label)]):.1f}" + ("" if r is runtimes[0] else
-                 f" ({statistics.median(rates[(r.name, label)]) / base:.2f}x)") for r in runtimes]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    for column, title in [(0, "images/s"), (1, "images per CPU-second (the process's CPU time; steady under load)")]:
+        print(f"\nforward passes, {title}: median of {args.rounds} rounds of {args.seconds:g} s, each pass "
+              "single-threaded; ratio to torch in brackets")
+        print("| pass | " + " | ".join(r.name for r in runtimes) + " |")
+        print("|---|" + "---:|" * len(runtimes))
+        for label, *_ in passes:
+            medians = [statistics.median(rate[column] for rate in rates[(r.name, label)]) for r in runtimes]
+            print(f"| {label} | {medians[0]:.1f} | " + " | ".join(
+                f"{median:.1f} ({median / medians[0]:.2f}x)" for median in medians[1:]) + " |")
 
     print("\nagreement with torch on the demo photos (lowest cosine per image / per cell / per feature-map position)")
     print("| runtime | global | cells | feature maps | max abs logit diff | same top-1 |")

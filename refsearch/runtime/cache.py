@@ -172,6 +172,7 @@ def write_graph(path: Path, key: GraphKey, onnx: bytes, info: NetworkInfo, expor
     _remove_leftovers(path)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o644)  # not mkstemp's 0600: a cache folder may be shared
         with os.fdopen(descriptor, "wb") as file:
             file.write(MAGIC + len(header).to_bytes(_HEADER_LENGTH, "little") + header)
             file.write(onnx)
