@@ -45,6 +45,7 @@ def test_the_cache_folder_is_refsearch_cache_else_xdg_cache_home_else_home(monke
 def test_an_exported_graph_is_stored_and_read_back_without_exporting_again(tiny, cached, graph_cache):
     path = graph_path(cached)
     assert path.parent == graph_cache / "graphs" and path.read_bytes().startswith(MAGIC)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all: a cache folder may be shared
     network = open_network(cached, _never)
     luminance = np.random.default_rng(0).integers(0, 256, (2, 56, 56), dtype=np.uint8)
     np.testing.assert_allclose(network.extract(luminance).cells, tiny.extract(luminance).cells.numpy(),
