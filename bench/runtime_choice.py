@@ -1,8 +1,9 @@
 """Choosing the CPU inference runtime: ONNX Runtime and OpenVINO side by side, against torch eager (the
 baseline) in the same run, on this project's passes. The network is exported once
 (`refsearch.runtime.graph`: an ONNX graph of uint8 luminance in, logits, global descriptor, cells and
-feature maps out); ONNX Runtime runs it as refsearch.runtime does ("maps apart": retrieval passes on a
-copy without the feature-map outputs, to see what one graph for both costs), OpenVINO from its own
+feature maps out); ONNX Runtime runs it as refsearch.runtime does, one session shared by the threads
+("maps apart": retrieval passes on a copy without the feature-map outputs, to see what one graph for
+both costs; "a session per stream": each thread its own session), OpenVINO from its own
 format converted from it (float32 weights; retrieval passes on the copy without the maps). Every pass
 is single-threaded; "2 streams" is two passes side by side in two threads, as a build runs them on 2
 cores.
@@ -63,6 +64,23 @@ class OnnxRuntime:
 
     def extract(self, luminance, feature_maps=False):
         out = (self.dense if feature_maps else self.retrieval).extract(luminance, feature_maps=feature_maps)
+        return out.logits, out.global_descriptor, out.cells, out.feature_maps
+
+
+class OnnxRuntimePerThread:
+    """A session of the graph for each thread, instead of one that the threads share."""
+
+    name = "ONNX Runtime, a session per stream"
+
+    def __init__(self, graph: bytes, info):
+        self.graph, self.info, self.local = graph, info, threading.local()
+
+    def extract(self, luminance, feature_maps=False):
+        from refsearch.runtime.network import RuntimeNetwork
+
+        if not hasattr(self.local, "network"):
+            self.local.network = RuntimeNetwork(self.graph, self.info)
+        out = self.local.network.extract(luminance, feature_maps=feature_maps)
         return out.logits, out.global_descriptor, out.cells, out.feature_maps
 
 
@@ -270,7 +288,7 @@ def main() -> None:
     capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     runtimes = [Torch(backbone), OnnxRuntime(graphs["dense"], graphs["retrieval"], exported.info),
                 OnnxRuntime(graphs["dense"], graphs["retrieval"], exported.info, maps_apart=True),
-                OpenVino(*xmls, "f32")]
+                OnnxRuntimePerThread(graphs["dense"], exported.info), OpenVino(*xmls, "f32")]
     if "BF16" in capabilities:
         runtimes.append(OpenVino(*xmls, "bf16"))
 
@@ -305,7 +323,7 @@ def main() -> None:
     for runtime in runtimes[1:]:
         if isinstance(runtime, OpenVino):
             runtime.streams(1)
-        elif runtime.retrieval is not runtime.dense:
+        elif not isinstance(runtime, OnnxRuntime) or runtime.retrieval is not runtime.dense:
             continue
         a = agreement(runtimes[0], runtime, photos, working[:5])
         print(f"| {runtime.name} | {a['global']:.6f} | {a['cells']:.6f} | {a['maps']:.6f} | {a['logits']:.2e} | "
