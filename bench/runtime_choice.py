@@ -20,8 +20,10 @@ precision where this CPU has bfloat16 instructions.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -272,6 +274,7 @@ def main() -> None:
     backbone = create_backbone(args.backbone)
     size = backbone.input_size
     scratch = Path(tempfile.mkdtemp(prefix="refsearch-runtime-choice-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     started = time.perf_counter()
     exported = export_graph(backbone)
     print(f"export of {args.backbone} at {size} px: {time.perf_counter() - started:.1f} s "
