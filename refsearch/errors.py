@@ -51,3 +51,8 @@ class IndexLockedError(IndexStateError):
 
 class OutputLockedError(RefsearchError, RuntimeError):
     """Another process is writing the same output file."""
+
+
+class GraphExportError(RefsearchError, RuntimeError):
+    """A backbone that cannot be exported to the inference runtime's graph, or whose graph computes
+    something else than the backbone: it runs on torch instead."""
