@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,19 @@ from .segments import SegmentInfo
 
 
 def software_versions() -> dict[str, str]:
+    """What wrote the index: refsearch and the libraries it stores with, and those of the runtimes that
+    ran the network in this process (torch, ONNX Runtime), as far as they are loaded."""
     import faiss
     import numpy
-    import torch
 
     from . import __version__
 
-    return {"refsearch": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "faiss": faiss.__version__, "numpy": numpy.__version__}
+    versions = {"refsearch": __version__, "python": platform.python_version(), "faiss": faiss.__version__,
+                "numpy": numpy.__version__}
+    for runtime in ("torch", "onnxruntime"):
+        if runtime in sys.modules:
+            versions[runtime] = sys.modules[runtime].__version__
+    return versions
 
 
 @dataclass

@@ -43,6 +43,7 @@ class EmbeddedBatch:
     prepared: list[PreparedImage | ImageError]
     queries: list[QueryFeatures]
     forward_ms: float  # the network and PCA, per readable photo
+    runtime: str = ""  # what ran the network, and its version
 
 
 class StoredGeneration(Protocol):
@@ -103,6 +104,7 @@ def search_embedded(stored: StoredGeneration, batch: EmbeddedBatch,
             continue
         response = next(responses)
         response.forward_ms = round(batch.forward_ms, 2)
+        response.runtime = batch.runtime
         answers.append(response)
     return answers
 

@@ -13,6 +13,7 @@ from .common import (
     INDEX_HELP,
     limit_pixels,
     max_pixels_option,
+    runtime_option,
     note,
     open_index,
     print_json,
@@ -54,6 +55,7 @@ def build_index_command(
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Forward passes run side by side, one "
                                           "thread each (default: one per core on CPU, 2 on GPU)."),
     device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
+    runtime: str = runtime_option(),
     precision: str = typer.Option("auto", "--precision", help="What the network computes in: auto (float16 "
                                   "on GPU, float32 on CPU), float32, float16 or bfloat16 (see README)."),
     engine: str = typer.Option("local", "--engine", help="Where images are decoded and the network runs: "
@@ -105,7 +107,7 @@ def build_index_command(
                               crop=crop)
         engine_options = _engine_options(engine, address, actors, workers, streams)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
-                              workers=workers, streams=streams, device=device, precision=precision,
+                              workers=workers, streams=streams, device=device, precision=precision, runtime=runtime,
                               rebuild=rebuild, progress=not quiet, engine=engine, engine_options=engine_options,
                               search=search, wait=wait, on_wait=lambda holder: note(f"waiting for {holder} to finish writing"))
     for text in summary.notes:
@@ -157,6 +159,7 @@ def query_command(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights (file or name): those "
                                            "given to build-index, if any (other weights are refused)."),
     device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
+    runtime: str = runtime_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per query, a line each: query, "
                                  "predicted (wnid, name, probability), searched_classes (null: all), notes, "
                                  "results (rank, id, path, label, score, semantic, luminance, ...)."),
@@ -195,7 +198,7 @@ def query_command(
     if jsonl is not None:
         from ..batch_query import query_folder
         with user_errors("rerun the same command to answer the photos not yet in the file"):
-            with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
+            with open_index(index, backbone=backbone, weights=weights, device=device, runtime=runtime) as opened:
                 summary = query_folder(opened, images, jsonl, batch_size=batch_size, workers=workers,
                                        streams=streams, progress=not quiet, engine=engine,
                                        engine_options=engine_options, request=request)
@@ -216,7 +219,7 @@ def query_command(
         raise typer.BadParameter(f"{', '.join(folders)} is a folder: give --jsonl OUT.jsonl to answer every "
                                  "photo in it", param_hint="IMAGES")
     with user_errors():
-        with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
+        with open_index(index, backbone=backbone, weights=weights, device=device, runtime=runtime) as opened:
             responses = opened.search_batch(images, request=request)
     if as_json:
         for response in responses:
@@ -239,17 +242,23 @@ def query_command(
 @app.command("info")
 def info_command(
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    runtime: str = runtime_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON, with `writer` (who is "
-                                 "writing the index now, or null) and `pending` (an interrupted build waits)."),
+                                 "writing the index now, or null), `pending` (an interrupted build waits) and "
+                                 "`runtime` (what runs its network for queries here, and its cached graph)."),
 ) -> None:
-    """Show how an index was built, what it holds, and whether a writer is at work on it."""
+    """Show how an index was built, what it holds, whether a writer is at work on it, and what runs its
+    network for queries here."""
     with user_errors():
+        from ..network import query_runtime
         from ..status import index_status
 
         status = index_status(resolve_index(index))
+        queries = query_runtime(status.manifest.config, runtime)
     manifest = status.manifest
     if as_json:
-        print_json({**manifest.to_dict(), "writer": status.writer, "pending": status.pending})
+        print_json({**manifest.to_dict(), "writer": status.writer, "pending": status.pending,
+                    "runtime": asdict(queries)})
         return
     config, search = manifest.config, manifest.search
     removed = f", {manifest.removed_files} removed (kept out of builds)" if manifest.removed_files else ""
@@ -260,6 +269,9 @@ def info_command(
     typer.echo(f"backbone {config.backbone} (weights {config.weights}), global {manifest.dims.get('global')}-d, "
                f"cells {config.grid}x{config.grid}x{manifest.dims.get('cell')}-d, PCA fitted on "
                f"{manifest.dims.get('fitted_on')} images; all-class search: {manifest.search_kind()}")
+    graph = f" (graph {'cached' if queries.cached else 'exported on the first query'}: {queries.graph})" \
+        if queries.graph else ""
+    typer.echo(f"queries here run the network on {queries.runtime} {queries.version}{graph}")
     typer.echo(f"search defaults: {search.global_candidates} candidates, luminance weight "
                f"{search.luminance_weight}; built with {manifest.versions}")
     if status.writer:

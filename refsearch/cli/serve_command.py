@@ -9,7 +9,7 @@ import typer
 
 from ..wording import count
 from .app import app
-from .common import INDEX_HELP, limit_pixels, max_pixels_option, note, open_index, user_errors
+from .common import INDEX_HELP, limit_pixels, max_pixels_option, note, open_index, runtime_option, user_errors
 
 # Shorter tokens can be guessed by trying: a made-up one has 32 characters.
 MIN_TOKEN_LENGTH = 16
@@ -37,6 +37,7 @@ def serve_command(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file, as at build "
                                            "time."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
+    runtime: str = runtime_option(),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log each request."),
 ) -> None:
     """Serve a page and an HTTP API over the index: drop a photo, see its references, colorize it, and
@@ -63,7 +64,7 @@ def serve_command(
         trust = Trust(bound=host, allowed_hosts=tuple(allow_host or ()), token=token)
         settings = ServerSettings(max_upload_bytes=max(1, round(max_upload_mb * 1024 * 1024)),
                                   max_pixels=max_pixels, trust=trust)
-        opened = open_index(index, weights=weights, device=device)
+        opened = open_index(index, weights=weights, device=device, runtime=runtime)
     try:
         with user_errors():
             try:

@@ -5,7 +5,7 @@ cached on disk (`cache`), and run without torch (`network`). Only the export (`g
     output = network.extract(luminance)   # NetworkOutput of numpy arrays, as Backbone.extract's tensors
 """
 from .cache import CACHE_VARIABLE, GraphKey, cache_folder, graph_path, open_network
-from .network import RUNTIME, RUNTIME_VERSION, NetworkInfo, NetworkOutput, RuntimeNetwork
+from .network import RUNTIME, RUNTIME_VERSION, NetworkInfo, RuntimeNetwork
 
-__all__ = ["CACHE_VARIABLE", "RUNTIME", "RUNTIME_VERSION", "GraphKey", "NetworkInfo", "NetworkOutput",
-           "RuntimeNetwork", "cache_folder", "graph_path", "open_network"]
+__all__ = ["CACHE_VARIABLE", "RUNTIME", "RUNTIME_VERSION", "GraphKey", "NetworkInfo", "RuntimeNetwork",
+           "cache_folder", "graph_path", "open_network"]

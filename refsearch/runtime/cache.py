@@ -26,7 +26,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,12 +123,14 @@ def _export(key: GraphKey, load_backbone: Callable[[], Backbone]):
     from .graph import export_graph
 
     backbone = load_backbone()
-    loaded = (backbone.name, backbone.fingerprint, backbone.input_size)
-    if loaded != (key.backbone, key.fingerprint, key.input_size):
+    # The name is the registry's key the backbone was loaded by; the weights and size are what it computes.
+    loaded = (backbone.fingerprint, backbone.input_size)
+    if loaded != (key.fingerprint, key.input_size):
         raise ConfigMismatchError(
-            f"the backbone loaded to export {key.backbone} (weights {key.fingerprint}, {key.input_size} px) is "
-            f"{loaded[0]} (weights {loaded[1]}, {loaded[2]} px)", "load the weights the index was built with")
-    return export_graph(backbone)
+            f"the backbone loaded to export {key.backbone} (weights {key.fingerprint}, {key.input_size} px) has "
+            f"weights {loaded[0]} at {loaded[1]} px", "load the weights the index was built with")
+    exported = export_graph(backbone)
+    return replace(exported, info=replace(exported.info, name=key.backbone))
 
 
 def read_graph(path: Path, key: GraphKey) -> tuple[tuple[bytes, NetworkInfo] | None, str]:

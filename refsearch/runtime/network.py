@@ -7,10 +7,12 @@ core, on one copy of the weights (ONNX Runtime sessions may be run from several 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import onnxruntime
+
+from ..network_protocol import NetworkOutput
 
 RUNTIME = "onnxruntime"
 RUNTIME_VERSION = onnxruntime.__version__
@@ -44,18 +46,6 @@ class NetworkInfo:
                    **{key: int(data[key]) for key in ("input_size", "grid", "global_dim", "cell_dim", "feature_maps")})
 
 
-@dataclass(frozen=True)
-class NetworkOutput:
-    """`BackboneOutput` as float32 numpy arrays, in the same layout: logits (B, 1000), global descriptor
-    (B, global_dim), cells (B, cell_dim, grid, grid) and, when asked for, the feature maps from fine to
-    coarse, each (B, C, h, w)."""
-
-    logits: np.ndarray
-    global_descriptor: np.ndarray
-    cells: np.ndarray
-    feature_maps: list[np.ndarray] = field(default_factory=list)
-
-
 def session_options() -> onnxruntime.SessionOptions:
     options = onnxruntime.SessionOptions()
     # One thread per pass, on the caller's thread: several passes side by side beat one spread over cores
@@ -69,10 +59,13 @@ def session_options() -> onnxruntime.SessionOptions:
 
 
 class RuntimeNetwork:
-    """A backbone's graph in an ONNX Runtime session. `info` says what it is; `note`, when not empty, is
-    something the user should hear about how it was obtained (an export that could not be cached, say)."""
+    """A backbone's graph in an ONNX Runtime session, a `refsearch.network_protocol.Network` on CPU.
+    `info` says what it is; `note`, when not empty, is something the user should hear about how it was
+    obtained (an export that could not be cached, say)."""
 
     runtime = RUNTIME
+    runtime_version = RUNTIME_VERSION
+    device = "cpu"
 
     def __init__(self, onnx: bytes, info: NetworkInfo, note: str = ""):
         self.info = info

@@ -249,7 +249,7 @@ class _Service:
             if ref_ids:
                 records = [self._record_of(index, i) for i in ref_ids]
                 result = colorize_package.colorize(path, [r.path for r in records], method,
-                                                   backbone=index.network.backbone, saturation=saturation)
+                                                   backbone=index.network, saturation=saturation)
                 used = records
             else:
                 result = colorize_package.colorize_with_index(index, path, method=method, saturation=saturation,

@@ -505,9 +505,9 @@ def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo
     refsearch.build_index(folder, tmp_path / "imagenet.index", IndexConfig(input_size=224), weights="imagenet",
                           progress=False)
     with refsearch.Index.open(tmp_path / "imagenet.index") as index:  # no --weights: the default is gray
-        assert index.network.backbone.fingerprint == refsearch.create_backbone(
+        assert index.network.network.fingerprint == refsearch.create_backbone(
             "efficientnet-lite2", weights="imagenet").fingerprint
         assert index.search(folder / demo_photos[1].name, k=1)[0].path == str((folder / demo_photos[1].name).resolve())
     with refsearch.Index.open(tmp_path / "imagenet.index", weights="gray") as index:
         with pytest.raises(ConfigMismatchError, match="other efficientnet-lite2 weights"):
-            index.network.backbone
+            index.network.load()

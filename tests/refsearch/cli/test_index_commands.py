@@ -16,7 +16,8 @@ from refsearch.cli import app
 from refsearch.engines import local as local_engine
 
 RESULT_KEYS = {"rank", "id", "path", "label", "label_name", "score", "semantic", "luminance", "global_similarity"}
-RESPONSE_KEYS = {"query", "predicted", "searched_classes", "notes", "results", "params", "forward_ms", "search_ms"}
+RESPONSE_KEYS = {"query", "predicted", "searched_classes", "notes", "results", "params", "forward_ms", "search_ms",
+                 "runtime"}
 
 
 def responses(stdout: str) -> list[dict]:
@@ -159,6 +160,21 @@ def test_info_text_and_json(built):
     assert data["writer"] is None and data["pending"] is False
     assert data["config"]["backbone"] == "efficientnet-lite2" and data["config"]["global_dim"] == 128
     assert data["dims"] == {"global": 1280, "cell": 64, "fitted_on": 20}
+
+
+def test_query_and_info_say_what_runs_the_network(built, photos):
+    on_runtime = responses(run("query", photos[3], "--index", built, "--json").stdout)[0]
+    on_torch = responses(run("query", photos[3], "--index", built, "--json", "--runtime", "torch").stdout)[0]
+    assert on_runtime["runtime"].startswith("onnxruntime ") and on_torch["runtime"].startswith("torch ")
+    assert [r["path"] for r in on_runtime["results"]] == [r["path"] for r in on_torch["results"]]
+    assert [r["score"] for r in on_runtime["results"]] == pytest.approx([r["score"] for r in on_torch["results"]],
+                                                                         abs=1e-4)
+    data = json.loads(run("info", "--index", built, "--json").stdout)["runtime"]
+    assert (data["runtime"], data["cached"]) == ("onnxruntime", True) and data["graph"].endswith(".graph")
+    assert json.loads(run("info", "--index", built, "--json", "--runtime", "torch").stdout)["runtime"]["graph"] is None
+    assert "queries here run the network on onnxruntime " in run("info", "--index", built).stdout
+    assert_user_error(run("query", photos[3], "--index", built, "--runtime", "tensorflow"),
+                      "unknown runtime 'tensorflow'", hint="use one of auto, torch, onnxruntime")
 
 
 # -- errors: exit code 2 and one line -------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_a_colour_photo_is_colorized_from_its_luminance(client, demo_photos):
 def test_chosen_references_are_the_indexed_files(client, served_index, query):
     chosen = [14, 10]
     expected = colorize.colorize(query, [served_index.record(i).path for i in chosen],
-                                 backbone=served_index.network.backbone).image
+                                 backbone=served_index.network).image
     form = {"ref_id": [str(i) for i in chosen]}
     as_form = png_image(client.post("/api/colorize", files=upload(query), data=form))
     as_query = png_image(client.post("/api/colorize?ref_id=14&ref_id=10", files=upload(query)))

@@ -114,7 +114,7 @@ def test_search_tick_colorize_and_download(page, served_index, query):
     assert np.array_equal(np.asarray(saved.convert("L")), np.asarray(Image.open(query).convert("L")))
     # from the ticked references, in rank order
     references = [served_index.record(i).path for i in chosen]
-    wanted = colorize.colorize(query, references, backbone=served_index.network.backbone)
+    wanted = colorize.colorize(query, references, backbone=served_index.network)
     assert np.array_equal(np.asarray(saved), np.asarray(wanted.image))
 
 
