@@ -145,7 +145,7 @@ def tuned(candidates, pairs_at, names: list[str], truth: list[list[str]]) -> tup
 # -- the methods -------------------------------------------------------------------------------------
 def refsearch_pairs(index, threshold: float) -> set[tuple[str, str]]:
     pairs = set()
-    for group in index.near_duplicates(threshold):
+    for group in index.curation.near_duplicates(threshold):
         names = [Path(m.path).name for m in group.members]
         pairs.update(pairwise(names))
     return pairs
@@ -174,11 +174,11 @@ def run_refsearch(halves: dict, thresholds) -> dict:
                                           halves["tune"]["names"], halves["tune"]["truth"])
     with Index.open(halves["report"]["index"]) as index:
         started = time.perf_counter()
-        groups = index.near_duplicates(threshold)
+        groups = index.curation.near_duplicates(threshold)
         seconds = time.perf_counter() - started
         predicted = [[Path(m.path).name for m in g.members] for g in groups]
         at_default = [[Path(m.path).name for m in g.members]
-                      for g in index.near_duplicates(NEAR_DUPLICATE_THRESHOLD)]
+                      for g in index.curation.near_duplicates(NEAR_DUPLICATE_THRESHOLD)]
     results["refsearch near_duplicates"] = {
         "threshold": threshold, "tune_f1": on_tune["f1"], **score(predicted, halves["report"]["truth"]),
         "find_seconds": round(seconds, 2),

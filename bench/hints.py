@@ -70,7 +70,7 @@ def main() -> None:
     first_point, one_more, over_http = [], [], []
     skipped = []
     with Index.open(holdout_index(photos, set(held_out))) as index:
-        exemplar = create_colorizer("exemplar", backbone=index.backbone)
+        exemplar = create_colorizer("exemplar", backbone=index.network)
         for number, photo in enumerate(targets):
             original = decode(photo).image.convert("RGB")
             if is_grayscale(original):
@@ -133,7 +133,7 @@ def update_over_http(index: Index, gray: Image.Image, points: list[Hint]) -> flo
     upload = io.BytesIO()
     gray.save(upload, "PNG")
     as_json = {"hints": [point.to_dict() for point in points[:9]]}
-    with TestClient(create_app(index)) as client:
+    with TestClient(create_app(index), base_url="http://127.0.0.1") as client:  # a loopback name, as served
         session = client.post("/api/colorize?topk=3&output=json",
                               files={"image": ("gray.png", upload.getvalue())},
                               data={"hints": json.dumps(as_json)}).json()["session"]

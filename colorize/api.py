@@ -9,9 +9,10 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from refsearch.backbones import Backbone
+from refsearch.network_protocol import Network
 from refsearch.errors import InvalidArgumentError
 from refsearch.images import ImageSource, decode, is_grayscale, to_luminance
+from refsearch.request import SearchRequest
 
 from .base import ColorizeError, Colorizer, ColorizeResult, Reference, ReferenceIndex
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer
@@ -27,7 +28,7 @@ MAX_SATURATION = 4.0
 
 
 def colorize(target: ImageSource, references: Sequence[ReferenceSource],
-             method: str | Colorizer = DEFAULT_METHOD, *, backbone: Backbone | None = None,
+             method: str | Colorizer = DEFAULT_METHOD, *, backbone: Network | None = None,
              saturation: float = 1.0, hints: Hints | Sequence[HintSource] | None = None) -> ColorizeResult:
     """Colorize `target` (a path, PIL image or array; a colour image is used as its luminance) from
     `references`, best first: Reference objects, images, or (image, score) pairs. `method` is a registered
@@ -48,7 +49,7 @@ def colorize(target: ImageSource, references: Sequence[ReferenceSource],
 
 def colorize_session(target: ImageSource, references: Sequence[ReferenceSource],
                      method: str | Colorizer = DEFAULT_METHOD, *,
-                     backbone: Backbone | None = None) -> ColorizeSession:
+                     backbone: Network | None = None) -> ColorizeSession:
     """Run `method` once on `target` and its references (as for `colorize`); the session's `render(hints,
     saturation)` then gives the result with any colour hints in a fraction of a second, and its
     `suggest(x, y)` the colours likely at a point."""
@@ -78,31 +79,33 @@ def colorize_session(target: ImageSource, references: Sequence[ReferenceSource],
 def colorize_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 3,
                         method: str | Colorizer | None = None, *, saturation: float = 1.0,
                         hints: Hints | Sequence[HintSource] | None = None,
-                        **search_options) -> ColorizeResult:
+                        request: SearchRequest | None = None, **search_options) -> ColorizeResult:
     """Retrieve the `topk` best references for `target` from an opened index (search options as for
-    its `search`, e.g. rerank=False), then colorize from them with the index's own network (`method`
-    None: the default method), with `hints` as for `colorize`."""
+    its `search`, e.g. rerank=False, or a `request` whose k is the number of references), then colorize
+    from them with the index's own network (`method` None: the default method), with `hints` as for
+    `colorize`."""
     _check_saturation(saturation)
     started = time.perf_counter()
     hints = Hints.of(hints)
-    session = session_with_index(index, target, topk, method, **search_options)
+    session = session_with_index(index, target, topk, method, request=request, **search_options)
     result = session.render(hints, saturation)
     result.seconds = time.perf_counter() - started
     return result
 
 
 def session_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 3,
-                       method: str | Colorizer | None = None, **search_options) -> ColorizeSession:
-    """`colorize_session` from the `topk` references `index` retrieves for `target`."""
+                       method: str | Colorizer | None = None, *, request: SearchRequest | None = None,
+                       **search_options) -> ColorizeSession:
+    """`colorize_session` from the `topk` references `index` retrieves for `target` (or `request`'s k)."""
     method = DEFAULT_METHOD if method is None else method
-    if topk < 1:
+    if request is None and topk < 1:
         raise InvalidArgumentError(f"topk must be at least 1, got {topk}")
     gray, notes = load_target(target)
-    response = index.search(gray, k=topk, **search_options)
+    response = index.search(gray, topk, request=request, **search_options)
     if not response.results:
         raise ColorizeError(f"the index {index.path} returned no references")
     references = [Reference(_open_reference(r.path), r.score, r.path) for r in response.results]
-    session = colorize_session(gray, references, method, backbone=index.backbone)
+    session = colorize_session(gray, references, method, backbone=index.network)
     session.notes = notes + [f"retrieval: {n}" for n in response.notes] + session.notes
     return session
 

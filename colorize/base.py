@@ -28,14 +28,18 @@ class RetrievedReferences(Protocol):
     notes: Sequence[str]
 
 
+class IndexNetwork(Protocol):
+    backbone: Any
+
+
 class ReferenceIndex(Protocol):
     """What `colorize_with_index` needs of an index (refsearch.Index is one): where it is, its network
     (so the target is seen as the references were), and a search returning ranked references."""
 
     path: Any
-    backbone: Any
+    network: IndexNetwork
 
-    def search(self, image: Any, k: int = ..., **options: Any) -> RetrievedReferences: ...
+    def search(self, image: Any, k: int = ..., *, request: Any = ..., **options: Any) -> RetrievedReferences: ...
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,11 @@ INDEX/skipped.tsv                   unreadable files and why
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+# The index a command uses when none is named (overridden by $REFSEARCH_INDEX).
+DEFAULT_INDEX = "refsearch.index"
 MANIFEST = "manifest.json"
 LOCK = "writer.lock"
 METADATA = "metadata.lmdb"
@@ -46,3 +49,7 @@ def tombstones(generation: int) -> str:
 
 def segment_dir(index: Path, name: str) -> Path:
     return Path(index) / SEGMENTS / name
+
+
+def default_index_path() -> Path:
+    return Path(os.environ.get("REFSEARCH_INDEX", DEFAULT_INDEX))

@@ -9,27 +9,32 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import SETTINGS_BEFORE_THEY_WERE_SAVED, IndexConfig, SearchSettings
+from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError
+from .index_format import FORMAT_VERSION, upgraded
 from .layout import MANIFEST
 from .segments import SegmentInfo
 
-FORMAT_VERSION = 2
-
 
 def software_versions() -> dict[str, str]:
+    """What wrote the index: refsearch and the libraries it stores with, and those of the runtimes that
+    ran the network in this process (torch, ONNX Runtime), as far as they are loaded."""
     import faiss
     import numpy
-    import torch
 
     from . import __version__
 
-    return {"refsearch": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "faiss": faiss.__version__, "numpy": numpy.__version__}
+    versions = {"refsearch": __version__, "python": platform.python_version(), "faiss": faiss.__version__,
+                "numpy": numpy.__version__}
+    for runtime in ("torch", "onnxruntime"):
+        if runtime in sys.modules:
+            versions[runtime] = sys.modules[runtime].__version__
+    return versions
 
 
 @dataclass
@@ -39,7 +44,8 @@ class Manifest:
     search: SearchSettings = field(default_factory=SearchSettings)
     generation: int = 0
     images: int = 0
-    skipped: int = 0
+    skipped: int = 0  # files found unreadable
+    removed_files: int = 0  # files removed from the index with `remove`, kept out of builds
     classes: int = 0
     dims: dict = field(default_factory=dict)  # stored descriptor sizes: global, cell; fitted_on
     segments: list[SegmentInfo] = field(default_factory=list)
@@ -56,6 +62,7 @@ class Manifest:
     def to_dict(self) -> dict:
         return {"config": self.config.to_dict(), "search": self.search.to_dict(), "source": self.source,
                 "generation": self.generation, "images": self.images, "skipped": self.skipped,
+                "removed_files": self.removed_files,
                 "classes": self.classes, "dims": self.dims, "segments": [s.to_dict() for s in self.segments],
                 "tombstones": self.tombstones, "files": self.files, "versions": self.versions,
                 "created": self.created, "updated": self.updated, "format_version": self.format_version}
@@ -87,19 +94,13 @@ class Manifest:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise IndexStateError(f"{path} is unreadable: {exc}") from None
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            source = data.get("source", "PHOTOS")
-            raise IndexStateError(
-                f"{folder} has index format {version}, and this refsearch reads format {FORMAT_VERSION}",
-                f"rebuild it: `refsearch build-index {source} -o {folder} --rebuild`")
-        config = {**SETTINGS_BEFORE_THEY_WERE_SAVED, **data["config"]}
-        return cls(config=IndexConfig.from_dict(config), source=data["source"],
+        data = upgraded(data, folder)
+        return cls(config=IndexConfig.from_dict(data["config"]), source=data["source"],
                    search=SearchSettings.from_dict(data["search"]), generation=data["generation"],
-                   images=data["images"], skipped=data["skipped"], classes=data["classes"], dims=data["dims"],
+                   images=data["images"], skipped=data["skipped"], removed_files=data["removed_files"], classes=data["classes"], dims=data["dims"],
                    segments=[SegmentInfo.from_dict(s) for s in data["segments"]], tombstones=data["tombstones"],
                    files=data["files"], versions=data["versions"], created=data["created"],
-                   updated=data["updated"], format_version=version)
+                   updated=data["updated"], format_version=data["format_version"])
 
     @staticmethod
     def exists(folder: Path) -> bool:

@@ -16,6 +16,7 @@ compaction that dropped removed rows; then `ids.i64` lists its rows' ids.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,3 +196,22 @@ class Segment:
 
     def faiss_path(self) -> Path:
         return self.folder / layout.GLOBAL_FAISS
+
+
+def gather_rows(segments: Sequence[Segment], shape: RowShape, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stored cell descriptors (n, cells, cell_dim) float16 and histograms (n, cells, bins) uint16 of
+    `ids`, in their order, from published `segments` (disjoint, in id order); each segment's rows are read
+    in file order, which memory-mapped files serve fastest."""
+    ids = np.asarray(ids, np.int64)
+    cells = np.empty((len(ids), shape.cells, shape.cell_dim), np.float16)
+    histograms = np.empty((len(ids), shape.cells, shape.bins), np.uint16)
+    first_ids = np.array([s.info.first_id for s in segments], np.int64)
+    owner = np.searchsorted(first_ids, ids, side="right") - 1
+    for number in np.unique(owner):
+        inside = np.flatnonzero(owner == number)
+        segment = segments[number]
+        rows = segment.rows_of(ids[inside])
+        order = np.argsort(rows)
+        cells[inside[order]] = segment.cells[rows[order]]
+        histograms[inside[order]] = segment.histograms[rows[order]]
+    return cells, histograms

@@ -31,6 +31,7 @@ from .segments import (
     SegmentInfo,
     build_time_vectors,
     drop_build_files,
+    gather_rows,
     publish_segment,
     write_merged,
 )
@@ -74,11 +75,9 @@ class IndexWriter:
         pending = metadata.info("pending")
         self._next_id = metadata.info("next_id", 0)
         self._next_segment = metadata.info("next_segment", 0)
-        self.resumed = False
         if pending is not None and pending["generation"] > manifest.generation:
             self.generation = pending["generation"]
             self._segments = [SegmentInfo.from_dict(s) for s in pending["segments"]]
-            self.resumed = True
         else:
             if pending is not None:  # published, but not yet forgotten when the last writer stopped
                 self._finish_pending([SegmentInfo.from_dict(s) for s in pending["segments"]])
@@ -205,19 +204,20 @@ class IndexWriter:
         return RowShape(self.config.cells, self.projections.cells.output_dim, self.config.hist_bins,
                         self.projections.global_.output_dim)
 
-    def new_ids(self, count: int) -> int:
-        """The first of `count` fresh ids for the next `add` (ids are never reused, so a stale id never
-        names a new image; ids not committed by an add are given out again after a crash)."""
+    @property
+    def next_id(self) -> int:
+        """The id the next `add` gives its first record, the rest following (ids are never reused, so a
+        stale id never names a new image; ids not committed by an add are given out again after a crash)."""
         return self._next_id
 
     def add(self, records: list[ImageRecord], global_vectors: np.ndarray, cells: np.ndarray,
             histograms: np.ndarray) -> None:
-        """Store images: their records (ids from `new_ids`, in order) and their descriptors, in the
+        """Store images: their records (ids from `next_id` on, in order) and their descriptors, in the
         stored form (projected). Committed when this returns."""
         if not records:
             return
         if records[0].id != self._next_id or records[-1].id != self._next_id + len(records) - 1:
-            raise InvalidArgumentError("records must take the ids new_ids gave, in order")
+            raise InvalidArgumentError("records must take the ids from next_id on, in order")
         labels = np.array([classes.class_index(r.label) for r in records], np.int64)
         start = 0
         while start < len(records):
@@ -249,11 +249,11 @@ class IndexWriter:
         self._appender = SegmentAppender(layout.segment_dir(self.path, info.name), info, self._shape())
         return self._appender
 
-    def remove(self, ids: Iterable[int], skip_reason: str | None = None) -> list[ImageRecord]:
+    def remove(self, ids: Iterable[int], keep_out: bool = False) -> list[ImageRecord]:
         """Take images out as of the pending generation; returns their records. Ids the index does not
-        hold are ignored (check with `records` first to refuse them). With `skip_reason`, their files are
-        remembered as skipped, so that a build does not add them back while they are unchanged."""
-        removed = self.metadata.mark_removed(ids, self.generation, skip_reason)
+        hold are ignored (check with `records` first to refuse them). With `keep_out`, their files are
+        remembered as removed from the index, so that a build does not add them back while unchanged."""
+        removed = self.metadata.mark_removed(ids, self.generation, keep_out)
         self.metadata.set_info(pending=self._pending())
         return removed
 
@@ -301,40 +301,52 @@ class IndexWriter:
                 vectors, labels = self._vectors_of(removals, new_segments, new_vectors, shape)
                 stats.add(vectors, labels, sign=-1)
         tombstones = np.union1d(self._published_tombstones(), removals).astype(np.int64)
-        manifest = self.manifest
-        old_files = dict(manifest.files)
         files = {}
-        if stats is not None:
-            files["class_stats"] = layout.class_stats(self.generation)
-            stats.save(self.path / files["class_stats"])
         if len(tombstones):
             files["tombstones"] = layout.tombstones(self.generation)
             temporary = self.path / (files["tombstones"] + ".tmp.npy")
             np.save(temporary, tombstones)
             os.replace(temporary, self.path / files["tombstones"])
-        skipped = self.metadata.skipped()
-        _write_skipped_report(self.path / layout.SKIPPED_REPORT, skipped)
+        _write_skipped_report(self.path / layout.SKIPPED_REPORT, self.metadata.skipped())
+        replaced = self._save_generation(self.manifest.segments + new_segments, stats, files, len(tombstones))
+        summary = PublishSummary(self.generation, self.manifest.images, self._added, len(removals))
+        self._finish_pending(self._segments)
+        self._forget_files(replaced)
+        self._added = 0
+        return summary
+
+    def _save_generation(self, segments: list[SegmentInfo], stats: ClassStats | None, files: dict,
+                         tombstones: int) -> set[str]:
+        """Publish the pending generation: its class statistics saved beside `files`, then the manifest
+        naming them, replaced atomically. Returns the previous generation's file names it no longer uses."""
+        manifest = self.manifest
+        old_files = set(manifest.files.values())
+        if stats is not None:
+            files = {**files, "class_stats": layout.class_stats(self.generation)}
+            stats.save(self.path / files["class_stats"])
         manifest.generation = self.generation
         if self.projections is not None:
             manifest.dims = {"global": self.projections.global_.output_dim,
                              "cell": self.projections.cells.output_dim, "fitted_on": self.projections.fitted_on}
-        manifest.segments = manifest.segments + new_segments
+        manifest.segments = segments
         manifest.files = files
         manifest.images = int(stats.counts.sum()) if stats is not None else 0
         manifest.classes = int(np.count_nonzero(stats.counts)) if stats is not None else 0
-        manifest.tombstones = len(tombstones)
-        manifest.skipped = len(skipped)
+        manifest.tombstones = tombstones
+        left_out = self.metadata.skipped()
+        manifest.removed_files = sum(item.removed for item in left_out)
+        manifest.skipped = len(left_out) - manifest.removed_files
         manifest.save(self.path)
-        summary = PublishSummary(self.generation, manifest.images, self._added, len(removals))
-        self._finish_pending(self._segments)
-        for name in set(old_files.values()) - set(files.values()):
+        return old_files - set(files.values())
+
+    def _forget_files(self, names: set[str]) -> None:
+        """After a publish: the old generation's small files go, and the next generation is pending."""
+        for name in names:
             (self.path / name).unlink(missing_ok=True)
         self.generation += 1
         self.metadata.generation = self.generation
         self._segments = []
-        self._added = 0
         self.metadata.set_info(pending=self._pending())
-        return summary
 
     def _finish_pending(self, segments: list[SegmentInfo]) -> None:
         for info in segments:
@@ -401,40 +413,24 @@ class IndexWriter:
         new_segments = []
         for start in range(0, len(live_ids), SEGMENT_ROWS):
             chunk = live_ids[start:start + SEGMENT_ROWS]
-            cells = np.empty((len(chunk), shape.cells, shape.cell_dim), np.float16)
-            hist = np.empty((len(chunk), shape.cells, shape.bins), np.uint16)
-            for reader in readers:
-                inside = (chunk >= reader.info.first_id) & (chunk <= reader.last_id)
-                if inside.any():
-                    rows = reader.rows_of(chunk[inside])
-                    cells[inside] = reader.cells[rows]
-                    hist[inside] = reader.histograms[rows]
+            cells, histograms = gather_rows(readers, shape, chunk)
             info = SegmentInfo(f"s{self._next_segment:06d}", int(chunk[0]), len(chunk), contiguous=False)
             self._next_segment += 1
-            write_merged(layout.segment_dir(self.path, info.name), info, chunk, cells, hist,
+            write_merged(layout.segment_dir(self.path, info.name), info, chunk, cells, histograms,
                          live_vectors[start:start + SEGMENT_ROWS], labels[start:start + SEGMENT_ROWS],
                          classes.num_classes())
             new_segments.append(info)
         self.metadata.set_info(next_segment=self._next_segment)
         old_segments = manifest.segments
-        old_files = dict(manifest.files)
         stats = ClassStats.empty(classes.num_classes(), shape.global_dim)
         stats.add(live_vectors, labels)
-        manifest.generation = self.generation
-        manifest.segments = new_segments
-        manifest.files = {"class_stats": layout.class_stats(self.generation)}
-        stats.save(self.path / manifest.files["class_stats"])
-        manifest.tombstones = 0
-        manifest.save(self.path)
+        replaced = self._save_generation(new_segments, stats, {}, 0)
         self.metadata.purge(tombstones.tolist())
         for info in old_segments:
             shutil.rmtree(layout.segment_dir(self.path, info.name), ignore_errors=True)
-        for name in set(old_files.values()):
-            (self.path / name).unlink(missing_ok=True)
-        self.generation += 1
-        self.metadata.generation = self.generation
-        self.metadata.set_info(pending=self._pending())
-        return PublishSummary(manifest.generation, manifest.images, 0, len(tombstones))
+        summary = PublishSummary(manifest.generation, manifest.images, 0, len(tombstones))
+        self._forget_files(replaced)
+        return summary
 
 
 def _write_skipped_report(path: Path, skipped: list[SkippedFile]) -> None:

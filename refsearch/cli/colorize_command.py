@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from .app import app
-from .common import INDEX_HELP, note, open_index, print_json, user_errors
+from .common import (
+    INDEX_HELP,
+    limit_pixels,
+    max_pixels_option,
+    note,
+    open_index,
+    print_json,
+    runtime_option,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from colorize import ColorizeResult
@@ -24,6 +33,7 @@ MAX_SATURATION = 4.0
 
 @app.command("colorize")
 def colorize_command(
+    ctx: typer.Context,
     image: Optional[Path] = typer.Argument(None, help="Grayscale photo, or a folder of photos (searched "
                                            "recursively). A colour photo is colorized from its luminance."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output PNG (default "
@@ -57,6 +67,8 @@ def colorize_command(
                                               "an earlier run on the same photo (its points come before "
                                               "--hint's)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
+    runtime: str = runtime_option(),
+    max_pixels: int = max_pixels_option(),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -82,23 +94,28 @@ def colorize_command(
     if folder and (hint or hints_file):
         raise typer.BadParameter("colour points are points of one photo: give a photo, not a folder",
                                  param_hint="--hint/--hints")
+    limit_pixels(ctx, max_pixels)
     with user_errors(), ExitStack() as stack:
         from colorize import Hints, colorize, colorize_with_index
         from colorize.api import load_reference
         from colorize.batch import save_result
-        from colorize.exemplar import ExemplarColorizer
+        from colorize.exemplar import ExemplarColorizer, default_network
+        from refsearch.network import runtime_for
 
         points = Hints.load(hints_file) if hints_file else Hints()
         points = Hints(points.points + Hints.of(hint or []).points, points.size)
         if refs:
             references = [load_reference(path, i) for i, path in enumerate(refs)]
-            colorizer = ExemplarColorizer(prior=prior) if prior else method
+            # the default network, on the runtime asked for (loaded only by the methods that use it)
+            network = None if runtime == "auto" else default_network(runtime_for(runtime, "cpu"))
+            colorizer = ExemplarColorizer(network, prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
-                return colorize(path, references, colorizer, saturation=saturation, hints=points)
+                return colorize(path, references, colorizer, backbone=network, saturation=saturation,
+                                hints=points)
         else:
-            opened = stack.enter_context(open_index(index, device=device))
-            colorizer = ExemplarColorizer(opened.backbone, prior=prior) if prior else method
+            opened = stack.enter_context(open_index(index, device=device, runtime=runtime))
+            colorizer = ExemplarColorizer(opened.network, prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
                 return colorize_with_index(opened, path, topk, colorizer, saturation=saturation, hints=points,

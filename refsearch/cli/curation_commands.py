@@ -9,6 +9,7 @@ import typer
 
 from .. import classes
 from ..errors import InvalidArgumentError
+from ..wording import count
 from .app import app
 from .common import INDEX_HELP, open_index, print_json, user_errors
 
@@ -41,7 +42,7 @@ def dedup_command(
     of each group, the one with the most pixels, is the one to keep; nothing is deleted."""
     with user_errors():
         with open_index(index) as opened:
-            groups = opened.exact_duplicates() if exact else opened.near_duplicates(threshold)
+            groups = opened.curation.exact_duplicates() if exact else opened.curation.near_duplicates(threshold)
             shown = groups[:limit] if limit is not None else groups
             if report:
                 from ..curation.report import write_duplicates_report
@@ -51,12 +52,12 @@ def dedup_command(
         print_json([{"kind": g.kind, "members": [asdict(m) for m in g.members]} for g in shown])
         return
     for number, group in enumerate(shown, start=1):
-        typer.echo(f"group {number}: {len(group)} images ({group.kind})")
+        typer.echo(f"group {number}: {count(len(group), 'image')} ({group.kind})")
         for member in group.members:
             mark = "keep" if member is group.representative else f"{member.similarity:.3f}"
             typer.echo(f"  {mark:>5}  {member.width:>5}x{member.height:<5}  {member.path}")
     redundant = sum(len(g) - 1 for g in groups)
-    typer.echo(f"{len(groups)} groups, {redundant} redundant copies"
+    typer.echo(f"{count(len(groups), 'group')}, {count(redundant, 'redundant copy')}"
                + (f" (showing {len(shown)})" if len(shown) < len(groups) else "")
                + (f"; thumbnails in {report}" if report else ""))
 
@@ -83,9 +84,9 @@ def outliers_command(
     with user_errors():
         with open_index(index) as opened:
             if labels:
-                found = opened.label_issues(neighbours=neighbours, min_confidence=min_confidence)[:n]
+                found = opened.curation.label_issues(neighbours=neighbours, min_confidence=min_confidence)[:n]
             else:
-                found = opened.outliers(n, neighbours=neighbours)
+                found = opened.curation.outliers(n, neighbours=neighbours)
                 if report:
                     from ..curation.report import write_outliers_report
 
@@ -124,7 +125,7 @@ def clusters_command(
     cohesion is its members' mean cosine similarity to the centre."""
     with user_errors():
         with open_index(index) as opened:
-            found = opened.clusters(n, seed=seed)
+            found = opened.curation.clusters(n, seed=seed)
             if report:
                 from ..curation.report import write_clusters_report
 
@@ -166,14 +167,14 @@ def export_command(
         with open_index(index) as opened:
             dropped = set(_read_ids(exclude)) if exclude else set()
             if drop_duplicates:
-                dropped.update(opened.near_duplicates(threshold).redundant_ids())
-            subset = opened.subset(_read_ids(ids) if ids else None, exclude=dropped)
+                dropped.update(opened.curation.near_duplicates(threshold).redundant_ids())
+            subset = opened.curation.subset(_read_ids(ids) if ids else None, exclude=dropped)
             summary = subset.export(destination, mode, layout=layout)
     if as_json:
         print_json(asdict(summary))
         return
     verb = {"copy": "copied", "symlink": "linked", "list": "listed"}[summary.mode]
-    typer.echo(f"{verb} {summary.files} images ({summary.bytes / 1e6:.1f} MB) to {summary.destination}")
+    typer.echo(f"{verb} {count(summary.files, 'image')} ({summary.bytes / 1e6:.1f} MB) to {summary.destination}")
 
 
 def _read_ids(path: Path) -> list[int]:
@@ -210,20 +211,23 @@ def remove_command(
             chosen = [int(i) if i.isdigit() else opened.record_of_path(i).id for i in images or []]
             chosen += _read_ids(ids) if ids else []
             if drop_duplicates:
-                chosen += opened.near_duplicates(threshold).redundant_ids()
+                chosen += opened.curation.near_duplicates(threshold).redundant_ids()
             if not chosen:
                 raise InvalidArgumentError("name the images to remove",
                                            "ids or paths, --ids FILE or --drop-duplicates")
             records = [opened.record(image_id) for image_id in sorted(set(chosen))]
-            if not dry_run:
-                opened.remove([r.id for r in records], wait=wait)
-            remaining = len(opened)
+        remaining = len(opened)
+        if not dry_run:
+            from ..removal import remove_images
+
+            remaining -= remove_images(opened.path, [r.id for r in records], wait=wait)
     if as_json:
         print_json({"dry_run": dry_run, "images": [asdict(r) for r in records], "images_left": remaining})
         return
     for record in records:
         typer.echo(f"  {record.id:>8}  {record.path}")
     if dry_run:
-        typer.echo(f"would remove {len(records)} images; nothing changed ({remaining} images in the index)")
+        typer.echo(f"would remove {count(len(records), 'image')}; nothing changed ({count(remaining, 'image')} in the "
+                   "index)")
     else:
-        typer.echo(f"removed {len(records)} images; {remaining} left (the files stay on disk)")
+        typer.echo(f"removed {count(len(records), 'image')}; {remaining} left (the files stay on disk)")

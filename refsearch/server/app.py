@@ -40,8 +40,10 @@ from .. import __version__, classes
 from ..backbones import BackboneError
 from ..errors import IndexStateError, NotFoundError, RefsearchError
 from ..images import ImageError, decode
+from ..request import SearchRequest, SearchRequestError
 from .holder import IndexHolder
 from .settings import ServerSettings
+from .trust import TrustedRequests
 from .uploads import BodyLimit, RequestRejected, check_image_header, describe_bytes, scratch_file
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -71,6 +73,7 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
     app.state.service = service
     app.add_middleware(BodyLimit, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(_SecurityHeaders)
+    app.add_middleware(TrustedRequests, trust=settings.trust)  # the outermost: before anything is read
     _add_error_handlers(app)
 
     def search_options(
@@ -88,11 +91,6 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
                                       "anything in the searched classes (default 20; 0: none)."),
         global_only: bool = Query(False, description="Rank by global cosine, without the local re-rank."),
     ) -> dict:
-        if class_wnid is not None and any_class:
-            raise RequestRejected(400, "class and any_class exclude each other")
-        if class_wnid is not None and not classes.is_wnid(class_wnid):
-            raise RequestRejected(400, f"class {class_wnid!r} is not an ImageNet-1k WordNet id "
-                                       "(like n01440764)")
         return {"class_wnid": class_wnid, "any_class": any_class, "exclude_self": exclude_self,
                 "global_candidates": candidates, "luminance_weight": lum_weight, "rescue_candidates": rescue,
                 "rerank": not global_only}
@@ -107,8 +105,9 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
                      k: int = Query(10, ge=1, le=settings.max_k, description="How many references."),
                      options: dict = Depends(search_options)) -> dict:
         """The k best colour references for the uploaded photo, as `refsearch query --json` ranks them."""
+        request = _search_request(k, options)
         data = await service.read_upload(image)
-        return await service.on_network(service.search, data, k, options)
+        return await service.on_network(service.search, data, request)
 
     @app.post("/api/colorize", response_model=None)
     async def colorize(image: UploadFile = File(..., description="The photo to colorize."),
@@ -138,8 +137,9 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
             raise RequestRejected(400, f"unknown colorize method {method!r} (known: "
                                        f"{', '.join(available_methods())})")
         points = Hints.loads(hints) if hints else Hints()
+        request = _search_request(topk, options)
         data = await service.read_upload(image)
-        done = await service.on_network(service.colorize, data, topk, chosen, method, options)
+        done = await service.on_network(service.colorize, data, chosen, method, request)
         done["result"] = await service.on_hints(done["session"].render, points, saturation)
         done["result"].seconds += done.pop("seconds")  # the method's part, before the render
         if output == "json":
@@ -300,15 +300,15 @@ class _Service:
                            "max_pixels": self.settings.max_pixels, "max_k": self.settings.max_k,
                            "max_topk": self.settings.max_topk, "max_hints": MAX_HINTS}}
 
-    def search(self, data: bytes, k: int, options: dict) -> dict:
+    def search(self, data: bytes, request: SearchRequest) -> dict:
         index = self.holder.current()
         with scratch_file(data) as path, _upload_errors(path):
-            response = index.search(path, k=k, **options)
+            response = index.search(path, request=request)
         found = response.to_dict()
         del found["query"]  # the scratch file's name, which means nothing to the client
         return found
 
-    def colorize(self, data: bytes, topk: int, ref_ids: list[int], method: str, options: dict) -> dict:
+    def colorize(self, data: bytes, ref_ids: list[int], method: str, request: SearchRequest) -> dict:
         """The photo colorized once, as a session to render with colour points."""
         started = time.perf_counter()
         index = self.holder.current()
@@ -316,10 +316,10 @@ class _Service:
             if ref_ids:
                 records = [self._record_of(index, i) for i in ref_ids]
                 session = colorize_package.colorize_session(path, [r.path for r in records], method,
-                                                            backbone=index.backbone)
+                                                            backbone=index.network)
                 used = records
             else:
-                session = colorize_package.session_with_index(index, path, topk, method, **options)
+                session = colorize_package.session_with_index(index, path, method=method, request=request)
                 used = [_record_or_none(index, reference.name) for reference in session.references]
         references = [{"id": None if record is None else record.id, "path": reference.name,
                        "label": None if record is None else record.label,
@@ -382,7 +382,8 @@ class _Service:
     @staticmethod
     def _review(index: Any, kind: str, parameter: Any) -> dict:
         if kind == "duplicates":
-            groups = index.near_duplicates() if parameter is None else index.near_duplicates(parameter)
+            curation = index.curation
+            groups = curation.near_duplicates() if parameter is None else curation.near_duplicates(parameter)
             return {"groups": [{"kind": group.kind,
                                 "members": [{**asdict(member), "label_name": classes.class_name(member.label),
                                              "keep": position == 0}
@@ -391,8 +392,8 @@ class _Service:
                     "redundant": len(groups.redundant_ids())}
         if kind == "outliers":
             return {"outliers": [{**asdict(o), "label_name": classes.class_name(o.label)}
-                                 for o in index.outliers(parameter)]}
-        found = index.clusters(parameter)
+                                 for o in index.curation.outliers(parameter)]}
+        found = index.curation.clusters(parameter)
         return {"clusters": [{"number": c.number, "size": len(c), "cohesion": c.cohesion,
                               "representative": c.representative, "members": list(c.members)} for c in found]}
 
@@ -404,6 +405,18 @@ class _Service:
             return index.record(image_id)
         except KeyError:
             raise NotFoundError(f"no image with id {image_id} in this index") from None
+
+
+# The search request's fields as the API names them (refsearch.request.SearchRequest).
+SEARCH_OPTION_NAMES = {"class_wnid": "class", "global_candidates": "candidates", "luminance_weight": "lum_weight",
+                       "rescue_candidates": "rescue", "rerank": "global_only"}
+
+
+def _search_request(k: int, options: dict) -> SearchRequest:
+    try:
+        return SearchRequest(k, **options)
+    except SearchRequestError as error:
+        raise RequestRejected(400, "; ".join(filter(None, error.worded(SEARCH_OPTION_NAMES)))) from None
 
 
 def _locked(lock: threading.Lock, function: Callable[..., T], *args) -> T:

@@ -12,14 +12,15 @@ import torch
 from PIL import Image
 
 import refsearch
-from refsearch import build, images
-from refsearch.build import remove_images
-from refsearch.engines import base as engine_base
+from refsearch import images
+from refsearch.backbones import default_workers
+from refsearch.engines import decoding as engine_decoding
 from refsearch.engines import local as local_engine
 from refsearch.config import IndexConfig, SearchSettings
 from refsearch.errors import ConfigMismatchError, IndexStateError
 from refsearch.images import file_digest
 from refsearch.manifest import Manifest
+from refsearch.removal import remove_images
 from refsearch.status import index_status
 
 DEMO = Path(__file__).resolve().parents[2] / "index_builds" / "demo" / "photos"
@@ -43,13 +44,13 @@ def _touch_later(path: Path, seconds: int = 10) -> None:
 def spy_decodes(monkeypatch):
     """The paths the build decodes, in order."""
     seen: list[str] = []
-    real = engine_base.load_prepared
+    real = engine_decoding.load_prepared
 
     def spy(path, *args, **kwargs):
         seen.append(str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(engine_base, "load_prepared", spy)
+    monkeypatch.setattr(engine_decoding, "load_prepared", spy)
     return seen
 
 
@@ -195,6 +196,23 @@ class _Crash:
         if self.calls == self.crash_on:
             raise KeyboardInterrupt
         return self.real(*args, **kwargs)
+
+
+def test_a_build_that_changes_nothing_publishes_nothing_and_only_a_real_interruption_is_resumed(
+        tmp_path, copy_photos, tiny_build, monkeypatch):
+    copy_photos(tmp_path / "photos", 3)
+    first = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    again = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    assert (first.generation, first.resumed, first.up_to_date) == (1, False, False)
+    assert (again.generation, again.resumed, again.up_to_date, again.unchanged) == (1, False, True, 3)
+    assert Manifest.load(tmp_path / "x.index").generation == 1
+    copy_photos(tmp_path / "photos", 7)  # two more batches, the first committed before the crash
+    monkeypatch.setattr(local_engine, "extract", _Crash(crash_on=2))
+    with pytest.raises(KeyboardInterrupt):
+        tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    monkeypatch.undo()
+    finished = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    assert (finished.generation, finished.resumed, finished.up_to_date, finished.images) == (2, True, False, 7)
 
 
 def test_an_interrupted_build_leaves_the_last_generation_and_resuming_equals_a_clean_build(
@@ -422,8 +440,8 @@ def test_removing_an_unknown_id_changes_nothing(tmp_path, copy_photos):
 
 
 def test_a_gpu_build_decodes_on_every_usable_core_and_a_cpu_build_on_two():
-    assert build.default_workers("cpu") == 2
-    assert build.default_workers("cuda") == len(os.sched_getaffinity(0))
+    assert default_workers("cpu") == 2
+    assert default_workers("cuda") == len(os.sched_getaffinity(0))
 
 
 # -- what the network sees: input size and crop -------------------------------------------------
@@ -487,9 +505,9 @@ def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo
     refsearch.build_index(folder, tmp_path / "imagenet.index", IndexConfig(input_size=224), weights="imagenet",
                           progress=False)
     with refsearch.Index.open(tmp_path / "imagenet.index") as index:  # no --weights: the default is gray
-        assert index.backbone.fingerprint == refsearch.create_backbone(
+        assert index.network.network.fingerprint == refsearch.create_backbone(
             "efficientnet-lite2", weights="imagenet").fingerprint
         assert index.search(folder / demo_photos[1].name, k=1)[0].path == str((folder / demo_photos[1].name).resolve())
     with refsearch.Index.open(tmp_path / "imagenet.index", weights="gray") as index:
         with pytest.raises(ConfigMismatchError, match="other efficientnet-lite2 weights"):
-            index.backbone
+            index.network.load()

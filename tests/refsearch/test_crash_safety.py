@@ -20,8 +20,8 @@ CRASH_DRIVER = Path(__file__).resolve().parents[1] / "support" / "crash_driver.p
 
 # (function, call number, before or after the real call): points across the whole write path.
 BUILD_POINTS = [
-    ("refsearch.engines.base:ExtractedBatch.save", 1, "before"),  # while extracting the PCA sample
-    ("refsearch.engines.base:ExtractedBatch.save", 2, "after"),
+    ("refsearch.build:save_batch", 1, "before"),  # while extracting the PCA sample
+    ("refsearch.build:save_batch", 2, "after"),
     ("refsearch.writer:IndexWriter.set_projections", 1, "after"),  # fitted, nothing stored yet
     ("refsearch.segments:SegmentAppender.append", 2, "after"),  # rows written, not committed
     ("refsearch.store:MetadataWriter.add", 1, "after"),  # first sample batch committed

@@ -88,7 +88,15 @@ function choose(file) {
   $("colorized").hidden = true;
   state.session = null;
   setPoints([]);
+  clearSearch();  // the last photo's references are not this one's
   search();
+}
+
+function clearSearch() {
+  $("search-output").hidden = true;
+  for (const id of ["predicted", "notes", "references"]) $(id).replaceChildren();
+  $("timing").textContent = "";
+  updateColorizeLabel();
 }
 
 function searchParams() {
@@ -122,6 +130,7 @@ async function search() {
     const found = await (await api(`/api/search?${searchParams()}`, { method: "POST", body: upload() })).json();
     showSearch(found);
   } catch (err) {
+    clearSearch();
     showError(err.message);
   } finally {
     button.disabled = false;

@@ -27,10 +27,12 @@ from refsearch.results import SearchResponse
 from refsearch.server import IndexHolder, ServerSettings, create_app
 from refsearch.writer import IndexWriter
 
+LOCAL = "http://127.0.0.1"  # the server answers the names of loopback, where it is bound by default
+
 
 @pytest.fixture(scope="module")
 def client(served_index) -> TestClient:
-    with TestClient(create_app(served_index)) as test_client:
+    with TestClient(create_app(served_index), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -154,7 +156,7 @@ def test_a_colour_photo_is_colorized_from_its_luminance(client, demo_photos):
 def test_chosen_references_are_the_indexed_files(client, served_index, query):
     chosen = [14, 10]
     expected = colorize.colorize(query, [served_index.record(i).path for i in chosen],
-                                 backbone=served_index.backbone).image
+                                 backbone=served_index.network).image
     form = {"ref_id": [str(i) for i in chosen]}
     as_form = png_image(client.post("/api/colorize", files=upload(query), data=form))
     as_query = png_image(client.post("/api/colorize?ref_id=14&ref_id=10", files=upload(query)))
@@ -203,7 +205,7 @@ def test_colorize_takes_colour_points_and_keeps_a_session(client, served_index, 
     form = {"ref_id": ["14", "10"], "hints": json.dumps({"hints": POINTS})}
     body = client.post("/api/colorize?output=json", files=upload(query), data=form).json()
     references = [served_index.record(i).path for i in (14, 10)]
-    expected = colorize.colorize(query, references, backbone=served_index.backbone, hints=POINTS).image
+    expected = colorize.colorize(query, references, backbone=served_index.network, hints=POINTS).image
     assert np.array_equal(np.asarray(from_data_url(body["image"])), np.asarray(expected))
     assert body["hints"] == POINTS and body["uses_hints"] and body["session"]
     as_image = png_image(client.post("/api/colorize", files=upload(query), data=form))
@@ -214,12 +216,12 @@ def test_colorize_takes_colour_points_and_keeps_a_session(client, served_index, 
     rendered = client.post(f"/api/sessions/{body['session']}/render?saturation=0.5", json={"hints": moved})
     assert rendered.status_code == 200, rendered.text
     again = rendered.json()
-    fresh = colorize.colorize(query, references, backbone=served_index.backbone, hints=moved, saturation=0.5)
+    fresh = colorize.colorize(query, references, backbone=served_index.network, hints=moved, saturation=0.5)
     assert np.array_equal(np.asarray(from_data_url(again["image"])), np.asarray(fresh.image))
     assert again["hints"] == moved and again["session"] == body["session"]
     assert again["references"] == body["references"]
     none = client.post(f"/api/sessions/{body['session']}/render", json=[]).json()
-    plain = colorize.colorize(query, references, backbone=served_index.backbone).image
+    plain = colorize.colorize(query, references, backbone=served_index.network).image
     assert np.array_equal(np.asarray(from_data_url(none["image"])), np.asarray(plain))
 
 
@@ -263,7 +265,7 @@ def test_bad_session_requests(client, query):
 
 
 def test_the_server_keeps_a_bounded_number_of_sessions(served_index, query):
-    with TestClient(create_app(served_index, ServerSettings(max_sessions=1))) as small:
+    with TestClient(create_app(served_index, ServerSettings(max_sessions=1)), base_url=LOCAL) as small:
         first = small.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
         second = small.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
         assert small.post(f"/api/sessions/{second}/render", json=POINTS).status_code == 200
@@ -365,9 +367,10 @@ def test_a_real_small_png_of_many_pixels_is_413(client):
 
 def test_the_pixel_limit_is_a_setting(served_index, query):
     width, height = Image.open(query).size
-    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height - 1))) as strict:
+    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height - 1)),
+                    base_url=LOCAL) as strict:
         assert_error(strict.post("/api/search", files=upload(query)), 413, "megapixels")
-    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height))) as exact:
+    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height)), base_url=LOCAL) as exact:
         assert exact.post("/api/search?k=1", files=upload(query)).status_code == 200
 
 
@@ -401,7 +404,7 @@ def test_the_upload_limit_holds_for_chunked_bodies(served_index, query):
 
     async def scenario():
         transport = httpx.ASGITransport(app=create_app(served_index, settings))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             refused = await post(http, chunks())
             small, _ = multipart(photo)
             return refused, await post(http, small)
@@ -416,7 +419,8 @@ def test_the_upload_limit_holds_for_chunked_bodies(served_index, query):
 def test_a_file_just_over_the_limit_is_413(served_index, query):
     photo = query.read_bytes()
     # The body is within the allowance for multipart overhead; the file itself is one byte over.
-    with TestClient(create_app(served_index, ServerSettings(max_upload_bytes=200_000))) as limited:
+    with TestClient(create_app(served_index, ServerSettings(max_upload_bytes=200_000)),
+                    base_url=LOCAL) as limited:
         def post(size: int):
             padded = photo + bytes(size - len(photo))
             return limited.post("/api/search?k=1", files={"image": ("x.jpg", padded)})
@@ -489,16 +493,16 @@ def test_review_endpoints_are_the_curation_calls(client, served_index):
     def member_ids(found: dict) -> list[list[int]]:
         return [[m["id"] for m in g["members"]] for g in found["groups"]]
     duplicates = client.get("/api/review/duplicates").json()
-    assert member_ids(duplicates) == [g.ids for g in served_index.near_duplicates()]
+    assert member_ids(duplicates) == [g.ids for g in served_index.curation.near_duplicates()]
     low = client.get("/api/review/duplicates?threshold=0.3").json()
-    assert member_ids(low) == [g.ids for g in served_index.near_duplicates(0.3)]
+    assert member_ids(low) == [g.ids for g in served_index.curation.near_duplicates(0.3)]
     assert low["groups"] and all(g["members"][0]["keep"] and not any(m["keep"] for m in g["members"][1:])
                                  for g in low["groups"])
     outliers = client.get("/api/review/outliers?n=5").json()["outliers"]
     assert [(o["id"], o["score"], o["nearest_id"]) for o in outliers] == \
-        [(o.id, o.score, o.nearest_id) for o in served_index.outliers(5)]
+        [(o.id, o.score, o.nearest_id) for o in served_index.curation.outliers(5)]
     clusters = client.get("/api/review/clusters?n=3&show=4").json()["clusters"]
-    expected = served_index.clusters(3)
+    expected = served_index.curation.clusters(3)
     assert [(c["size"], c["members"], c["representative"]) for c in clusters] == \
         [(len(c), list(c.members[:4]), c.representative) for c in expected]
     assert_error(client.get("/api/review/outliers?n=0"), 400, "n")
@@ -510,6 +514,7 @@ class CountingIndex:
     def __init__(self, index):
         self.index = index
         self.calls = 0
+        self.curation = CountingCuration(self)
 
     def __getattr__(self, name):
         return getattr(self.index, name)
@@ -517,12 +522,22 @@ class CountingIndex:
     def __len__(self):
         return len(self.index)
 
-    def outliers(self, n):
-        self.calls += 1
-        return self.index.outliers(n)
-
     def refreshed(self):  # the same generation: the app keeps asking this object
         return self
+
+
+class CountingCuration:
+    """The index's curation, counting the outlier reviews it computes for its CountingIndex."""
+
+    def __init__(self, owner: CountingIndex):
+        self.owner = owner
+
+    def __getattr__(self, name):
+        return getattr(self.owner.index.curation, name)
+
+    def outliers(self, n):
+        self.owner.calls += 1
+        return self.owner.index.curation.outliers(n)
 
 
 def test_review_results_are_computed_once(served_index):
@@ -531,7 +546,7 @@ def test_review_results_are_computed_once(served_index):
 
     async def together(url: str, times: int) -> list:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             return [r.json() for r in await asyncio.gather(*(http.get(url) for _ in range(times)))]
 
     first = asyncio.run(together("/api/review/outliers?n=4", 3))
@@ -590,7 +605,7 @@ def test_a_refreshable_index_is_refreshed_per_request():
     newest = RefreshingIndex(9)
     first = RefreshingIndex(5, newer=newest)
     holder = IndexHolder(first)
-    with TestClient(create_app(holder)) as own:
+    with TestClient(create_app(holder), base_url=LOCAL) as own:
         assert own.get("/api/health").json()["images"] == 9
         assert holder.generation == 1 and first.refreshes == 1
         assert own.get("/api/health").json()["images"] == 9
@@ -606,7 +621,7 @@ def test_forward_passes_run_one_at_a_time_and_the_loop_stays_free(query):
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             searches = [asyncio.create_task(http.post("/api/search", files={"image": ("q.jpg", photo)}))
                         for _ in range(4)]
             await asyncio.sleep(0.2)
@@ -630,7 +645,7 @@ def test_forward_passes_run_one_at_a_time_and_the_loop_stays_free(query):
     (colorize.ColorizeError("method broke"), 422), (RuntimeError("a bug"), 500),
 ])
 def test_errors_are_json_with_a_status_for_their_kind(query, error, status):
-    with TestClient(create_app(FakeIndex(error=error)), raise_server_exceptions=False) as own:
+    with TestClient(create_app(FakeIndex(error=error)), base_url=LOCAL, raise_server_exceptions=False) as own:
         message = assert_error(own.post("/api/search", files=upload(query)), status)
     if status == 500:
         assert "a bug" not in message and "internal error" in message
@@ -644,7 +659,7 @@ def test_the_server_answers_from_its_generation_and_picks_up_a_published_one(tmp
     output = tmp_path / "live.index"
     tiny_build(tmp_path / "photos", output)
     with refsearch.Index.open(output) as opened:
-        served = TestClient(create_app(opened))
+        served = TestClient(create_app(opened), base_url=LOCAL)
         assert served.get("/api/health").json()["images"] == 6
         added = shutil.copy2(demo_photos[30], tmp_path / "photos" / demo_photos[30].name)
         shutil.copy2(demo_photos[31], tmp_path / "photos" / demo_photos[31].name)

@@ -115,7 +115,7 @@ def test_search_tick_colorize_and_download(page, served_index, query):
     assert np.array_equal(np.asarray(saved.convert("L")), np.asarray(Image.open(query).convert("L")))
     # from the ticked references, in rank order
     references = [served_index.record(i).path for i in chosen]
-    wanted = colorize.colorize(query, references, backbone=served_index.backbone)
+    wanted = colorize.colorize(query, references, backbone=served_index.network)
     assert np.array_equal(np.asarray(saved), np.asarray(wanted.image))
 
 
@@ -144,11 +144,25 @@ def test_what_is_not_an_image_shows_the_server_s_error(page, tmp_path):
                          "(Bad Request)")
 
 
+def test_a_failed_upload_leaves_no_results_of_the_photo_before(page, query, tmp_path):
+    page.set_input_files("#file", str(query))
+    page.wait_for_selector("#references .ref")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    page.set_input_files("#file", str(text))
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.inner_text("#drop-text") == "notes.jpg"
+    assert page.eval_on_selector_all("#references .ref", "cards => cards.length") == 0
+    assert page.is_hidden("#search-output")
+    page.problems.remove("console: Failed to load resource: the server responded with a status of 400 "
+                         "(Bad Request)")
+
+
 def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     page.click(".tab[data-view=clusters]")
     page.wait_for_selector("#clusters-list .thumb img")
     wait_for_images(page, "#clusters-list img")
-    sizes = [len(c) for c in served_index.clusters()]
+    sizes = [len(c) for c in served_index.curation.clusters()]
     headings = page.eval_on_selector_all("#clusters-list h3", "hs => hs.map(h => h.textContent)")
     assert [int(h.split(": ")[1].split(" ")[0]) for h in headings] == sizes
     screenshot(page, "serve-review.png")
@@ -156,12 +170,12 @@ def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     page.click(".tab[data-view=outliers]")
     page.wait_for_selector("#outliers-list .thumb img")
     first = page.eval_on_selector("#outliers-list .thumb img", "i => i.getAttribute('src')")
-    assert first == f"/api/images/{served_index.outliers(20)[0].id}?size=160"
+    assert first == f"/api/images/{served_index.curation.outliers(20)[0].id}?size=160"
 
     page.click(".tab[data-view=duplicates]")
     page.wait_for_function("() => document.getElementById('duplicates-list').textContent.length > 0 "
                            "&& !document.getElementById('duplicates-list').textContent.includes('computing')")
-    groups = served_index.near_duplicates()
+    groups = served_index.curation.near_duplicates()
     assert page.eval_on_selector_all("#duplicates-list .review-group", "g => g.length") == len(groups)
     if not groups:
         assert "No near-duplicates" in page.inner_text("#duplicates-list")
@@ -250,5 +264,27 @@ def test_colour_points_place_pick_drag_delete_and_download(page, served_index, q
     assert saved.size == (width, height)
     assert [(h.x, h.y, h.color) for h in saved] == [(to_x, to_y, wanted)]
     # the points replay through the library: the page's result is the library's with the same points
-    replayed = colorize.colorize(query, references, backbone=served_index.backbone, hints=saved).image
+    replayed = colorize.colorize(query, references, backbone=served_index.network, hints=saved).image
     assert np.abs(shown().astype(int) - np.asarray(replayed).astype(int)).max() <= 1
+
+
+def test_the_page_works_from_the_url_with_the_token(browser, served_index):
+    from refsearch.server import ServerSettings
+    from refsearch.server.trust import Trust
+
+    token = "a-token-of-thirty-two-characters"
+    with BackgroundServer(create_app(served_index, ServerSettings(trust=Trust(token=token)))) as url:
+        context = browser.new_context()
+        try:
+            opened = context.new_page()
+            opened.goto(f"{url}?token={token}")
+            opened.wait_for_function("() => document.getElementById('index-info').textContent.includes('images')")
+            opened.click(".tab[data-view=clusters]")
+            opened.wait_for_selector("#clusters-list .thumb img")
+            wait_for_images(opened, "#clusters-list img")
+            without = context.new_page()
+            context.clear_cookies()
+            answer = without.goto(url + "api/health")
+            assert answer.status == 401
+        finally:
+            context.close()
