@@ -23,6 +23,7 @@ _LAZY_NAMES = {
     "IndexConfig": ".config",
     "SearchSettings": ".config",
     "ConfigMismatchError": ".errors",
+    "DiskFullError": ".errors",
     "IndexDamagedError": ".errors",
     "IndexLockedError": ".errors",
     "IndexStateError": ".errors",
@@ -44,8 +45,8 @@ _LAZY_NAMES = {
 }
 
 # The names above, and __version__ (tests check that the two agree).
-__all__ = ["BackboneError", "BatchQuerySummary", "BuildSummary", "ClassGuess", "ConfigMismatchError", "ImageError",
-           "ImageRecord", "Index", "IndexConfig", "IndexDamagedError", "IndexLockedError",
+__all__ = ["BackboneError", "BatchQuerySummary", "BuildSummary", "ClassGuess", "ConfigMismatchError", "DiskFullError",
+           "ImageError", "ImageRecord", "Index", "IndexConfig", "IndexDamagedError", "IndexLockedError",
            "IndexStateError", "IndexWriter", "InvalidArgumentError", "NotFoundError", "OutputLockedError",
            "RefsearchError", "SearchRequest", "SearchRequestError", "SearchResponse", "SearchResult",
            "SearchSettings", "VerifyReport", "__version__", "available_backbones", "build_index", "compact_index",
@@ -56,7 +57,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from .batch_query import BatchQuerySummary, query_folder
     from .build import BuildSummary, build_index
     from .config import IndexConfig, SearchSettings
-    from .errors import (ConfigMismatchError, IndexDamagedError, IndexLockedError, IndexStateError,
+    from .errors import (ConfigMismatchError, DiskFullError, IndexDamagedError, IndexLockedError, IndexStateError,
                          InvalidArgumentError, NotFoundError, OutputLockedError, RefsearchError)
     from .images import ImageError
     from .removal import compact_index, remove_images

@@ -59,5 +59,10 @@ class IndexDamagedError(IndexStateError):
         self.problem = problem
 
 
+class DiskFullError(IndexStateError):
+    """The disk (or the user's quota) filled up while an index was being written; what was published
+    before is intact, and rerunning the same command after freeing space finishes the work."""
+
+
 class OutputLockedError(RefsearchError, RuntimeError):
     """Another process is writing the same output file."""

@@ -17,6 +17,7 @@ as rows are appended.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -151,7 +152,10 @@ class SegmentAppender:
 
     def close(self) -> None:
         for handle in self._handles.values():
-            handle.close()
+            # Every append is flushed before it returns; what a failed one (a full disk) left in the
+            # buffer was never committed, and closing drops it without raising again.
+            with contextlib.suppress(OSError):
+                handle.close()
         self._handles = {}
 
 

@@ -15,8 +15,10 @@ it; `refsearch verify` also checks that its records agree with the segments and 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import struct
 import threading
 from collections.abc import Iterable, Iterator
@@ -33,6 +35,8 @@ from .integrity import FileRecord, damaged, size_problem
 # Address space, not disk: the file grows as records are written (about 300 bytes an image with the
 # path and content maps), and the writer doubles it if it ever fills.
 MAP_SIZE = 1 << 40
+# Less free space than this is a full disk, for LMDB's purposes (its lock file takes 8 KB).
+_LOCK_FILE_ROOM = 64 << 10
 _DATABASES = ("records", "paths", "digests", "skipped", "removals", "info")
 _RECORD = struct.Struct("<HBHfIIQq16sII")
 _SOURCES = ("folder", "filename", "predicted")
@@ -175,6 +179,10 @@ def _check_extent(env: lmdb.Environment, path: Path) -> None:
 
 def _open_environment(path: Path, write: bool) -> lmdb.Environment:
     if write:
+        # LMDB writes a new lock file through a memory map, where a full disk faults the process instead
+        # of failing a write: making one needs room first.
+        if not (path / layout.LOCK_MDB).exists() and shutil.disk_usage(path.parent).free < _LOCK_FILE_ROOM:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path / layout.LOCK_MDB))
         return lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=len(_DATABASES), subdir=True, lock=True,
                          readahead=False)
     # A reader creates nothing here. Where both files exist and may be written, it opens the environment
@@ -391,13 +399,20 @@ class MetadataWriter(MetadataReader):
         super().__init__(path, root, generation, write=True, create=create)
 
     def _write(self, work):
-        """Run `work(txn)` in one write transaction, growing the map if it is full."""
+        """Run `work(txn)` in one write transaction, growing the map if it is full. A full disk is an
+        OSError (ENOSPC), as it is for the writer's other files."""
         while True:
             try:
                 with self._reading(), self.env.begin(write=True) as txn:
                     return work(txn)
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:
+                # LMDB reports a full disk as ENOSPC, or as EIO when a write found room for part of it
+                if not isinstance(exc, lmdb.DiskError) and not (
+                        os.strerror(errno.EIO) in str(exc) and shutil.disk_usage(self.path).free < _LOCK_FILE_ROOM):
+                    raise
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / layout.DATA_MDB)) from exc
 
     def _stored(self, txn, ids: Iterable[int]) -> Iterator[tuple[bytes, _Packed]]:
         """(key, record) of each id that has a stored record, whatever its generations."""

@@ -7,12 +7,17 @@ statistics and tombstones, and then replaces the manifest atomically: readers th
 generation keep answering from it, and a reader opened afterwards sees the new one.
 
 A writer that dies leaves its pending work committed up to its last batch; the next writer resumes it.
+A full disk stops it the same way, with DiskFullError: the published generation is untouched, and
+the same command run again once there is space resumes the work.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +25,7 @@ import numpy as np
 
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
-from .errors import ConfigMismatchError, IndexStateError, InvalidArgumentError
+from .errors import ConfigMismatchError, DiskFullError, IndexStateError, InvalidArgumentError
 from .integrity import read_parsed, record_of_file, write_file
 from .lock import LockHolder, WriterLock
 from .manifest import GenerationFile, Manifest
@@ -50,6 +55,32 @@ class PublishSummary:
     images: int
     added: int
     removed: int
+
+
+@contextlib.contextmanager
+def disk_full_reported(index: Path) -> Iterator[None]:
+    """Turn a full disk (or quota) met while writing `index` into DiskFullError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        existing = next(folder for folder in (Path(index), *Path(index).absolute().parents) if folder.exists())
+        free = shutil.disk_usage(existing).free
+        what = "disk quota is exceeded" if exc.errno == errno.EDQUOT else "disk is full"
+        raise DiskFullError(f"the {what} where {index} is written ({free / 1e6:.1f} MB free)",
+                            "free some space and run the same command again: it resumes from its last "
+                            "committed batch, and the index answers from its last published generation "
+                            "meanwhile") from None
+
+
+def _reports_full_disk(method):
+    @functools.wraps(method)
+    def reporting(self, *args, **kwargs):
+        with disk_full_reported(self.path):
+            return method(self, *args, **kwargs)
+
+    return reporting
 
 
 def _delete_old_index(output: Path) -> None:
@@ -113,21 +144,22 @@ class IndexWriter:
         if create and not Manifest.exists(path) and path.exists() and (
                 not path.is_dir() or (not (path / layout.LOCK).exists() and any(path.iterdir()))):
             raise IndexStateError(f"{path} exists and is not a refsearch index", "choose another output")
-        path.mkdir(parents=True, exist_ok=True)
-        lock = WriterLock(path, command).acquire(wait=wait, on_wait=on_wait)
-        try:
-            manifest = cls._manifest(path, config, source, search, create, rebuild)
-            manifest.check_files(path, whole=True)  # no writer builds on a damaged generation
-            metadata = MetadataWriter(path / layout.METADATA, Path(manifest.source), manifest.generation,
-                                      create=manifest.generation == 0)
+        with disk_full_reported(path):
+            path.mkdir(parents=True, exist_ok=True)
+            lock = WriterLock(path, command).acquire(wait=wait, on_wait=on_wait)
             try:
-                return cls(path, lock, manifest, metadata)
+                manifest = cls._manifest(path, config, source, search, create, rebuild)
+                manifest.check_files(path, whole=True)  # no writer builds on a damaged generation
+                metadata = MetadataWriter(path / layout.METADATA, Path(manifest.source), manifest.generation,
+                                          create=manifest.generation == 0)
+                try:
+                    return cls(path, lock, manifest, metadata)
+                except BaseException:
+                    metadata.close()
+                    raise
             except BaseException:
-                metadata.close()
+                lock.release()
                 raise
-        except BaseException:
-            lock.release()
-            raise
 
     @staticmethod
     def _manifest(path: Path, config: IndexConfig | None, source, search: SearchSettings | None, create: bool,
@@ -205,6 +237,7 @@ class IndexWriter:
         unpublished = self.path / layout.PROJECTIONS
         return Projections.from_bytes(unpublished.read_bytes()) if unpublished.exists() else None
 
+    @_reports_full_disk
     def set_projections(self, projections: Projections) -> None:
         """The PCA projections the stored descriptors are reduced with; set once, before any add."""
         if self.projections is not None:
@@ -224,6 +257,7 @@ class IndexWriter:
         stale id never names a new image; ids not committed by an add are given out again after a crash)."""
         return self._next_id
 
+    @_reports_full_disk
     def add(self, records: list[ImageRecord], global_vectors: np.ndarray, cells: np.ndarray,
             histograms: np.ndarray) -> None:
         """Store images: their records (ids from `next_id` on, in order) and their descriptors, in the
@@ -263,6 +297,7 @@ class IndexWriter:
         self._appender = SegmentAppender(layout.segment_dir(self.path, info.name), info, self._shape())
         return self._appender
 
+    @_reports_full_disk
     def remove(self, ids: Iterable[int], skip_reason: str | None = None) -> list[ImageRecord]:
         """Take images out as of the pending generation; returns their records. Ids the index does not
         hold are ignored (check with `records` first to refuse them). With `skip_reason`, their files are
@@ -271,9 +306,11 @@ class IndexWriter:
         self.metadata.set_info(pending=self._pending())
         return removed
 
+    @_reports_full_disk
     def mark_skipped(self, skipped: list[SkippedFile]) -> None:
         self.metadata.mark_skipped(skipped)
 
+    @_reports_full_disk
     def forget_skipped(self, paths: Iterable[str]) -> None:
         self.metadata.forget_skipped(paths)
 
@@ -296,6 +333,7 @@ class IndexWriter:
         published = self.manifest.files.get("tombstones")
         return load_array(self.path / published.name, published.record, 1) if published else np.empty(0, np.int64)
 
+    @_reports_full_disk
     def publish(self) -> PublishSummary:
         """Make the pending work visible as a new generation (a new manifest, written atomically)."""
         if self._appender is not None:
@@ -405,6 +443,7 @@ class IndexWriter:
             self.metadata.generation = previous
 
     # -- compaction ----------------------------------------------------------------------------
+    @_reports_full_disk
     def compact(self) -> PublishSummary:
         """Rewrite the published segments without their removed rows, as full-size segments, and forget
         the removed records. Readers of older generations must reopen afterwards (their segment files
@@ -456,4 +495,4 @@ def _write_skipped_report(path: Path, skipped: list[SkippedFile]) -> None:
     write_file(path, "".join(lines).encode())
 
 
-__all__ = ["SEGMENT_ROWS", "IndexWriter", "PublishSummary"]
+__all__ = ["SEGMENT_ROWS", "IndexWriter", "PublishSummary", "disk_full_reported"]
