@@ -152,6 +152,10 @@ class RecordColumns:
 _DAMAGE = (lmdb.InvalidError, lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.VersionMismatchError,
            lmdb.IncompatibleError, lmdb.PanicError, lmdb.BadChecksumError, lmdb.BadTxnError, lmdb.NotFoundError,
            _Undecodable)
+# Opening, LMDB maps the file by the page size and last page its header names: a damaged header names an
+# impossible page size (EINVAL), a last page past what can be mapped (ENOMEM), or one whose offset wraps
+# around to a map too small for it (MAP_RESIZED).
+_UNOPENABLE = (*_DAMAGE, lmdb.InvalidParameterError, lmdb.MemoryError, lmdb.MapResizedError)
 
 
 def _check_data_file(path: Path) -> None:
@@ -230,7 +234,7 @@ class _Environments:
                 return entry[0], entry[1]
             try:
                 env = _open_environment(path, write)
-            except _DAMAGE as exc:
+            except _UNOPENABLE as exc:
                 raise damaged(path / layout.DATA_MDB, f"cannot be opened by LMDB ({exc})") from None
             try:
                 if not create:

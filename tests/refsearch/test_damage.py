@@ -1,13 +1,15 @@
 """A damaged index says so: every file of a small index is deleted, cut short, zero-filled or has bytes
 flipped in turn, and `info`, `query`, `dedup`, `verify` and the server's health each either stop with
 one `error:` line naming the file (a 409 JSON error for the server) or, where the damage cannot show,
-answer; never a traceback. Built with the tiny backbone."""
+answer; never a traceback. A header of LMDB's data file naming pages that cannot be mapped is one
+`error:` line too. Built with the tiny backbone."""
 from __future__ import annotations
 
 import asyncio
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import httpx
@@ -165,6 +167,24 @@ def test_every_file_damaged_gives_one_error_line_naming_it_or_does_not_matter(da
                 wrong.append(f"{relative} {command}: expected {expected}, got {got}\n{output[-600:]}")
         shutil.rmtree(copy)
     assert not wrong, "\n".join(wrong)
+
+
+# LMDB's header (64-bit layout), in both meta pages: after a 16-byte page header, the page size (a u32) at
+# 40 and the last page's number (a u64) at 136.
+@pytest.mark.parametrize("field, value", [("<I", 1 << 31), ("<Q", 1 << 40), ("<Q", (1 << 52) - 1)],
+                         ids=["page size", "last page unmappable", "last page wrapping around"])
+def test_a_data_file_whose_header_names_impossible_pages_gives_one_error_line(field, value, built, tmp_path):
+    index, _, query, _ = built
+    copy = shutil.copytree(index, tmp_path / "copy.index")
+    relative = f"{layout.METADATA}/{layout.DATA_MDB}"
+    data = bytearray((copy / relative).read_bytes())
+    page_size = struct.unpack_from("<I", data, 40)[0]
+    for meta in (0, page_size):
+        struct.pack_into(field, data, meta + (40 if field == "<I" else 136), value)
+    (copy / relative).write_bytes(bytes(data))
+    for args in (["info"], ["query", query, "-k", 3], ["verify", "-q"]):
+        code, errors, output = _cli(*args, "--index", copy)
+        assert _outcome(code, errors, copy / relative, relative) == FAILS, output
 
 
 def test_verify_reports_a_sound_index_and_every_damaged_file_at_once(built, tmp_path):
