@@ -4,8 +4,8 @@ The writer records a file as it writes it: a segment's arrays while they are app
 (the running CRC is committed with the rows, so a resumed build carries it on), every other file as it
 is saved. A reader checks the sizes when it opens a generation (a stat a file) and the checksums of the
 small files it reads whole; `refsearch verify` checks every checksum. CRC-32 finds accidental damage
-(a file cut short, zeroed or with flipped bytes), not deliberate changes; zlib computes it at about
-2 GB/s on one core (`docs/scale.md`).
+(a file cut short, zeroed or with flipped bytes), not deliberate changes; zlib computes it faster than
+blake2b, sha256 or md5 (`docs/scale.md`).
 """
 from __future__ import annotations
 
