@@ -133,8 +133,8 @@ def main() -> None:
     scores = {row: Scores() for row in ROWS}
     examples, skipped = [], []
     with Index.open(index_path) as index:
-        exemplar = create_colorizer("exemplar", backbone=index.network.backbone)
-        untrained = create_colorizer("exemplar-untrained", backbone=index.network.backbone)
+        exemplar = create_colorizer("exemplar", backbone=index.network)
+        untrained = create_colorizer("exemplar-untrained", backbone=index.network)
         transfer = create_colorizer("transfer")
         for number, photo in enumerate(targets):
             original_image = decode(photo).image.convert("RGB")

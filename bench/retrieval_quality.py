@@ -93,13 +93,14 @@ def variants(gray_weights: str) -> list[Variant]:
     ]
 
 
-def ensure_index(build: Build, photos_dir: Path) -> tuple[Index, float]:
+def ensure_index(build: Build, photos_dir: Path, runtime: str) -> tuple[Index, float]:
     """The index of the 800 photos for a build (cached beside them), and its build rate (nan when it was
-    cached)."""
+    cached), opened to run its network on `runtime`."""
     path = photos_dir.parent / f"{build.name}.index"
     summary = build_index(photos_dir, path, IndexConfig(input_size=build.input_size, crop=build.crop),
-                          weights=build.weights, progress=False)
-    return Index.open(path, weights=build.weights), summary.images_per_second if summary.added else float("nan")
+                          weights=build.weights, runtime=runtime, progress=False)
+    return (Index.open(path, weights=build.weights, runtime=runtime),
+            summary.images_per_second if summary.added else float("nan"))
 
 
 def linked_folder(indexed: list[Path], fold: int) -> Path:
@@ -115,7 +116,11 @@ def linked_folder(indexed: list[Path], fold: int) -> Path:
 def colour_top1(index: Index, photos) -> float:
     import torch
 
-    backbone, size = index.network.backbone, index.config.input_size
+    from refsearch.network import open_network
+
+    size = index.config.input_size  # the colour photo, which only torch's backbone takes (three channels)
+    backbone = open_network(index.config.backbone, input_size=size, fingerprint=index.config.weights,
+                            runtime="torch").backbone
     correct = 0
     for photo in photos:
         image = Image.open(photo).convert("RGB")
@@ -180,11 +185,12 @@ def run_fold(fold: int, args, wup: np.ndarray, transfer: Transfer) -> dict[str, 
         if args.only and not any(variant.name.startswith(prefix) for prefix in args.only):
             continue
         if variant.build.name not in opened:
-            index, rate = ensure_index(variant.build, folder)
+            index, rate = ensure_index(variant.build, folder, args.runtime)
             opened[variant.build.name] = (index, rate, colour_top1(index, held_out))
         index, rate, colour = opened[variant.build.name]
         relevance, gray, psnrs, latency = [], [], [], []
-        with Index.open(index.path, weights=variant.build.weights, search=variant.search) as searched:
+        with Index.open(index.path, weights=variant.build.weights, search=variant.search,
+                        runtime=args.runtime) as searched:
             searched.network = index.network
             for photo, row, low, high in zip(held_out, query_rows, random_pick, best_pick):
                 response = searched.search(Image.open(photo).convert("L"), k=K)
@@ -221,6 +227,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only the variants whose names start so")
     parser.add_argument("--folds", nargs="+", type=int, default=[4], choices=range(FOLDS), metavar="FOLD",
                         help=f"the splits to run, 0 to {FOLDS - 1} (default 4, the fixed split)")
+    parser.add_argument("--runtime", default="auto", help="what runs the network (queries, and builds not cached)")
     args = parser.parse_args()
     args.folds = sorted(set(args.folds))
     print(f"machine: {machine()}; load average at start {load_avg()}")

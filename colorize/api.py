@@ -9,7 +9,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from refsearch.backbones import Backbone
+from refsearch.network_protocol import Network
 from refsearch.errors import InvalidArgumentError
 from refsearch.images import ImageSource, decode, is_grayscale, to_luminance
 from refsearch.request import SearchRequest
@@ -27,7 +27,7 @@ MAX_SATURATION = 4.0
 
 
 def colorize(target: ImageSource, references: Sequence[ReferenceSource],
-             method: str | Colorizer = DEFAULT_METHOD, *, backbone: Backbone | None = None,
+             method: str | Colorizer = DEFAULT_METHOD, *, backbone: Network | None = None,
              saturation: float = 1.0) -> ColorizeResult:
     """Colorize `target` (a path, PIL image or array; a colour image is used as its luminance) from
     `references`, best first: Reference objects, images, or (image, score) pairs. `method` is a registered
@@ -76,7 +76,7 @@ def colorize_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 
     if not response.results:
         raise ColorizeError(f"the index {index.path} returned no references")
     references = [Reference(_open_reference(r.path), r.score, r.path) for r in response.results]
-    result = colorize(gray, references, method, backbone=index.network.backbone, saturation=saturation)
+    result = colorize(gray, references, method, backbone=index.network, saturation=saturation)
     result.notes = notes + [f"retrieval: {n}" for n in response.notes] + result.notes
     return result
 

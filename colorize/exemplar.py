@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from refsearch.backbones import Backbone, create_backbone, forward_streams
+from refsearch.backbones import forward_streams
+from refsearch.network import open_network
+from refsearch.network_protocol import Network
 
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, ChromaPrediction, WorkingImage
 from .correspondence import DenseFeatures, Fused, MatchSettings, Warp, dense_features, fuse, warp_reference
@@ -49,9 +51,10 @@ class ExemplarSettings:
     trust_full: float = 0.8
 
 
-@lru_cache(maxsize=1)
-def default_backbone() -> Backbone:
-    return create_backbone(DEFAULT_BACKBONE, weights=DEFAULT_WEIGHTS, input_size=DEFAULT_INPUT_SIZE)
+@lru_cache(maxsize=2)
+def default_network(runtime: str = "auto") -> Network:
+    """The network the bundled chroma prior was trained on, run by `runtime`."""
+    return open_network(DEFAULT_BACKBONE, weights=DEFAULT_WEIGHTS, input_size=DEFAULT_INPUT_SIZE, runtime=runtime)
 
 
 @lru_cache(maxsize=4)
@@ -67,7 +70,7 @@ class ExemplarColorizer(ChromaColorizer):
     description = ("dense feature correspondence with the references, then a learned chroma prior weighs "
                    "their colours against what the photo's content suggests (after He et al. 2018)")
 
-    def __init__(self, backbone: Backbone | None = None, settings: ExemplarSettings | None = None,
+    def __init__(self, backbone: Network | None = None, settings: ExemplarSettings | None = None,
                  working_short_side: int = DEFAULT_WORKING_SHORT_SIDE,
                  prior: ChromaPrior | str | Path | None = BUNDLED):
         """`prior`: a ChromaPrior, a path to one, BUNDLED (the one shipped for the backbone, if any) or None
@@ -81,7 +84,7 @@ class ExemplarColorizer(ChromaColorizer):
         settings = self.settings
         backbone = self._network()
         images = [target.luma] + [reference.luma for reference in references]
-        with ThreadPoolExecutor(min(len(images), forward_streams(backbone.device.type))) as pool:
+        with ThreadPoolExecutor(min(len(images), forward_streams(backbone.device))) as pool:
             target_features, *features = pool.map(
                 lambda luma: dense_features(backbone, luma, settings.match), images)
         warps = []
@@ -96,19 +99,20 @@ class ExemplarColorizer(ChromaColorizer):
         prediction.notes += [note] if note else []
         return prediction
 
-    def _network(self) -> Backbone:
-        """The backbone given, unless the bundled prior is to be used and was trained on another network
-        (an index's gray-adapted weights, say, or another input size): then the one it was trained on."""
+    def _network(self) -> Network:
+        """The network given, unless the bundled prior is to be used and was trained on another network
+        (an index's gray-adapted weights, say, or another input size): then the one it was trained on, run
+        as the given one is."""
         given = self.backbone
         if given is None:
-            return default_backbone()
+            return default_network()
         if self.prior == BUNDLED and given.name == DEFAULT_BACKBONE:
-            trained_on = default_backbone()
+            trained_on = default_network(given.runtime if given.device == "cpu" else "torch")
             if (given.fingerprint, given.input_size) != (trained_on.fingerprint, trained_on.input_size):
                 return trained_on
         return given
 
-    def _prior_for(self, backbone: Backbone) -> tuple[ChromaPrior | None, str]:
+    def _prior_for(self, backbone: Network) -> tuple[ChromaPrior | None, str]:
         if self.prior is None:
             return None, ""
         if isinstance(self.prior, ChromaPrior):
@@ -166,7 +170,7 @@ class UntrainedExemplarColorizer(ExemplarColorizer):
     description = ("exemplar without a trained part: confidence-weighted fusion of the warped references, "
                    "refined and propagated along the target's edges")
 
-    def __init__(self, backbone: Backbone | None = None, settings: ExemplarSettings | None = None,
+    def __init__(self, backbone: Network | None = None, settings: ExemplarSettings | None = None,
                  working_short_side: int = DEFAULT_WORKING_SHORT_SIDE):
         super().__init__(backbone, settings, working_short_side, prior=None)
 

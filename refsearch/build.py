@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
 from .errors import IndexStateError, InvalidArgumentError
-from .engines import BackboneRequest, Engine, ExtractedBatch, Unreadable, create_engine, shipped_weights
+from .engines import Engine, ExtractedBatch, NetworkRequest, Unreadable, create_engine, shipped_weights
 from .features import describe
 from .images import ImageFile, UnusableEntry, scan_images
 from .integrity import write_file
@@ -43,7 +43,7 @@ class BuildSummary:
     removed: int
     unchanged: int
     skipped: int  # files found unusable in this run
-    skipped_total: int
+    skipped_total: int  # unreadable files in the index's list (files removed with `remove` are not counted)
     seconds: float
     images_per_second: float
     report: str | None
@@ -51,6 +51,7 @@ class BuildSummary:
     generation: int = 0
     resumed: bool = False  # an interrupted build was finished
     up_to_date: bool = False  # nothing had changed: no generation was published
+    runtime: str = ""  # what ran the network, and its version
     notes: list[str] = field(default_factory=list)
 
 
@@ -70,19 +71,21 @@ class _Plan:
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
                 config: IndexConfig | None = None, *, weights: str | os.PathLike | None = None,
                 batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
-                device: str = "cpu", precision: str = "auto", rebuild: bool = False, progress: bool = True, wait: bool = False,
-                on_wait=None, search: SearchSettings | None = None, engine: str = "local",
-                engine_options: dict | None = None) -> BuildSummary:
+                device: str = "cpu", precision: str = "auto", runtime: str = "auto", rebuild: bool = False,
+                progress: bool = True, wait: bool = False, on_wait=None, search: SearchSettings | None = None,
+                engine: str = "local", engine_options: dict | None = None) -> BuildSummary:
     """Index every image under `source` into `output` (resuming or updating an existing index there).
 
     `workers` threads decode images (default: `default_workers`); `streams` forward passes run side by
     side (default: one per core on CPU, where each pass is single-threaded; two on a GPU); `precision`
-    is what they compute in (see `refsearch.backbones.inference_settings`). Another process writing the same index
+    is what they compute in (see `refsearch.backbones.inference_settings`) and `runtime` what runs them
+    (see `refsearch.network.runtime_for`: on CPU in float32, the inference runtime). Another process writing the same index
     makes this raise IndexLockedError, or, with `wait`, wait for it (`on_wait(holder)` is told who).
     `search` sets the search defaults of a new index. `engine` names where the images are decoded and
     the backbone run (see `refsearch.engines`: "local", or "ray" with `engine_options` address and
     actors); whichever it is, this process writes the index."""
-    from .backbones import backbone_factory, create_backbone, default_batch_size, default_workers, forward_streams
+    from .backbones import backbone_factory, default_batch_size, default_workers, forward_streams
+    from .network import open_network
 
     started = time.perf_counter()
     batch_size = default_batch_size(device) if batch_size is None else batch_size
@@ -97,17 +100,19 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     config = config or IndexConfig()
     if not config.input_size and not rebuild and Manifest.exists(output):  # unspecified: as the index was built
         config = config.with_(input_size=Manifest.load(output).config.input_size)
-    backbone = create_backbone(config.backbone, weights=weights, device=device, input_size=config.input_size,
-                               precision=precision)
-    config = config.with_(weights=backbone.fingerprint, input_size=backbone.input_size)
-    if config.grid != backbone.grid:
-        raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {backbone.name}, whose cell "
-                                   f"descriptors form a {backbone.grid}x{backbone.grid} grid",
-                                   f"leave grid at {backbone.grid}")
-    request = BackboneRequest(config.backbone, shipped_weights(weights), device, backbone.input_size, precision,
-                              backbone_factory(config.backbone))
-    extraction = create_engine(engine, backbone, request, config, batch_size, workers, streams, **(engine_options or {}))
-    notes = [] if files else [f"{source} holds no image files (jpg, jpeg, png, webp, bmp, tif)"]
+    network = open_network(config.backbone, weights=weights, device=device, input_size=config.input_size,
+                           precision=precision, runtime=runtime)
+    config = config.with_(weights=network.fingerprint, input_size=network.input_size)
+    if config.grid != network.grid:
+        raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {network.name}, whose cell "
+                                   f"descriptors form a {network.grid}x{network.grid} grid",
+                                   f"leave grid at {network.grid}")
+    request = NetworkRequest(config.backbone, shipped_weights(weights), device, network.input_size, precision,
+                             runtime, network.fingerprint, backbone_factory(config.backbone))
+    extraction = create_engine(engine, network, request, config, batch_size, workers, streams, **(engine_options or {}))
+    notes = [network.note] if network.note else []
+    if not files:
+        notes.append(f"{source} holds no image files (jpg, jpeg, png, webp, bmp, tif)")
     with IndexWriter.open(output, config=config, source=source, search=search, create=True, rebuild=rebuild, wait=wait,
                           on_wait=on_wait, command=f"build-index {source}") as writer:
         if writer.took_over is not None:
@@ -132,9 +137,9 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
         index=str(output), images=manifest.images, added=pipeline.stored, removed=len(removed),
         unchanged=plan.unchanged, skipped=pipeline.skipped + len(plan.new_unusable), skipped_total=manifest.skipped,
         seconds=round(seconds, 2), images_per_second=round(len(plan.todo) / max(pipeline.seconds, 1e-9), 1),
-        report=str(output / layout.SKIPPED_REPORT) if manifest.skipped else None,
+        report=str(output / layout.SKIPPED_REPORT) if manifest.skipped or manifest.removed_files else None,
         search_kind=manifest.search_kind(), generation=manifest.generation, resumed=resumed, up_to_date=up_to_date,
-        notes=notes)
+        runtime=f"{network.runtime} {network.runtime_version}", notes=notes)
 
 
 def _plan(files: list[ImageFile], writer: IndexWriter, unusable: list[UnusableEntry]) -> _Plan:

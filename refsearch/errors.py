@@ -66,3 +66,12 @@ class DiskFullError(IndexStateError):
 
 class OutputLockedError(RefsearchError, RuntimeError):
     """Another process is writing the same output file."""
+
+
+class BackboneError(RefsearchError, RuntimeError):
+    """A backbone that cannot be built or loaded: the message says why, the hint what to do."""
+
+
+class GraphExportError(RefsearchError, RuntimeError):
+    """A backbone that cannot be exported to the inference runtime's graph, or whose graph computes
+    something else than the backbone: it runs on torch instead."""

@@ -21,10 +21,12 @@ OLDEST_READABLE = 2
 
 # Build settings added after the first format-2 indexes were saved, with the values those were built with.
 BUILD_SETTINGS_ADDED_IN_FORMAT_2 = {"input_size": 224, "crop": "full"}
+# Manifest fields added after the first format-2 indexes were saved, with what they stand for in those.
+FIELDS_ADDED_IN_FORMAT_2 = {"removed_files": 0}
 
 
-def _fill_added_build_settings(data: dict) -> dict:
-    return {**data, "config": {**BUILD_SETTINGS_ADDED_IN_FORMAT_2, **data["config"]}}
+def _fill_added_fields(data: dict) -> dict:
+    return {**FIELDS_ADDED_IN_FORMAT_2, **data, "config": {**BUILD_SETTINGS_ADDED_IN_FORMAT_2, **data["config"]}}
 
 
 def _name_files_by_role(data: dict) -> dict:
@@ -38,7 +40,7 @@ def _name_files_by_role(data: dict) -> dict:
 
 # (format, step): each step applies to manifests of that format or older, in order.
 _STEPS: list[tuple[int, Callable[[dict], dict]]] = [
-    (2, _fill_added_build_settings),
+    (2, _fill_added_fields),
     (2, _name_files_by_role),
 ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +25,19 @@ from .segments import RowShape, SegmentInfo
 
 
 def software_versions() -> dict[str, str]:
+    """What wrote the index: refsearch and the libraries it stores with, and those of the runtimes that
+    ran the network in this process (torch, ONNX Runtime), as far as they are loaded."""
     import faiss
     import numpy
-    import torch
 
     from . import __version__
 
-    return {"refsearch": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "faiss": faiss.__version__, "numpy": numpy.__version__}
+    versions = {"refsearch": __version__, "python": platform.python_version(), "faiss": faiss.__version__,
+                "numpy": numpy.__version__}
+    for runtime in ("torch", "onnxruntime"):
+        if runtime in sys.modules:
+            versions[runtime] = sys.modules[runtime].__version__
+    return versions
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,8 @@ class Manifest:
     search: SearchSettings = field(default_factory=SearchSettings)
     generation: int = 0
     images: int = 0
-    skipped: int = 0
+    skipped: int = 0  # files found unreadable
+    removed_files: int = 0  # files removed from the index with `remove`, kept out of builds
     classes: int = 0
     dims: dict = field(default_factory=dict)  # stored descriptor sizes: global, cell; fitted_on
     segments: list[SegmentInfo] = field(default_factory=list)
@@ -104,6 +111,7 @@ class Manifest:
     def to_dict(self) -> dict:
         return {"config": self.config.to_dict(), "search": self.search.to_dict(), "source": self.source,
                 "generation": self.generation, "images": self.images, "skipped": self.skipped,
+                "removed_files": self.removed_files,
                 "classes": self.classes, "dims": self.dims, "segments": [s.to_dict() for s in self.segments],
                 "tombstones": self.tombstones, "files": {role: file.to_dict() for role, file in self.files.items()},
                 "versions": self.versions,
@@ -138,7 +146,8 @@ class Manifest:
             data = upgraded(data, folder)
             return cls(config=IndexConfig.from_dict(data["config"]), source=data["source"],
                        search=SearchSettings.from_dict(data["search"]), generation=data["generation"],
-                       images=data["images"], skipped=data["skipped"], classes=data["classes"], dims=data["dims"],
+                       images=data["images"], skipped=data["skipped"], removed_files=data["removed_files"],
+                       classes=data["classes"], dims=data["dims"],
                        segments=[SegmentInfo.from_dict(s) for s in data["segments"]], tombstones=data["tombstones"],
                        files={role: GenerationFile.from_dict(f) for role, f in data["files"].items()},
                        versions=data["versions"], created=data["created"], updated=data["updated"],

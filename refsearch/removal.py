@@ -19,7 +19,7 @@ def remove_images(index: str | os.PathLike, ids: list[int], *, wait: bool = Fals
         wanted = {int(i) for i in ids}
         interrupted = wanted & set(writer.pending_removals().tolist())
         records = writer.records(sorted(wanted - interrupted))
-        removed = writer.remove((r.id for r in records), skip_reason="removed from the index")
+        removed = writer.remove((r.id for r in records), keep_out=True)
         writer.publish()
     return len(removed) + len(interrupted)
 

@@ -74,11 +74,11 @@ class Index:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, backbone: str | None = None,
-             weights: str | os.PathLike | None = None, device: str = "cpu",
+             weights: str | os.PathLike | None = None, device: str = "cpu", runtime: str = "auto",
              config: IndexConfig | None = None, search: SearchSettings | None = None) -> "Index":
         """Open the index's published generation. Naming a `backbone` or passing a `config` that differs
         from the one the index was built with raises ConfigMismatchError; `search` replaces the index's
-        search defaults for this session."""
+        search defaults for this session; `runtime` runs the network (see `refsearch.network.runtime_for`)."""
         path = Path(path)
         manifest = Manifest.load(path)
         built = manifest.config
@@ -90,7 +90,7 @@ class Index:
                                                          input_size=config.input_size or built.input_size))
             if differences:
                 raise ConfigMismatchError(f"{path} was built with another configuration: {'; '.join(differences)}")
-        return cls._of_latest(path, manifest, IndexNetwork(built, weights, device, path), search)
+        return cls._of_latest(path, manifest, IndexNetwork(built, weights, device, path, runtime), search)
 
     @classmethod
     def _of_latest(cls, path: Path, manifest: Manifest, network: IndexNetwork,
@@ -230,7 +230,8 @@ class Index:
         started = time.perf_counter()
         queries = self.embed_prepared(*zip(*readable)) if readable else []
         forward_ms = (time.perf_counter() - started) * 1000 / max(1, len(readable))
-        return EmbeddedBatch(list(sources), list(prepared), queries, forward_ms)
+        runtime = f"{self.network.runtime} {self.network.runtime_version}"
+        return EmbeddedBatch(list(sources), list(prepared), queries, forward_ms, runtime)
 
     def search(self, image: ImageSource, k: int = 10, *, request: SearchRequest | None = None,
                **options) -> SearchResponse:

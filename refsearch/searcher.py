@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -20,7 +21,9 @@ from .images import ImageError
 from .request import SearchRequest
 from .rerank import local_scores
 from .results import ClassGuess, SearchResponse, SearchResult
+from .lock import writer_at_work
 from .store import ImageRecord
+from .wording import count
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class EmbeddedBatch:
     prepared: list[PreparedImage | ImageError]
     queries: list[QueryFeatures]
     forward_ms: float  # the network and PCA, per readable photo
+    runtime: str = ""  # what ran the network, and its version
 
 
 class StoredGeneration(Protocol):
@@ -66,6 +70,10 @@ class StoredGeneration(Protocol):
 
 def check_searchable(stored: StoredGeneration) -> None:
     if len(stored) == 0:
+        writer = writer_at_work(Path(str(stored.path)))
+        if writer is not None:
+            raise IndexStateError(f"{stored.path} holds no images yet: it is being built by {writer}",
+                                  "query it when the build has published its first images")
         raise IndexStateError(f"{stored.path} holds no images", "index some images first")
 
 
@@ -96,6 +104,7 @@ def search_embedded(stored: StoredGeneration, batch: EmbeddedBatch,
             continue
         response = next(responses)
         response.forward_ms = round(batch.forward_ms, 2)
+        response.runtime = batch.runtime
         answers.append(response)
     return answers
 
@@ -139,7 +148,9 @@ class _Search:
             more = self._candidates(query_global, None, excluded | {i for _, i in found})
             extra = self._rank(more, descriptors, k - len(results), first_rank=len(results) + 1)
             if extra:
-                self.notes.append(f"the searched classes hold {count(len(results), 'image')} to rank; ranks "
+                searched = (f"class {request.class_wnid} ({classes.class_name(request.class_wnid)}) holds"
+                            if request.class_wnid else "the searched classes hold")
+                self.notes.append(f"{searched} {count(len(results), 'image')} to rank; ranks "
                                   f"{len(results) + 1} to {len(results) + len(extra)} come from all classes")
             results += extra
         if k > len(results):
@@ -170,18 +181,19 @@ class _Search:
         return rescued
 
     def _choose_classes(self, probabilities: np.ndarray, ranked_classes: np.ndarray, wanted: int) -> list[int] | None:
-        """The predicted (or named) class, widened while the chosen classes hold fewer than `wanted` images;
-        None (every class) when none of the classes tried holds any."""
+        """The class the user named, alone; else the predicted class, widened while the chosen classes hold
+        fewer than `wanted` images, or None (every class) when none of the classes tried holds any."""
         settings, class_wnid = self.settings, self.request.class_wnid
         sizes = self.stored.class_sizes()
-        first = classes.class_index(class_wnid) if class_wnid else int(ranked_classes[0])
+        if class_wnid:  # a class the user names is searched alone
+            return [classes.class_index(class_wnid)]
+        first = int(ranked_classes[0])
         chosen, total = [first], int(sizes[first])
         if total < wanted:
             if settings.class_choice == "taxonomy":
-                from .taxonomy import expected_similarity, wu_palmer_matrix
+                from .taxonomy import expected_similarity
 
-                nearness = (wu_palmer_matrix()[first] if class_wnid
-                            else expected_similarity(probabilities, settings.taxonomy_sharpness))
+                nearness = expected_similarity(probabilities, settings.taxonomy_sharpness)
                 # ties (classes equally near in meaning) go to the more probable
                 order = np.lexsort((-probabilities, -nearness))
             else:
@@ -223,7 +235,3 @@ class _Search:
                              global_similarity=round(float(global_sims[j]), 5))
                 for rank, (j, record) in enumerate(zip(order, records), start=first_rank)]
 
-
-def count(n: int, noun: str) -> str:
-    """`n` and the noun, plural unless n is 1."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("class") else f"{n} {noun}s"

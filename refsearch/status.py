@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import layout
-from .lock import is_locked, read_holder
+from .lock import writer_at_work
 from .manifest import Manifest
 from .store import MetadataReader
 
@@ -26,10 +26,7 @@ def index_status(path: str | os.PathLike) -> IndexStatus:
     path = Path(path)
     manifest = Manifest.load(path)
     manifest.check_files(path, whole=True)
-    writer = None
-    if is_locked(path):
-        holder = read_holder(path)
-        writer = holder.describe() if holder else "another process"
+    writer = writer_at_work(path)
     metadata = MetadataReader(path / layout.METADATA, Path(manifest.source), manifest.generation)
     try:
         pending = metadata.info("pending")

@@ -42,6 +42,10 @@ _RECORD = struct.Struct("<HBHfIIQq16sII")
 _SOURCES = ("folder", "filename", "predicted")
 
 
+# The reason listed for a file taken out of the index by `remove`: no build adds it back while it is unchanged.
+REMOVED_FROM_INDEX = "removed from the index"
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: int
@@ -63,6 +67,11 @@ class SkippedFile:
     reason: str
     file_size: int
     mtime_ns: int
+
+    @property
+    def removed(self) -> bool:
+        """Left out because it was removed from the index (the file is fine), not because it is unreadable."""
+        return self.reason == REMOVED_FROM_INDEX
 
 
 @dataclass(frozen=True)
@@ -450,10 +459,10 @@ class MetadataWriter(MetadataReader):
 
         self._write(work)
 
-    def mark_removed(self, ids: Iterable[int], generation: int, skip_reason: str | None = None) -> list[ImageRecord]:
+    def mark_removed(self, ids: Iterable[int], generation: int, keep_out: bool = False) -> list[ImageRecord]:
         """Mark visible records removed as of `generation` (kept for readers of older generations);
-        returns their records. Ids the index does not show are ignored. With `skip_reason`, their files
-        are listed as skipped for that reason in the same transaction, so that no build adds them back."""
+        returns their records. Ids the index does not show are ignored. With `keep_out`, their files are
+        listed as removed from the index in the same transaction, so that no build adds them back."""
 
         def work(txn):
             removed = []
@@ -463,8 +472,8 @@ class MetadataWriter(MetadataReader):
                 txn.put(key, _pack(packed.record(self.root), packed.relative_path, packed.added, generation),
                         db=self.db["records"])
                 txn.put(key, b"", db=self.db["removals"])
-                if skip_reason is not None:
-                    value = {"reason": skip_reason, "file_size": packed.file_size, "mtime_ns": packed.mtime_ns}
+                if keep_out:
+                    value = {"reason": REMOVED_FROM_INDEX, "file_size": packed.file_size, "mtime_ns": packed.mtime_ns}
                     txn.put(packed.relative_path.encode(), json.dumps(value).encode(), db=self.db["skipped"])
                 removed.append(packed.record(self.root))
             return removed

@@ -29,6 +29,7 @@ from .lock import is_locked
 from .manifest import Manifest
 from .store import MetadataReader, RecordColumns
 from .vector_index import ClassStats, load_array, read_class_partitioned
+from .wording import count
 
 DATA_FILE = f"{layout.METADATA}/{layout.DATA_MDB}"
 # Ids quoted in a problem, at most.
@@ -98,8 +99,8 @@ def _check_files(path: Path, manifest: Manifest, report: VerifyReport, progress:
     report.files = len(records)
     unrecorded = [name for name, record in records.items() if record.crc32 is None]
     if unrecorded:
-        report.notes.append(f"{len(unrecorded)} files have no recorded checksum (written by index format 2), "
-                            "so only their presence and size were checked; `refsearch compact` records them")
+        report.notes.append(f"no checksum is recorded for {count(len(unrecorded), 'file')} (written by index format 2), "
+                            "so only presence and size were checked; `refsearch compact` records them")
 
 
 def _check_agreement(path: Path, manifest: Manifest, report: VerifyReport) -> None:
@@ -118,10 +119,10 @@ def _check_agreement(path: Path, manifest: Manifest, report: VerifyReport) -> No
         metadata.close()
     _check_lmdb_structure(path, report)
     if len(columns) != manifest.images:
-        report.damaged.append(Damage(DATA_FILE, f"holds {len(columns)} records of generation {manifest.generation} "
+        report.damaged.append(Damage(DATA_FILE, f"holds {count(len(columns), 'record')} of generation {manifest.generation} "
                                                 f"where the manifest lists {manifest.images}"))
     if unmapped:
-        report.damaged.append(Damage(DATA_FILE, f"does not map the paths of {len(unmapped)} records back to them "
+        report.damaged.append(Damage(DATA_FILE, f"does not map the paths of {count(len(unmapped), 'record')} back to them "
                                                 f"(ids {unmapped[:_SHOWN]})"))
     _check_class_stats(path, manifest, columns, sound, report)
     _check_rows(path, manifest, columns, sound, report)
@@ -156,13 +157,13 @@ def _check_class_stats(path: Path, manifest: Manifest, columns: RecordColumns, s
         return
     recorded = np.bincount(columns.labels.astype(np.int64), minlength=classes.num_classes())
     if len(counted) != len(recorded):
-        report.damaged.append(Damage(stats_file.name, f"counts {len(counted)} classes, not {len(recorded)}"))
+        report.damaged.append(Damage(stats_file.name, f"counts {count(len(counted), 'class')}, not {len(recorded)}"))
         return
     differ = np.flatnonzero(counted != recorded)
     if len(differ):
         first = int(differ[0])
         report.damaged.append(Damage(
-            stats_file.name, f"disagrees with the records on the sizes of {len(differ)} classes (first "
+            stats_file.name, f"disagrees with the records on the sizes of {count(len(differ), 'class')} (first "
             f"{classes.wnids()[first]}: {int(counted[first])} counted, {int(recorded[first])} recorded)"))
 
 
@@ -177,7 +178,7 @@ def _check_rows(path: Path, manifest: Manifest, columns: RecordColumns, sound: s
             return
         tombstones = load_array(path / tomb_file.name, tomb_file.record, 1)
         if len(tombstones) != manifest.tombstones:
-            report.damaged.append(Damage(tomb_file.name, f"lists {len(tombstones)} removed images where the "
+            report.damaged.append(Damage(tomb_file.name, f"lists {count(len(tombstones), 'removed image')} where the "
                                                          f"manifest counts {manifest.tombstones}"))
     parts = []
     for segment in manifest.segments:
@@ -194,16 +195,16 @@ def _check_rows(path: Path, manifest: Manifest, columns: RecordColumns, sound: s
         report.damaged.append(Damage(layout.SEGMENTS, "store an id in more than one row"))
     ids = columns.ids  # ascending
     if tomb_file is not None and len(removed_visible := ids[_among(ids, tombstones)]):
-        report.damaged.append(Damage(tomb_file.name, f"lists {len(removed_visible)} images that the records "
+        report.damaged.append(Damage(tomb_file.name, f"lists {count(len(removed_visible), 'image')} that the records "
                                                      f"still hold (ids {removed_visible[:_SHOWN].tolist()})"))
     rowless = ids[~_among(ids, stored)]
     if len(rowless):
-        report.damaged.append(Damage(DATA_FILE, f"holds {len(rowless)} records that no segment stores a row for "
+        report.damaged.append(Damage(DATA_FILE, f"holds {count(len(rowless), 'record')} that no segment stores a row for "
                                                 f"(ids {rowless[:_SHOWN].tolist()})"))
     live = stored[~_among(stored, tombstones)]
     orphans = live[~_among(live, ids)]
     if len(orphans):
-        report.damaged.append(Damage(DATA_FILE, f"lacks the records of {len(orphans)} stored rows "
+        report.damaged.append(Damage(DATA_FILE, f"lacks the records of {count(len(orphans), 'stored row')} "
                                                 f"(ids {orphans[:_SHOWN].tolist()})"))
 
 
@@ -243,7 +244,7 @@ def _check_faiss_files(path: Path, manifest: Manifest, columns: RecordColumns, s
         at = np.searchsorted(columns.ids, ids[recorded])
         misfiled = ids[recorded][columns.labels[at] != lists[recorded]]
         if len(misfiled):
-            report.damaged.append(Damage(relative, f"files {len(misfiled)} images under another class than "
+            report.damaged.append(Damage(relative, f"files {count(len(misfiled), 'image')} under another class than "
                                                    f"their records' (ids {misfiled[:_SHOWN].tolist()})"))
 
 

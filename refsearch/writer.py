@@ -298,11 +298,11 @@ class IndexWriter:
         return self._appender
 
     @_reports_full_disk
-    def remove(self, ids: Iterable[int], skip_reason: str | None = None) -> list[ImageRecord]:
+    def remove(self, ids: Iterable[int], keep_out: bool = False) -> list[ImageRecord]:
         """Take images out as of the pending generation; returns their records. Ids the index does not
-        hold are ignored (check with `records` first to refuse them). With `skip_reason`, their files are
-        remembered as skipped, so that a build does not add them back while they are unchanged."""
-        removed = self.metadata.mark_removed(ids, self.generation, skip_reason)
+        hold are ignored (check with `records` first to refuse them). With `keep_out`, their files are
+        remembered as removed from the index, so that a build does not add them back while unchanged."""
+        removed = self.metadata.mark_removed(ids, self.generation, keep_out)
         self.metadata.set_info(pending=self._pending())
         return removed
 
@@ -389,7 +389,9 @@ class IndexWriter:
         manifest.images = int(stats.counts.sum()) if stats is not None else 0
         manifest.classes = int(np.count_nonzero(stats.counts)) if stats is not None else 0
         manifest.tombstones = tombstones
-        manifest.skipped = len(self.metadata.skipped())
+        left_out = self.metadata.skipped()
+        manifest.removed_files = sum(item.removed for item in left_out)
+        manifest.skipped = len(left_out) - manifest.removed_files
         manifest.save(self.path)
         return old_files - {file.name for file in files.values()}
 

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("refsearch", "colorize")
 # What reads an index must not load what writes one.
 BUILD_PIPELINE = ("refsearch.build", "refsearch.writer", "refsearch.removal", "refsearch.pca_sample",
-                  "refsearch.engines", "refsearch.batch_query", "refsearch.lock")
+                  "refsearch.engines", "refsearch.batch_query")
 # refsearch's applications, which import both packages; the rest of refsearch is the library colorize uses.
 APPLICATIONS = ("refsearch.cli", "refsearch.server")
 

@@ -11,16 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import RefsearchError
+from ..errors import BackboneError
 from .inference import InferenceSettings, inference_settings
 
 # An adapted weights file: {"format", "backbone", "base_fingerprint", "input_size", "state" (the tensors
 # that differ from the base weights, named as in those), "training" (how)}.
 ADAPTED_FORMAT = "refsearch-adapted-weights/1"
-
-
-class BackboneError(RefsearchError, RuntimeError):
-    """A backbone that cannot be built or loaded: the message says why, the hint what to do."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ import typer
 
 from .. import classes
 from ..errors import InvalidArgumentError
+from ..wording import count
 from .app import app
 from .common import INDEX_HELP, open_index, print_json, user_errors
 
@@ -51,12 +52,12 @@ def dedup_command(
         print_json([{"kind": g.kind, "members": [asdict(m) for m in g.members]} for g in shown])
         return
     for number, group in enumerate(shown, start=1):
-        typer.echo(f"group {number}: {len(group)} images ({group.kind})")
+        typer.echo(f"group {number}: {count(len(group), 'image')} ({group.kind})")
         for member in group.members:
             mark = "keep" if member is group.representative else f"{member.similarity:.3f}"
             typer.echo(f"  {mark:>5}  {member.width:>5}x{member.height:<5}  {member.path}")
     redundant = sum(len(g) - 1 for g in groups)
-    typer.echo(f"{len(groups)} groups, {redundant} redundant copies"
+    typer.echo(f"{count(len(groups), 'group')}, {count(redundant, 'redundant copy')}"
                + (f" (showing {len(shown)})" if len(shown) < len(groups) else "")
                + (f"; thumbnails in {report}" if report else ""))
 
@@ -173,7 +174,7 @@ def export_command(
         print_json(asdict(summary))
         return
     verb = {"copy": "copied", "symlink": "linked", "list": "listed"}[summary.mode]
-    typer.echo(f"{verb} {summary.files} images ({summary.bytes / 1e6:.1f} MB) to {summary.destination}")
+    typer.echo(f"{verb} {count(summary.files, 'image')} ({summary.bytes / 1e6:.1f} MB) to {summary.destination}")
 
 
 def _read_ids(path: Path) -> list[int]:
@@ -226,6 +227,7 @@ def remove_command(
     for record in records:
         typer.echo(f"  {record.id:>8}  {record.path}")
     if dry_run:
-        typer.echo(f"would remove {len(records)} images; nothing changed ({remaining} images in the index)")
+        typer.echo(f"would remove {count(len(records), 'image')}; nothing changed ({count(remaining, 'image')} in the "
+                   "index)")
     else:
-        typer.echo(f"removed {len(records)} images; {remaining} left (the files stay on disk)")
+        typer.echo(f"removed {count(len(records), 'image')}; {remaining} left (the files stay on disk)")

@@ -2,7 +2,7 @@
 answers its photos. "local" uses this process's threads; "ray" a Ray cluster (the `[ray]` extra).
 
 Other packages add engines through entry points. In group `refsearch.engines`, a build engine: a callable
-taking `(backbone, request, config, batch_size, workers, streams, **options)` and returning an `Engine`.
+taking `(network, request, config, batch_size, workers, streams, **options)` and returning an `Engine`.
 In group `refsearch.query_engines`, a query engine: a callable taking `(index, request, batch_size,
 workers, streams, **options)` (`request` a `refsearch.request.SearchRequest`) and returning a
 `QueryEngine`."""
@@ -15,10 +15,10 @@ from ..config import IndexConfig
 from ..errors import InvalidArgumentError
 from ..plugins import Registry
 from .protocol import Engine, ExtractedBatch, QueryEngine, Unreadable
-from .requests import BackboneRequest, IndexRequest, shipped_weights
+from .requests import IndexRequest, NetworkRequest, shipped_weights
 
 if TYPE_CHECKING:
-    from ..backbones import Backbone
+    from ..network_protocol import Network
     from ..request import SearchRequest
     from ..search import Index
 
@@ -33,11 +33,11 @@ register_query_engine = _QUERY_ENGINES.register
 available_query_engines = _QUERY_ENGINES.names
 
 
-def create_engine(name: str, backbone: "Backbone", request: BackboneRequest, config: IndexConfig, batch_size: int,
+def create_engine(name: str, network: "Network", request: NetworkRequest, config: IndexConfig, batch_size: int,
                   workers: int, streams: int, **options) -> Engine:
-    """The build engine registered as `name`; `backbone` is loaded in this process, `request` loads it
+    """The build engine registered as `name`; `network` is open in this process, `request` opens it
     again elsewhere; `options` are the engine's own (the ray engine's `address` and `actors`)."""
-    return _created(_ENGINES.get(name), name, (backbone, request, config, batch_size, workers, streams), options,
+    return _created(_ENGINES.get(name), name, (network, request, config, batch_size, workers, streams), options,
                     "see refsearch build-index --help")
 
 
@@ -62,13 +62,13 @@ def _created(factory: Callable, name: str, arguments: tuple, options: dict, hint
     return factory(*arguments, **options)
 
 
-def _local(backbone, request, config, batch_size, workers, streams) -> Engine:
+def _local(network, request, config, batch_size, workers, streams) -> Engine:
     from .local import LocalEngine
 
-    return LocalEngine(backbone, config, batch_size, workers, streams)
+    return LocalEngine(network, config, batch_size, workers, streams)
 
 
-def _ray(backbone, request, config, batch_size, workers, streams, address: str | None = None,
+def _ray(network, request, config, batch_size, workers, streams, address: str | None = None,
          actors: int | None = None) -> Engine:
     from .ray_engine import RayEngine
 
@@ -96,6 +96,6 @@ register_engine("ray")(_ray)
 register_query_engine("local")(_local_queries)
 register_query_engine("ray")(_ray_queries)
 
-__all__ = ["BackboneRequest", "Engine", "ExtractedBatch", "IndexRequest", "QueryEngine", "Unreadable",
+__all__ = ["Engine", "ExtractedBatch", "IndexRequest", "NetworkRequest", "QueryEngine", "Unreadable",
            "available_engines", "available_query_engines", "check_query_engine", "create_engine",
            "create_query_engine", "register_engine", "register_query_engine", "shipped_weights"]

@@ -17,25 +17,25 @@ from .decoding import prepared_in_order
 from .protocol import ExtractedBatch, Unreadable
 
 if TYPE_CHECKING:
-    from ..backbones import Backbone
+    from ..network_protocol import Network
     from ..request import SearchRequest
     from ..search import Index
 
 
 class LocalEngine:
-    def __init__(self, backbone: "Backbone", config: IndexConfig, batch_size: int, workers: int, streams: int):
-        self.backbone, self.config = backbone, config
+    def __init__(self, network: "Network", config: IndexConfig, batch_size: int, workers: int, streams: int):
+        self.network, self.config = network, config
         self.batch_size, self.workers, self.streams = batch_size, workers, streams
 
     def extract(self, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
         """Batches in file order; up to `streams` batches are in the network at once."""
-        jobs = _in_flight(self._batches(files), self.streams, lambda batch: extract(self.backbone, batch[1]))
+        jobs = _in_flight(self._batches(files), self.streams, lambda batch: extract(self.network, batch[1]))
         for job, raw in jobs:
             yield job if isinstance(job, Unreadable) else _finished(*job, raw)
 
     def _batches(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage]] | Unreadable]:
         batch_files, batch_images = [], []
-        prepared = prepared_in_order((f.path for f in files), self.config, self.backbone.input_size, self.workers,
+        prepared = prepared_in_order((f.path for f in files), self.config, self.network.input_size, self.workers,
                                      lookahead=4 * max(self.batch_size, self.workers))
         for file, result in zip(files, prepared):
             if isinstance(result, ImageError):

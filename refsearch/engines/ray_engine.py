@@ -28,12 +28,12 @@ import numpy as np
 from ..config import IndexConfig
 from ..errors import USER_FILE_ERRORS, InvalidArgumentError, RefsearchError
 from ..features import PreparedImage, RawFeatures, extract
-from ..images import ImageError, ImageFile
+from ..images import ImageError, ImageFile, max_pixels, pixel_limit
 from ..request import SearchRequest
 from .answers import answer_lines
 from .decoding import prepare_safely
 from .protocol import ExtractedBatch, Unreadable
-from .requests import BackboneRequest, IndexRequest
+from .requests import IndexRequest, NetworkRequest
 
 # A decode task takes a quarter of a core and, on a CPU cluster, each actor the rest of one, so that
 # decoding runs beside the forward passes as the local engine's threads do rather than waiting for a
@@ -74,7 +74,7 @@ class _RayRun:
 
 
 class RayEngine(_RayRun):
-    def __init__(self, request: BackboneRequest, config: IndexConfig, batch_size: int, *,
+    def __init__(self, request: NetworkRequest, config: IndexConfig, batch_size: int, *,
                  address: str | None = None, actors: int | None = None):
         super().__init__(address, actors)
         self.request, self.config, self.batch_size = request, config, batch_size
@@ -132,8 +132,8 @@ def _decoded(ray, items: list[dict], batch_size: int, actors: int, config: Index
     actors than the run has batches)."""
     blocks = max(-(-len(items) // max(_BLOCK_FILES, batch_size)), actors)
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
-    return dataset.map_batches(_decode, fn_kwargs={"config": config, "size": size}, batch_size=None,
-                               batch_format="numpy", num_cpus=_DECODE_CPUS)
+    return dataset.map_batches(_decode, fn_kwargs={"config": config, "size": size, "max_pixels": max_pixels()},
+                               batch_size=None, batch_format="numpy", num_cpus=_DECODE_CPUS)
 
 
 def _through_actors(ray, dataset, actor: type, arguments: dict, batch_size: int, on_gpu: bool, actors: int):
@@ -219,7 +219,13 @@ def _import_path() -> str:
     return os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
-def _decode(batch: dict, config: IndexConfig, size: int) -> dict:
+def _decode(batch: dict, config: IndexConfig, size: int, max_pixels: int) -> dict:
+    """A block of images decoded, as this run's process would decode them (under its pixel limit)."""
+    with pixel_limit(max_pixels):
+        return _decoded_block(batch, config, size)
+
+
+def _decoded_block(batch: dict, config: IndexConfig, size: int) -> dict:
     count = len(batch["path"])
     pixels = np.zeros((count, size, size), np.uint8)
     histograms = np.zeros((count, config.grid * config.grid, config.hist_bins), np.float32)
@@ -283,29 +289,29 @@ class _Actor:
 
 
 class _Forward(_Actor):
-    """The backbone loaded once, run on every batch."""
+    """The network opened once, run on every batch."""
 
-    def start(self, request: BackboneRequest) -> None:
-        self.backbone = request.create()
+    def start(self, request: NetworkRequest) -> None:
+        self.network = request.create()
 
     def run(self, batch: dict) -> dict:
         readable = np.flatnonzero(batch["error"] == "")
         columns = self.unanswered(batch)
         if len(readable):
             images = [PreparedImage(batch["pixels"][row], batch["histograms"][row], (0, 0), None) for row in readable]
-            found = extract(self.backbone, images)
+            found = extract(self.network, images)
             columns["logits"][readable], columns["global"][readable] = found.logits, found.global_
             columns["cells"][readable] = found.cells
         return columns
 
     def unanswered(self, batch: dict) -> dict:
         # zeros, so that feature blocks share their columns; the build never reads unreadable rows
-        count, backbone = len(batch["path"]), self.backbone
+        count, network = len(batch["path"]), self.network
         kept = {name: batch[name] for name in ("path", "size", "mtime", "original_size", "digest", "error", "hint",
                                                "histograms")}
         return {**kept, "logits": np.zeros((count, 1000), np.float32),
-                "global": np.zeros((count, backbone.global_dim), np.float32),
-                "cells": np.zeros((count, backbone.grid * backbone.grid, backbone.cell_dim), np.float32)}
+                "global": np.zeros((count, network.global_dim), np.float32),
+                "cells": np.zeros((count, network.grid * network.grid, network.cell_dim), np.float32)}
 
 
 class _Answer(_Actor):

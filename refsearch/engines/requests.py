@@ -10,7 +10,7 @@ from ..config import SearchSettings
 from ..errors import IndexStateError
 
 if TYPE_CHECKING:
-    from ..backbones import Backbone
+    from ..network_protocol import Network
     from ..search import Index
 
 
@@ -31,34 +31,40 @@ def _registered(name: str, factory: Callable | None) -> None:
 
 
 @dataclass(frozen=True)
-class BackboneRequest:
-    """How to load the build's backbone again in another process. `factory` is the callable registered
-    under `name` in this process, shipped along so that a worker knows backbones registered only here."""
+class NetworkRequest:
+    """How to open the build's network again in another process: the same backbone, weights (whose
+    `fingerprint` this process found), input size, device, precision and runtime. `factory` is the
+    callable registered under `name` in this process, shipped along so that a worker knows backbones
+    registered only here."""
 
     name: str
     weights: str | None
     device: str
     input_size: int
     precision: str
+    runtime: str
+    fingerprint: str
     factory: Callable | None = None
 
-    def create(self) -> "Backbone":
-        from ..backbones import create_backbone
+    def create(self) -> "Network":
+        from ..network import open_network
 
         _registered(self.name, self.factory)
-        return create_backbone(self.name, weights=self.weights, device=self.device, input_size=self.input_size,
-                               precision=self.precision)
+        return open_network(self.name, weights=self.weights, device=self.device, input_size=self.input_size,
+                            precision=self.precision, runtime=self.runtime, fingerprint=self.fingerprint)
 
 
 @dataclass(frozen=True)
 class IndexRequest:
     """How to open a query's index again in another process, as this process opened it: the same
-    folder, generation, weights, device and search settings; `backbone_factory` as in BackboneRequest."""
+    folder, generation, weights, device, runtime and search settings; `backbone_factory` as in
+    NetworkRequest."""
 
     path: str
     generation: int
     weights: str | None
     device: str
+    runtime: str
     search: SearchSettings
     backbone: str
     backbone_factory: Callable | None = None
@@ -69,7 +75,7 @@ class IndexRequest:
 
         network, backbone = index.network, index.config.backbone
         return cls(str(index.path.resolve()), index.generation, shipped_weights(network.weights), network.device,
-                   index.search_settings, backbone, backbone_factory(backbone))
+                   network.requested_runtime, index.search_settings, backbone, backbone_factory(backbone))
 
     def open(self) -> "Index":
         """The index, refused when a writer has published another generation since the query opened it:
@@ -77,7 +83,8 @@ class IndexRequest:
         from ..search import Index
 
         _registered(self.backbone, self.backbone_factory)
-        index = Index.open(self.path, weights=self.weights, device=self.device, search=self.search)
+        index = Index.open(self.path, weights=self.weights, device=self.device, runtime=self.runtime,
+                           search=self.search)
         if index.generation != self.generation:
             index.close()
             raise IndexStateError(f"{self.path} was published again (generation {index.generation}) after this "

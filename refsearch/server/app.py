@@ -40,6 +40,7 @@ from ..images import ImageError, decode
 from ..request import SearchRequest, SearchRequestError
 from .holder import IndexHolder
 from .settings import ServerSettings
+from .trust import TrustedRequests
 from .uploads import BodyLimit, RequestRejected, check_image_header, describe_bytes, scratch_file
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -69,6 +70,7 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
     app.state.service = service
     app.add_middleware(BodyLimit, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(_SecurityHeaders)
+    app.add_middleware(TrustedRequests, trust=settings.trust)  # the outermost: before anything is read
     _add_error_handlers(app)
 
     def search_options(
@@ -249,7 +251,7 @@ class _Service:
             if ref_ids:
                 records = [self._record_of(index, i) for i in ref_ids]
                 result = colorize_package.colorize(path, [r.path for r in records], method,
-                                                   backbone=index.network.backbone, saturation=saturation)
+                                                   backbone=index.network, saturation=saturation)
                 used = records
             else:
                 result = colorize_package.colorize_with_index(index, path, method=method, saturation=saturation,

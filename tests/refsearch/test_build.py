@@ -491,18 +491,19 @@ def test_input_size_and_crop_are_build_settings(tmp_path, tiny_build, tiny_confi
             IndexConfig(**bad)
 
 
-def test_an_index_saved_before_input_size_and_crop_existed_reads_as_224_pixels_full_frame(tmp_path, tiny_build,
-                                                                                       copy_photos):
+def test_an_index_saved_before_input_size_crop_and_removed_files_existed_reads_as_built_then(tmp_path, tiny_build,
+                                                                                          copy_photos):
     import json
 
     copy_photos(tmp_path / "photos", 2)
     summary = tiny_build(tmp_path / "photos", tmp_path / "tiny.index")
     manifest_file = Path(summary.index) / "manifest.json"
     data = as_format_2(json.loads(manifest_file.read_text()))
-    del data["config"]["input_size"], data["config"]["crop"]
+    del data["config"]["input_size"], data["config"]["crop"], data["removed_files"]
     manifest_file.write_text(json.dumps(data))
-    config = Manifest.load(Path(summary.index)).config
-    assert (config.input_size, config.crop) == (224, "full")
+    manifest = Manifest.load(Path(summary.index))
+    assert (manifest.config.input_size, manifest.config.crop, manifest.removed_files) == (224, "full", 0)
+    assert manifest.format_version == 3 and manifest.files["projections"].name == "projections.npz"
 
 
 def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo_photos):
@@ -513,9 +514,9 @@ def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo
     refsearch.build_index(folder, tmp_path / "imagenet.index", IndexConfig(input_size=224), weights="imagenet",
                           progress=False)
     with refsearch.Index.open(tmp_path / "imagenet.index") as index:  # no --weights: the default is gray
-        assert index.network.backbone.fingerprint == refsearch.create_backbone(
+        assert index.network.network.fingerprint == refsearch.create_backbone(
             "efficientnet-lite2", weights="imagenet").fingerprint
         assert index.search(folder / demo_photos[1].name, k=1)[0].path == str((folder / demo_photos[1].name).resolve())
     with refsearch.Index.open(tmp_path / "imagenet.index", weights="gray") as index:
         with pytest.raises(ConfigMismatchError, match="other efficientnet-lite2 weights"):
-            index.network.backbone
+            index.network.load()

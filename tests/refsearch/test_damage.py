@@ -23,6 +23,7 @@ from refsearch.cli import app
 from refsearch.errors import IndexDamagedError
 from refsearch.server import create_app
 from refsearch.verify import verify_index
+from refsearch.wording import count
 
 FAILS, PASSES, EITHER = "fails naming the file", "passes", "passes, or fails naming the file"
 
@@ -136,7 +137,7 @@ def _cli(*args) -> tuple[int, list[str], str]:
 def _health(index: refsearch.Index) -> tuple[int, list[str], str]:
     async def get():
         transport = httpx.ASGITransport(app=create_app(index))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             return await http.get("/api/health")
 
     response = asyncio.run(get())
@@ -219,9 +220,9 @@ def test_records_that_disagree_with_the_segments_and_statistics_are_found(built,
     report = verify_index(copy)
     problems = {(d.file, d.problem.split(" (")[0]) for d in report.damaged}
     data = f"{layout.METADATA}/{layout.DATA_MDB}"
-    assert (data, f"holds {manifest.images - 1} records of generation {manifest.generation} where the manifest "
+    assert (data, f"holds {count(manifest.images - 1, 'record')} of generation {manifest.generation} where the manifest "
                   f"lists {manifest.images}") in problems
-    assert (data, "lacks the records of 1 stored rows") in problems
+    assert (data, "lacks the records of 1 stored row") in problems
     assert any(f == manifest.files["class_stats"].name and "disagrees with the records" in p for f, p in problems)
 
 
@@ -233,7 +234,7 @@ def test_a_format_2_index_opens_and_verify_says_what_it_could_not_check(built, t
     with refsearch.Index.open(copy) as opened:
         assert len(opened.search(query, k=3, any_class=True)) == 3
     report = verify_index(copy)
-    assert report.sound and "have no recorded checksum (written by index format 2)" in report.notes[0]
+    assert report.sound and "(written by index format 2), so only presence and size were checked" in report.notes[0]
     # sizes are still known for the arrays from their rows; the next removal records the generation's files
     cells = next(f for f in files if f.endswith(layout.CELLS))
     _truncate(copy / cells)

@@ -38,7 +38,7 @@ def _read_everything(index: Path, query: Path) -> dict[str, int]:
 
     async def serve(opened):
         transport = httpx.ASGITransport(app=create_app(opened))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             health = await http.get("/api/health")
             found = await http.post("/api/search?k=2", files={"image": ("q.jpg", query.read_bytes())})
             return health.status_code, found.status_code

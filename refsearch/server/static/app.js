@@ -80,7 +80,15 @@ function choose(file) {
   $("drop-text").textContent = file.name;
   $("search").disabled = false;
   $("colorized").hidden = true;
+  clearSearch();  // the last photo's references are not this one's
   search();
+}
+
+function clearSearch() {
+  $("search-output").hidden = true;
+  for (const id of ["predicted", "notes", "references"]) $(id).replaceChildren();
+  $("timing").textContent = "";
+  updateColorizeLabel();
 }
 
 function searchParams() {
@@ -114,6 +122,7 @@ async function search() {
     const found = await (await api(`/api/search?${searchParams()}`, { method: "POST", body: upload() })).json();
     showSearch(found);
   } catch (err) {
+    clearSearch();
     showError(err.message);
   } finally {
     button.disabled = false;

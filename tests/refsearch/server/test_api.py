@@ -25,10 +25,12 @@ from refsearch.results import SearchResponse
 from refsearch.server import IndexHolder, ServerSettings, create_app
 from refsearch.writer import IndexWriter
 
+LOCAL = "http://127.0.0.1"  # the server answers the names of loopback, where it is bound by default
+
 
 @pytest.fixture(scope="module")
 def client(served_index) -> TestClient:
-    with TestClient(create_app(served_index)) as test_client:
+    with TestClient(create_app(served_index), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -152,7 +154,7 @@ def test_a_colour_photo_is_colorized_from_its_luminance(client, demo_photos):
 def test_chosen_references_are_the_indexed_files(client, served_index, query):
     chosen = [14, 10]
     expected = colorize.colorize(query, [served_index.record(i).path for i in chosen],
-                                 backbone=served_index.network.backbone).image
+                                 backbone=served_index.network).image
     form = {"ref_id": [str(i) for i in chosen]}
     as_form = png_image(client.post("/api/colorize", files=upload(query), data=form))
     as_query = png_image(client.post("/api/colorize?ref_id=14&ref_id=10", files=upload(query)))
@@ -287,9 +289,10 @@ def test_a_real_small_png_of_many_pixels_is_413(client):
 
 def test_the_pixel_limit_is_a_setting(served_index, query):
     width, height = Image.open(query).size
-    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height - 1))) as strict:
+    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height - 1)),
+                    base_url=LOCAL) as strict:
         assert_error(strict.post("/api/search", files=upload(query)), 413, "megapixels")
-    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height))) as exact:
+    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height)), base_url=LOCAL) as exact:
         assert exact.post("/api/search?k=1", files=upload(query)).status_code == 200
 
 
@@ -323,7 +326,7 @@ def test_the_upload_limit_holds_for_chunked_bodies(served_index, query):
 
     async def scenario():
         transport = httpx.ASGITransport(app=create_app(served_index, settings))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             refused = await post(http, chunks())
             small, _ = multipart(photo)
             return refused, await post(http, small)
@@ -338,7 +341,8 @@ def test_the_upload_limit_holds_for_chunked_bodies(served_index, query):
 def test_a_file_just_over_the_limit_is_413(served_index, query):
     photo = query.read_bytes()
     # The body is within the allowance for multipart overhead; the file itself is one byte over.
-    with TestClient(create_app(served_index, ServerSettings(max_upload_bytes=200_000))) as limited:
+    with TestClient(create_app(served_index, ServerSettings(max_upload_bytes=200_000)),
+                    base_url=LOCAL) as limited:
         def post(size: int):
             padded = photo + bytes(size - len(photo))
             return limited.post("/api/search?k=1", files={"image": ("x.jpg", padded)})
@@ -463,7 +467,7 @@ def test_review_results_are_computed_once(served_index):
 
     async def together(url: str, times: int) -> list:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             return [r.json() for r in await asyncio.gather(*(http.get(url) for _ in range(times)))]
 
     first = asyncio.run(together("/api/review/outliers?n=4", 3))
@@ -525,7 +529,7 @@ def test_a_refreshable_index_is_refreshed_per_request():
     newest = RefreshingIndex(9)
     first = RefreshingIndex(5, newer=newest)
     holder = IndexHolder(first)
-    with TestClient(create_app(holder)) as own:
+    with TestClient(create_app(holder), base_url=LOCAL) as own:
         assert own.get("/api/health").json()["images"] == 9
         assert holder.generation == 1 and first.refreshes == 1
         assert own.get("/api/health").json()["images"] == 9
@@ -541,7 +545,7 @@ def test_forward_passes_run_one_at_a_time_and_the_loop_stays_free(query):
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             searches = [asyncio.create_task(http.post("/api/search", files={"image": ("q.jpg", photo)}))
                         for _ in range(4)]
             await asyncio.sleep(0.2)
@@ -565,7 +569,7 @@ def test_forward_passes_run_one_at_a_time_and_the_loop_stays_free(query):
     (colorize.ColorizeError("method broke"), 422), (RuntimeError("a bug"), 500),
 ])
 def test_errors_are_json_with_a_status_for_their_kind(query, error, status):
-    with TestClient(create_app(FakeIndex(error=error)), raise_server_exceptions=False) as own:
+    with TestClient(create_app(FakeIndex(error=error)), base_url=LOCAL, raise_server_exceptions=False) as own:
         message = assert_error(own.post("/api/search", files=upload(query)), status)
     if status == 500:
         assert "a bug" not in message and "internal error" in message
@@ -579,7 +583,7 @@ def test_the_server_answers_from_its_generation_and_picks_up_a_published_one(tmp
     output = tmp_path / "live.index"
     tiny_build(tmp_path / "photos", output)
     with refsearch.Index.open(output) as opened:
-        served = TestClient(create_app(opened))
+        served = TestClient(create_app(opened), base_url=LOCAL)
         assert served.get("/api/health").json()["images"] == 6
         added = shutil.copy2(demo_photos[30], tmp_path / "photos" / demo_photos[30].name)
         shutil.copy2(demo_photos[31], tmp_path / "photos" / demo_photos[31].name)

@@ -114,7 +114,7 @@ def test_search_tick_colorize_and_download(page, served_index, query):
     assert np.array_equal(np.asarray(saved.convert("L")), np.asarray(Image.open(query).convert("L")))
     # from the ticked references, in rank order
     references = [served_index.record(i).path for i in chosen]
-    wanted = colorize.colorize(query, references, backbone=served_index.network.backbone)
+    wanted = colorize.colorize(query, references, backbone=served_index.network)
     assert np.array_equal(np.asarray(saved), np.asarray(wanted.image))
 
 
@@ -143,6 +143,20 @@ def test_what_is_not_an_image_shows_the_server_s_error(page, tmp_path):
                          "(Bad Request)")
 
 
+def test_a_failed_upload_leaves_no_results_of_the_photo_before(page, query, tmp_path):
+    page.set_input_files("#file", str(query))
+    page.wait_for_selector("#references .ref")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    page.set_input_files("#file", str(text))
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.inner_text("#drop-text") == "notes.jpg"
+    assert page.eval_on_selector_all("#references .ref", "cards => cards.length") == 0
+    assert page.is_hidden("#search-output")
+    page.problems.remove("console: Failed to load resource: the server responded with a status of 400 "
+                         "(Bad Request)")
+
+
 def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     page.click(".tab[data-view=clusters]")
     page.wait_for_selector("#clusters-list .thumb img")
@@ -165,3 +179,25 @@ def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     if not groups:
         assert "No near-duplicates" in page.inner_text("#duplicates-list")
     assert page.is_hidden("#view-search")
+
+
+def test_the_page_works_from_the_url_with_the_token(browser, served_index):
+    from refsearch.server import ServerSettings
+    from refsearch.server.trust import Trust
+
+    token = "a-token-of-thirty-two-characters"
+    with BackgroundServer(create_app(served_index, ServerSettings(trust=Trust(token=token)))) as url:
+        context = browser.new_context()
+        try:
+            opened = context.new_page()
+            opened.goto(f"{url}?token={token}")
+            opened.wait_for_function("() => document.getElementById('index-info').textContent.includes('images')")
+            opened.click(".tab[data-view=clusters]")
+            opened.wait_for_selector("#clusters-list .thumb img")
+            wait_for_images(opened, "#clusters-list img")
+            without = context.new_page()
+            context.clear_cookies()
+            answer = without.goto(url + "api/health")
+            assert answer.status == 401
+        finally:
+            context.close()
