@@ -11,6 +11,8 @@ from PIL import Image
 
 from refsearch.errors import RefsearchError
 
+from .hints import Hints
+
 
 class ColorizeError(RefsearchError, RuntimeError):
     """A colorization that cannot be done; the message says why and, for a plugin, names it."""
@@ -52,8 +54,9 @@ class Reference:
 @dataclass
 class ColorizeResult:
     """The colorized target at its full size, with per pixel the confidence in [0, 1] of its colour and the
-    index of the reference it came from (-1 where no reference gave it); `references` are those used, in
-    the order `source` counts them."""
+    index of the reference it came from (-1 where no reference gave it, e.g. where colour points govern);
+    `references` are those used, in the order `source` counts them, and `hints` the colour points
+    applied."""
 
     image: Image.Image
     confidence: np.ndarray
@@ -62,6 +65,7 @@ class ColorizeResult:
     references: list[Reference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    hints: Hints = field(default_factory=Hints)
 
 
 class Colorizer(ABC):

@@ -5,7 +5,7 @@ by confidence-weighted, luminance-guided filtering and propagation."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,9 +15,11 @@ from refsearch.backbones import forward_streams
 from refsearch.network import open_network
 from refsearch.network_protocol import Network
 
-from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, ChromaPrediction, WorkingImage
+from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, WorkingImage
 from .correspondence import DenseFeatures, Fused, MatchSettings, Warp, dense_features, fuse, warp_reference
-from .prior import ChromaPrior, PriorInputs, bundled_prior_path
+from .prediction import ChromaPrediction, Palette
+from .prior import CellChroma, ChromaPrior, PriorInputs, bundled_prior_path
+from .propagation import HintSettings
 from .refine import guided_filter, propagate
 from .resample import nearest_indices, resize
 
@@ -72,10 +74,10 @@ class ExemplarColorizer(ChromaColorizer):
 
     def __init__(self, backbone: Network | None = None, settings: ExemplarSettings | None = None,
                  working_short_side: int = DEFAULT_WORKING_SHORT_SIDE,
-                 prior: ChromaPrior | str | Path | None = BUNDLED):
+                 prior: ChromaPrior | str | Path | None = BUNDLED, hint_settings: HintSettings | None = None):
         """`prior`: a ChromaPrior, a path to one, BUNDLED (the one shipped for the backbone, if any) or None
-        (the untrained pipeline)."""
-        super().__init__(working_short_side)
+        (the untrained pipeline). `hint_settings`: how colour hints spread (colorize.propagation)."""
+        super().__init__(working_short_side, hint_settings)
         self.backbone = backbone
         self.settings = settings or ExemplarSettings()
         self.prior = prior
@@ -97,6 +99,7 @@ class ExemplarColorizer(ChromaColorizer):
             return self._with_prior(prior, target, target_features, warps, fused)
         prediction = self._untrained(target, fused)
         prediction.notes += [note] if note else []
+        prediction.palette = _palette(warps)
         return prediction
 
     def _network(self) -> Network:
@@ -148,7 +151,9 @@ class ExemplarColorizer(ChromaColorizer):
         source = np.where(follows, fused.source, -1)
         certainty = trust + (1.0 - trust) * cells.certainty
         confidence = np.clip(resize(certainty, height, width), 0.0, 1.0)
-        return ChromaPrediction(ab, confidence, _nearest(source, height, width).astype(np.int8))
+        palette = _palette(warps, prior if cells.probabilities is not None else None, cells)
+        return ChromaPrediction(ab, confidence, _nearest(source, height, width).astype(np.int8),
+                                palette=palette)
 
     def _untrained(self, target: WorkingImage, fused: Fused) -> ChromaPrediction:
         settings = self.settings
@@ -171,8 +176,17 @@ class UntrainedExemplarColorizer(ExemplarColorizer):
                    "refined and propagated along the target's edges")
 
     def __init__(self, backbone: Network | None = None, settings: ExemplarSettings | None = None,
-                 working_short_side: int = DEFAULT_WORKING_SHORT_SIDE):
-        super().__init__(backbone, settings, working_short_side, prior=None)
+                 working_short_side: int = DEFAULT_WORKING_SHORT_SIDE,
+                 hint_settings: HintSettings | None = None):
+        super().__init__(backbone, settings, working_short_side, prior=None, hint_settings=hint_settings)
+
+
+def _palette(warps: list[Warp], prior: ChromaPrior | None = None, cells: CellChroma | None = None) -> Palette:
+    """The colours to suggest: each reference's warped colour, and the prior's distribution if any."""
+    palette = Palette(np.stack([warp.ab for warp in warps]), np.stack([warp.confidence for warp in warps]))
+    if prior is None:
+        return palette
+    return replace(palette, prior_centres=prior.centres.numpy(), prior_probabilities=cells.probabilities)
 
 
 def _nearest(cells: np.ndarray, height: int, width: int) -> np.ndarray:

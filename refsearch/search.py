@@ -253,7 +253,8 @@ class Index:
     def colorize(self, image: ImageSource, topk: int = 3, method: str | None = None, **options):
         """Colorize `image` from its `topk` references in this index with `method` (default: colorize's
         default method), through the colorizer the `refsearch.colorize` entry point names (the colorize
-        package registers one). `options`: see `colorize.colorize_with_index`."""
+        package registers one). `options`: see `colorize.colorize_with_index` (`saturation`, `hints`: colour
+        points, and search options)."""
         engines = {entry.name: entry for entry in entry_points(group=COLORIZE_ENTRY_POINT_GROUP)}
         if not engines:
             raise IndexStateError("no colorizer is installed", "install refsearch with its colorize package")

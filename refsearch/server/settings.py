@@ -24,10 +24,13 @@ class ServerSettings:
     max_review: int = 1000
     thumbnail_sizes: tuple[int, int] = (16, 1024)
     thumbnail_cache_bytes: int = 64 * MEGABYTE
+    # Colorizations kept for quick re-renders with other colour points (each 6 to 30 MB for a 4:3 photo).
+    max_sessions: int = 8
     # Which requests are answered: the Host names, other pages' requests, the token (see trust.py).
     trust: Trust = field(default_factory=Trust)
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_k", "max_topk", "max_candidates", "max_review"):
+        for name in ("max_upload_bytes", "max_pixels", "max_k", "max_topk", "max_candidates", "max_review",
+                     "max_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import shutil
 import struct
 import time
@@ -19,6 +20,7 @@ from PIL import Image
 
 import colorize
 import refsearch
+from colorize.lab import luma
 from refsearch.errors import IndexStateError, NotFoundError
 from refsearch.images import ImageError
 from refsearch.results import SearchResponse
@@ -195,6 +197,82 @@ def test_bad_colorize_requests(client, query, query_string, status, fragment):
     assert_error(client.post(f"/api/colorize?{query_string}", files=upload(query)), status, fragment)
 
 
+# -- colour points ---------------------------------------------------------------------------------
+POINTS = [{"x": 60, "y": 50, "color": "#b03a2e"}, {"x": 150, "y": 120, "color": "#2e6ab0"}]
+
+
+def test_colorize_takes_colour_points_and_keeps_a_session(client, served_index, query):
+    form = {"ref_id": ["14", "10"], "hints": json.dumps({"hints": POINTS})}
+    body = client.post("/api/colorize?output=json", files=upload(query), data=form).json()
+    references = [served_index.record(i).path for i in (14, 10)]
+    expected = colorize.colorize(query, references, backbone=served_index.network, hints=POINTS).image
+    assert np.array_equal(np.asarray(from_data_url(body["image"])), np.asarray(expected))
+    assert body["hints"] == POINTS and body["uses_hints"] and body["session"]
+    as_image = png_image(client.post("/api/colorize", files=upload(query), data=form))
+    assert np.array_equal(np.asarray(as_image), np.asarray(expected))
+
+    # the session renders other points without the network, as a fresh colorize would
+    moved = [{**POINTS[0], "x": 30}]
+    rendered = client.post(f"/api/sessions/{body['session']}/render?saturation=0.5", json={"hints": moved})
+    assert rendered.status_code == 200, rendered.text
+    again = rendered.json()
+    fresh = colorize.colorize(query, references, backbone=served_index.network, hints=moved, saturation=0.5)
+    assert np.array_equal(np.asarray(from_data_url(again["image"])), np.asarray(fresh.image))
+    assert again["hints"] == moved and again["session"] == body["session"]
+    assert again["references"] == body["references"]
+    none = client.post(f"/api/sessions/{body['session']}/render", json=[]).json()
+    plain = colorize.colorize(query, references, backbone=served_index.network).image
+    assert np.array_equal(np.asarray(from_data_url(none["image"])), np.asarray(plain))
+
+
+def test_suggested_colours_for_a_point(client, query):
+    session = client.post("/api/colorize?topk=2&output=json", files=upload(query)).json()["session"]
+    body = client.get(f"/api/sessions/{session}/suggestions?x=60&y=50&n=4").json()
+    assert (body["x"], body["y"]) == (60, 50) and len(body["suggestions"]) <= 4
+    assert body["suggestions"][0]["source"] == "prior" and body["suggestions"][-1]["source"] == "no colour"
+    gray = np.asarray(Image.open(query).convert("L"))
+    for suggestion in body["suggestions"]:
+        assert set(suggestion) == {"color", "share", "source"}
+        rgb = np.array([[[int(suggestion["color"][i:i + 2], 16) for i in (1, 3, 5)]]], np.uint8)
+        assert luma(rgb)[0, 0] == gray[50, 60]  # at the point's own gray level
+
+
+@pytest.mark.parametrize("points, status, fragment", [
+    ("{", 400, "not valid JSON"), ('{"points": []}', 400, "not colour hints"),
+    ('[{"x": 1, "y": 2, "color": "red"}]', 400, "six hex digits"),
+    ('[{"x": 5000, "y": 2, "color": "#ff0000"}]', 400, "outside the"),
+    ('[{"x": -1, "y": 2, "color": "#ff0000"}]', 400, "0 or more"),
+    (json.dumps([{"x": i % 100, "y": 0, "color": "#808080"} for i in range(2000)]), 400, "at most 256"),
+])
+def test_bad_colour_points_are_400(client, query, points, status, fragment):
+    assert_error(client.post("/api/colorize?topk=1", files=upload(query), data={"hints": points}), status,
+                 fragment)
+    session = client.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
+    response = client.post(f"/api/sessions/{session}/render", content=points,
+                           headers={"content-type": "application/json"})
+    assert_error(response, status, fragment)
+
+
+def test_bad_session_requests(client, query):
+    assert_error(client.post("/api/sessions/nonsense/render", json=[]), 404, "no longer held")
+    assert_error(client.get("/api/sessions/nonsense/suggestions?x=1&y=1"), 404, "no longer held")
+    session = client.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
+    width, height = Image.open(query).size
+    assert_error(client.get(f"/api/sessions/{session}/suggestions?x={width}&y=0"), 400, "outside")
+    assert_error(client.get(f"/api/sessions/{session}/suggestions?x=-1&y=0"), 400, "x")
+    assert_error(client.get(f"/api/sessions/{session}/suggestions?y=0"), 400, "x")
+    assert_error(client.post(f"/api/sessions/{session}/render", content=b" " * (2 << 20)), 413, "limit")
+
+
+def test_the_server_keeps_a_bounded_number_of_sessions(served_index, query):
+    with TestClient(create_app(served_index, ServerSettings(max_sessions=1)), base_url=LOCAL) as small:
+        first = small.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
+        second = small.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
+        assert small.post(f"/api/sessions/{second}/render", json=POINTS).status_code == 200
+        dropped = small.post(f"/api/sessions/{first}/render", json=POINTS)
+        assert_error(dropped, 404, "colorize the photo again")
+
+
 # -- indexed images --------------------------------------------------------------------------------
 def test_an_indexed_image_is_served_as_its_file(client, served_index):
     record = served_index.record(7)
@@ -353,8 +431,9 @@ def test_a_file_just_over_the_limit_is_413(served_index, query):
 # -- no paths, read-only ---------------------------------------------------------------------------
 ALLOWED_PARAMETERS = {"k", "class", "any_class", "exclude_self", "candidates", "lum_weight", "rescue",
                       "global_only", "topk", "ref_id", "method", "saturation", "output", "image_id", "size",
-                      "threshold", "n", "show"}
-TEXT_PARAMETERS = {"class", "method", "output"}  # checked against fixed sets of names
+                      "threshold", "n", "show", "session_id", "x", "y"}
+# checked against fixed sets of names, or (session_id) looked up among the sessions the server holds
+TEXT_PARAMETERS = {"class", "method", "output", "session_id"}
 
 
 def test_no_endpoint_takes_a_path(client):
@@ -371,7 +450,7 @@ def test_no_endpoint_takes_a_path(client):
             if body:
                 reference = body["schema"]["$ref"].split("/")[-1]
                 fields = schema["components"]["schemas"][reference]["properties"]
-                assert set(fields) <= {"image", "ref_id"}, route
+                assert set(fields) <= {"image", "ref_id", "hints"}, route  # hints: JSON colour points
                 image = fields["image"]
                 assert image.get("format") == "binary" or image.get("contentMediaType"), image  # a file
                 if "ref_id" in fields:

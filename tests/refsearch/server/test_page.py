@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import colorize
+from colorize.lab import colorize_gray, luma, rgb_to_lab
 from refsearch.server import BackgroundServer, create_app
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -179,6 +180,92 @@ def test_review_tabs_show_thumbnails_of_the_index(page, served_index):
     if not groups:
         assert "No near-duplicates" in page.inner_text("#duplicates-list")
     assert page.is_hidden("#view-search")
+
+
+def test_colour_points_place_pick_drag_delete_and_download(page, served_index, query):
+    page.set_input_files("#file", str(query))
+    page.wait_for_selector("#references img.ref-thumb")
+    page.click("#colorize")
+    page.wait_for_selector("#colorized:not([hidden])")
+    wait_for_images(page, "#colorized img")
+    gray = np.asarray(Image.open(query).convert("L"))
+    height, width = gray.shape
+    chosen = [r.id for r in served_index.search(query, k=10).results[:3]]
+    references = [served_index.record(i).path for i in chosen]
+
+    def downloaded(selector: str):
+        with page.expect_download() as download:
+            page.click(selector)
+        return download.value.path()
+
+    def shown() -> np.ndarray:
+        """The result the page shows now (the Download PNG link is the shown image's)."""
+        assert page.get_attribute("#download", "href") == page.get_attribute("#painted", "src")
+        return np.asarray(Image.open(downloaded("#download")))
+
+    before = shown()
+
+    def wait_for_render(count: int) -> None:
+        page.wait_for_function("() => Number(document.getElementById('points-canvas').dataset.renders || 0) "
+                               f">= {count}")
+
+    def pixel(fraction_x: float, fraction_y: float) -> tuple[int, int, dict]:
+        box = page.locator("#painted").bounding_box()
+        position = {"x": box["width"] * fraction_x, "y": box["height"] * fraction_y}
+        x, y = int(position["x"] * width / box["width"]), int(position["y"] * height / box["height"])
+        return x, y, position
+
+    # place a point: it takes the likeliest suggested colour, and the result is rendered again
+    x, y, position = pixel(0.3, 0.6)
+    page.click("#painted", position=position)
+    page.wait_for_selector("#swatches .swatch")
+    wait_for_render(1)
+    assert page.inner_text("#point-list").startswith(f"{x}, {y}")
+    suggested = page.eval_on_selector_all("#swatches .swatch", "s => s.map(b => b.dataset.color)")
+    assert len(suggested) >= 2 and page.input_value("#point-color") == suggested[0]
+    # pick the second suggestion, then a colour of our own with the picker
+    page.click("#swatches .swatch >> nth=1")
+    wait_for_render(2)
+    assert page.input_value("#point-color") == suggested[1]
+    reachable = colorize_gray(gray[y:y + 1, x:x + 1], np.array([[[45.0, 40.0]]]))[0, 0]  # exists at that gray
+    wanted = "#" + "".join(f"{c:02x}" for c in reachable)
+    page.locator("#point-color").fill(wanted)
+    wait_for_render(3)
+    assert "updated in" in page.inner_text("#points-info")
+    page.locator("#points-canvas").scroll_into_view_if_needed()
+    screenshot(page, "serve-points.png")
+
+    result = shown()
+    assert np.array_equal(luma(result), gray)
+    lightness = rgb_to_lab(np.asarray(Image.fromarray(gray[y:y + 1, x:x + 1]).convert("RGB"))[0, 0])[0]
+    hint_ab = rgb_to_lab(np.array([int(wanted[i:i + 2], 16) for i in (1, 3, 5)]))[1:]
+    got_ab = rgb_to_lab(result[y, x])[1:]
+    assert np.linalg.norm(got_ab - hint_ab) < 3, (got_ab, hint_ab, lightness)  # at the input's lightness
+    assert np.linalg.norm(rgb_to_lab(before[y, x])[1:] - hint_ab) > 10  # the point changed the colour there
+    assert np.array_equal(luma(before), gray)
+
+    # drag the point elsewhere; add a second one and delete it with the Delete key
+    marker = page.locator("#markers .marker").bounding_box()
+    to_x, to_y, to_position = pixel(0.7, 0.4)
+    canvas = page.locator("#painted").bounding_box()
+    page.mouse.move(marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + to_position["x"], canvas["y"] + to_position["y"], steps=6)
+    page.mouse.up()
+    wait_for_render(4)
+    page.click("#painted", position=pixel(0.5, 0.2)[2])
+    wait_for_render(5)
+    assert page.eval_on_selector_all("#markers .marker", "m => m.length") == 2
+    page.keyboard.press("Delete")
+    wait_for_render(6)
+    assert page.eval_on_selector_all("#markers .marker", "m => m.length") == 1
+
+    saved = colorize.Hints.load(downloaded("#download-hints"))
+    assert saved.size == (width, height)
+    assert [(h.x, h.y, h.color) for h in saved] == [(to_x, to_y, wanted)]
+    # the points replay through the library: the page's result is the library's with the same points
+    replayed = colorize.colorize(query, references, backbone=served_index.network, hints=saved).image
+    assert np.abs(shown().astype(int) - np.asarray(replayed).astype(int)).max() <= 1
 
 
 def test_the_page_works_from_the_url_with_the_token(browser, served_index):
