@@ -24,12 +24,13 @@ from .errors import IndexStateError, InvalidArgumentError
 from .engines import Engine, ExtractedBatch, NetworkRequest, Unreadable, create_engine, shipped_weights
 from .features import describe
 from .images import ImageFile, UnusableEntry, scan_images
+from .integrity import write_file
 from .layout import default_index_path
 from .manifest import Manifest
 from .pca_sample import batch_paths, load_batch, save_batch
 from .projection import Projection, Projections
 from .store import ImageRecord, SkippedFile
-from .writer import IndexWriter
+from .writer import IndexWriter, disk_full_reported
 
 _CELL_SAMPLES_FOR_PCA = 200_000
 
@@ -182,7 +183,8 @@ class _Pipeline:
     def run(self, todo: list[ImageFile]) -> None:
         started = time.perf_counter()
         if self.writer.projections is None and todo:
-            todo = self._fit_on_sample(todo)
+            with disk_full_reported(self.writer.path):  # the sample's files are the pipeline's own
+                todo = self._fit_on_sample(todo)
         if self.sample_dir.is_dir():
             sampled = self._store_sample()
             todo = [f for f in todo if str(f.path) not in sampled]
@@ -207,9 +209,7 @@ class _Pipeline:
         else:
             rows = np.linspace(0, len(todo) - 1, min(len(todo), self.config.pca_images), dtype=np.int64)
             names = {str(todo[i].path) for i in rows.tolist()}
-            temporary = chosen.with_name("sample.txt.tmp")
-            temporary.write_text("".join(f"{name}\n" for name in sorted(names)))
-            os.replace(temporary, chosen)
+            write_file(chosen, "".join(f"{name}\n" for name in sorted(names)).encode())
         sample = [f for f in todo if str(f.path) in names]
         rest = [f for f in todo if str(f.path) not in names]
         done = {name for path in self._sample_batches() for name in batch_paths(path)}

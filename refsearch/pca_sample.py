@@ -3,7 +3,7 @@ on, kept batch by batch in `INDEX/pca-sample/` until the fit, so that an interru
 sample and stores exactly what an uninterrupted one would."""
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +11,20 @@ import numpy as np
 from .engines import ExtractedBatch
 from .features import RawFeatures
 from .images import ImageFile
+from .integrity import write_file
 
 
 def save_batch(batch: ExtractedBatch, path: Path) -> None:
-    """Write a batch atomically (a partial file is never left under `path`)."""
-    temporary = path.with_name(path.name + ".tmp.npz")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, paths=np.array([str(f.path) for f in batch.files]),
-                 file_sizes=np.array([f.size for f in batch.files], np.int64),
-                 mtimes=np.array([f.mtime_ns for f in batch.files], np.int64),
-                 sizes=np.array(batch.sizes, np.int64).reshape(-1, 2), digests=np.array(batch.digests),
-                 logits=batch.raw.logits, global_=batch.raw.global_.astype(np.float16),
-                 cells=batch.raw.cells.astype(np.float16), histograms=batch.raw.histograms)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """Write a batch atomically: a partial file is never left under `path`, nor under a name that a
+    resumed build would take for a batch."""
+    buffer = io.BytesIO()
+    np.savez(buffer, paths=np.array([str(f.path) for f in batch.files]),
+             file_sizes=np.array([f.size for f in batch.files], np.int64),
+             mtimes=np.array([f.mtime_ns for f in batch.files], np.int64),
+             sizes=np.array(batch.sizes, np.int64).reshape(-1, 2), digests=np.array(batch.digests),
+             logits=batch.raw.logits, global_=batch.raw.global_.astype(np.float16),
+             cells=batch.raw.cells.astype(np.float16), histograms=batch.raw.histograms)
+    write_file(path, buffer.getbuffer())
 
 
 def batch_paths(path: Path) -> list[str]:

@@ -18,29 +18,33 @@ import numpy as np
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
 from .curation import Curator
-from .errors import ConfigMismatchError, IndexStateError, NotFoundError
+from .errors import ConfigMismatchError, IndexDamagedError, IndexStateError, NotFoundError
 from .features import Descriptors, PreparedImage, describe, load_prepared
 from .images import ImageError, ImageSource
+from .integrity import damage_hint, read_parsed
 from .manifest import Manifest
 from .network import IndexNetwork
 from .projection import Projections
 from .request import SearchRequest, search_request
 from .results import SearchResponse
 from .searcher import EmbeddedBatch, QueryFeatures, check_searchable, search_embedded, search_queries
-from .segments import RowShape, Segment, gather_rows, histograms_from_stored
+from .segments import Segment, gather_rows, histograms_from_stored
 from .store import ImageRecord, MetadataReader, RecordColumns
-from .vector_index import ClassStats, GlobalIndex
+from .vector_index import ClassStats, GlobalIndex, load_array
 
 COLORIZE_ENTRY_POINT_GROUP = "refsearch.colorize"
 
 
 class Index:
-    """A built index, opened for searching. Use `Index.open(path)`."""
+    """A built index, opened for searching. Use `Index.open(path)`. Opening checks that every file of the
+    generation is there at its recorded size, and the checksums of those it reads whole; a damaged file
+    raises IndexDamagedError naming it. An Index never writes to the index folder."""
 
     def __init__(self, path: Path, manifest: Manifest, network: IndexNetwork,
                  search_settings: SearchSettings | None = None):
         self.path, self.manifest, self.network = path, manifest, network
         self.search_settings = search_settings or manifest.search
+        manifest.check_files(path)
         self._metadata = MetadataReader(path / layout.METADATA, Path(manifest.source), manifest.generation)
         try:
             self._load_arrays()
@@ -51,18 +55,22 @@ class Index:
 
     def _load_arrays(self) -> None:
         manifest, path = self.manifest, self.path
-        projections_path = path / layout.PROJECTIONS
-        self.projections = Projections.load(projections_path) if projections_path.exists() else None
-        global_dim = manifest.dims.get("global", 1)
-        self._shape = RowShape(self.config.cells, manifest.dims.get("cell", 1), self.config.hist_bins, global_dim)
+        files = manifest.files
+        projections = files.get("projections")
+        self.projections = read_parsed(path / projections.name, projections.record, Projections.from_bytes) \
+            if projections else None
+        self._shape = manifest.row_shape()
+        global_dim = self._shape.global_dim
         self._segments = [Segment(layout.segment_dir(path, s.name), s, self._shape) for s in manifest.segments]
-        stats_name, tomb_name = manifest.files.get("class_stats"), manifest.files.get("tombstones")
-        stats = ClassStats.load(path / stats_name) if stats_name else ClassStats.empty(classes.num_classes(), global_dim)
-        tombstones = np.load(path / tomb_name) if tomb_name else np.empty(0, np.int64)
-        self.global_index = GlobalIndex([s.faiss_path() for s in self._segments], stats, tombstones, global_dim)
+        stats = ClassStats.load(path / files["class_stats"].name, files["class_stats"].record) \
+            if "class_stats" in files else ClassStats.empty(classes.num_classes(), global_dim)
+        tombstones = load_array(path / files["tombstones"].name, files["tombstones"].record, 1) \
+            if "tombstones" in files else np.empty(0, np.int64)
+        self.global_index = GlobalIndex([(s.faiss_path(), s.info.rows) for s in self._segments], stats, tombstones,
+                                        global_dim)
         if self.global_index.ntotal != manifest.images:
-            raise IndexStateError(f"{path} is inconsistent (the manifest lists {manifest.images} images, its "
-                                  f"class statistics {self.global_index.ntotal})", "rebuild it with --rebuild")
+            raise IndexDamagedError(f"{path} is inconsistent (the manifest lists {manifest.images} images, its "
+                                    f"class statistics {self.global_index.ntotal})", damage_hint(path))
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, backbone: str | None = None,
@@ -82,18 +90,42 @@ class Index:
                                                          input_size=config.input_size or built.input_size))
             if differences:
                 raise ConfigMismatchError(f"{path} was built with another configuration: {'; '.join(differences)}")
-        return cls(path, manifest, IndexNetwork(built, weights, device, path, runtime), search)
+        return cls._of_latest(path, manifest, IndexNetwork(built, weights, device, path, runtime), search)
+
+    @classmethod
+    def _of_latest(cls, path: Path, manifest: Manifest, network: IndexNetwork,
+                   search: SearchSettings | None) -> "Index":
+        """The Index of `manifest`'s generation; or of a newer one when a writer published it meanwhile and
+        dropped the older one's files, which then look damaged."""
+        while True:
+            try:
+                return cls(path, manifest, network, search)
+            except IndexDamagedError:
+                latest = Manifest.load(path)
+                if latest.generation == manifest.generation:
+                    raise
+                manifest = latest
 
     def refreshed(self) -> "Index":
-        """This index as last published: itself when no writer has published since it was opened, else
-        a newly opened Index sharing its network (this one stays open, on its generation, until closed)."""
+        """This index as last published: itself when no writer has published since it was opened (or its
+        manifest cannot be read now: `check` says why), else a newly opened Index sharing its network
+        (this one stays open, on its generation, until closed)."""
         try:
             latest = Manifest.load(self.path)
         except IndexStateError:
             return self
         if latest.generation == self.generation:
             return self
-        return Index(self.path, latest, self.network, self.search_settings)
+        return Index._of_latest(self.path, latest, self.network, self.search_settings)
+
+    def check(self) -> None:
+        """IndexDamagedError naming a file of this generation found missing or cut short since it was
+        opened, or the manifest found unreadable (nothing when a newer generation has been published):
+        a stat a file and the manifest read, cheap enough for every health check."""
+        if Manifest.load(self.path).generation != self.generation:
+            return  # superseded, and its files may be gone: `refreshed()` moves on
+        self.manifest.check_files(self.path)
+        self._metadata.check_files()
 
     def close(self) -> None:
         self._metadata.close()

@@ -1,5 +1,7 @@
 """What an index folder is doing, for `info` and for people: its published generation, whether a
-writer holds it now, and whether an interrupted build waits to be finished."""
+writer holds it now, and whether an interrupted build waits to be finished. Its files are checked as
+opening the index checks them (a stat each, and the checksums of those read whole), so a damaged
+index is reported, not described."""
 from __future__ import annotations
 
 import os
@@ -23,6 +25,7 @@ class IndexStatus:
 def index_status(path: str | os.PathLike) -> IndexStatus:
     path = Path(path)
     manifest = Manifest.load(path)
+    manifest.check_files(path, whole=True)
     writer = writer_at_work(path)
     metadata = MetadataReader(path / layout.METADATA, Path(manifest.source), manifest.generation)
     try:

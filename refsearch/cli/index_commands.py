@@ -1,4 +1,4 @@
-"""`build-index`, `query` and `info`."""
+"""`build-index`, `query`, `info`, `verify` and `compact`."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -11,6 +11,7 @@ from ..wording import count
 from .app import app
 from .common import (
     INDEX_HELP,
+    fail,
     limit_pixels,
     max_pixels_option,
     runtime_option,
@@ -278,6 +279,41 @@ def info_command(
         typer.echo(f"being written now by {status.writer}")
     elif status.pending:
         typer.echo("an interrupted build is pending: run the same `refsearch build-index` again to finish it")
+
+
+@app.command("verify")
+def verify_command(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON: index, generation, images, "
+                                 "files, bytes_read, seconds, damaged (a file and its problem each), notes, "
+                                 "sound."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Check that the index is whole, and name each damaged file.
+
+    Every file of the published generation is read and checked against the size and checksum recorded
+    when it was written; then the records, the segments, the FAISS files and the class statistics are
+    checked against each other, and the record store page by page. It reads the whole index once (about
+    10 GB at 1.28M images). Exits 0 when the index is sound, 2 when anything is damaged."""
+    with user_errors():
+        from ..verify import verify_index
+
+        report = verify_index(resolve_index(index), progress=not quiet)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for damage in report.damaged:
+            typer.echo(f"damaged: {damage.file}: {damage.problem}")
+    for text in report.notes:
+        note(text)
+    if not report.sound:
+        files = ", ".join(dict.fromkeys(damage.file for damage in report.damaged))
+        fail(f"{report.index} is damaged: {files}",
+             f"restore those files from a backup, or rebuild the index with `refsearch build-index PHOTOS -o "
+             f"{report.index} --rebuild`")
+    if not as_json:
+        typer.echo(f"{report.index}: sound; generation {report.generation}, {count(report.images, 'image')}, "
+                   f"{count(report.files, 'file')} ({report.bytes_read / 1e6:,.1f} MB) checked in {report.seconds:.1f} s")
 
 
 @app.command("compact")

@@ -97,7 +97,8 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/api/health")
     async def health() -> dict:
-        """The index being served: how many images, which network; the limits on requests."""
+        """The index being served: how many images, which network; the limits on requests. A file of the
+        index found missing or cut short answers 409, naming it."""
         return await service.in_thread(service.health)
 
     @app.post("/api/search")
@@ -294,6 +295,7 @@ class _Service:
     # -- endpoints' work -----------------------------------------------------------------------
     def health(self) -> dict:
         index = self.holder.current()
+        index.check()  # a damaged file: 409, naming it
         return {"status": "ok", "images": len(index), "backbone": index.config.backbone,
                 "version": __version__, "methods": available_methods(), "default_method": DEFAULT_METHOD,
                 "limits": {"max_upload_bytes": self.settings.max_upload_bytes,

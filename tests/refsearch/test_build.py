@@ -11,6 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from index_checks import as_format_2
+
 import refsearch
 from refsearch import images
 from refsearch.backbones import default_workers
@@ -19,6 +21,7 @@ from refsearch.engines import local as local_engine
 from refsearch.config import IndexConfig, SearchSettings
 from refsearch.errors import ConfigMismatchError, IndexStateError
 from refsearch.images import file_digest
+from refsearch.integrity import record_of_file
 from refsearch.manifest import Manifest
 from refsearch.removal import remove_images
 from refsearch.status import index_status
@@ -96,9 +99,14 @@ def test_summary_manifest_and_files_of_a_fresh_build(tree_build, efficientnet_st
     assert manifest.classes == 5  # the two cats share a folder label
     assert {"refsearch", "torch", "faiss"} <= set(manifest.versions)
     assert (output / "metadata.lmdb").is_dir() and (output / "projections.npz").is_file()
-    assert (output / manifest.files["class_stats"]).is_file() and "tombstones" not in manifest.files
+    assert (output / manifest.files["class_stats"].name).is_file() and "tombstones" not in manifest.files
     segment = output / "segments" / manifest.segments[0].name
     assert sorted(p.name for p in segment.iterdir()) == ["cells.f16", "global.faiss", "hist.u16"]
+    # every file the generation uses is recorded with its size and checksum
+    recorded = manifest.file_records()
+    assert set(recorded) == {"projections.npz", manifest.files["class_stats"].name,
+                             *(f"segments/{segment.name}/{name}" for name in ("cells.f16", "global.faiss", "hist.u16"))}
+    assert all(record == record_of_file(output / name) for name, record in recorded.items())
     assert not (output / "pca-sample").exists()
     assert not (output / "skipped.tsv").exists()
 
@@ -483,18 +491,19 @@ def test_input_size_and_crop_are_build_settings(tmp_path, tiny_build, tiny_confi
             IndexConfig(**bad)
 
 
-def test_an_index_saved_before_input_size_and_crop_existed_reads_as_224_pixels_full_frame(tmp_path, tiny_build,
-                                                                                       copy_photos):
+def test_an_index_saved_before_input_size_crop_and_removed_files_existed_reads_as_built_then(tmp_path, tiny_build,
+                                                                                          copy_photos):
     import json
 
     copy_photos(tmp_path / "photos", 2)
     summary = tiny_build(tmp_path / "photos", tmp_path / "tiny.index")
     manifest_file = Path(summary.index) / "manifest.json"
-    data = json.loads(manifest_file.read_text())
-    del data["config"]["input_size"], data["config"]["crop"]
+    data = as_format_2(json.loads(manifest_file.read_text()))
+    del data["config"]["input_size"], data["config"]["crop"], data["removed_files"]
     manifest_file.write_text(json.dumps(data))
-    config = Manifest.load(Path(summary.index)).config
-    assert (config.input_size, config.crop) == (224, "full")
+    manifest = Manifest.load(Path(summary.index))
+    assert (manifest.config.input_size, manifest.config.crop, manifest.removed_files) == (224, "full", 0)
+    assert manifest.format_version == 3 and manifest.files["projections"].name == "projections.npz"
 
 
 def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo_photos):

@@ -105,7 +105,7 @@ def test_a_query_with_the_graph_cached_imports_no_torch(cached_index, demo_photo
 
 @pytest.mark.parametrize("command", [["query", "{query}", "-k", "2", "--json"],
                                      ["query", "{queries}", "--jsonl", "{out}", "-k", "2", "-q"],
-                                     ["dedup"], ["outliers"], ["info"]])
+                                     ["dedup"], ["outliers"], ["info"], ["verify", "-q"]])
 def test_commands_on_a_cached_graph_import_no_torch(cached_index, demo_photos, demo_queries, tmp_path, command):
     values = {"query": demo_photos[20], "queries": demo_queries[0].parent, "out": tmp_path / "out.jsonl"}
     args = [part.format(**values) for part in command] + ["--index", str(cached_index)]
