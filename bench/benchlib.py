@@ -39,6 +39,19 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}){gpu}, torch {torch.__version__}, torch threads {torch.get_num_threads()}"
 
 
+def add_threads_option(parser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: torch's own).")
+
+
+def announce(threads: int | None = None) -> None:
+    """Set torch's threads when given, and print the machine and its load."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    print(f"machine: {machine()}; load average at start {load_avg()}")
+
+
 def degraded_copy(path: Path, crop: float = 0.1, short_side: int = 160, quality: int = 60) -> Image.Image:
     """A grayscale copy of a photo, cropped by `crop` of each side, downscaled and JPEG-recompressed."""
     image = Image.open(path).convert("L")

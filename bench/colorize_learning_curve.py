@@ -16,7 +16,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 from benchlib import CACHE, load_avg, machine, sample_photos
 from colorize_quality import holdout_index, splits
 from colorize_tradeoff import gain_at, oracle, save_gain_plot, scale_curve
@@ -50,7 +49,7 @@ def main() -> None:
         if not prior.is_file():
             _train(subset, folder / f"photos-{len(subset)}", index_path, prior, args.networks)
         with Index.open(index_path) as index:
-            colorizer = ExemplarColorizer(index.backbone, prior=prior)
+            colorizer = ExemplarColorizer(index.network, prior=prior)
             gain, ratio, _ = scale_curve(index, colorizer, development, args.topk, indexed=True)
         own = gain_at(gain, ratio, args.colorfulness)
         best, _ = oracle(gain, ratio, args.colorfulness)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import CACHE, load_avg, machine, sample_photos
+from benchlib import CACHE, add_threads_option, announce, load_avg, sample_photos
 from PIL import Image, ImageDraw, ImageFont
 
 from colorize import Reference, colorize, create_colorizer
@@ -118,11 +118,9 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=None, help="Save a figure of examples here.")
     parser.add_argument("--examples", type=int, default=6)
     parser.add_argument("--json", type=Path, default=None, help="Save per-photo scores here.")
-    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: torch's own).")
+    add_threads_option(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}; load average at start {load_avg()}")
+    announce(args.threads)
 
     photos = sample_photos()
     step = holdout_step(photos, args.holdout)
@@ -133,8 +131,8 @@ def main() -> None:
     scores = {row: Scores() for row in ROWS}
     examples, skipped = [], []
     with Index.open(index_path) as index:
-        exemplar = create_colorizer("exemplar", backbone=index.backbone)
-        untrained = create_colorizer("exemplar-untrained", backbone=index.backbone)
+        exemplar = create_colorizer("exemplar", backbone=index.network)
+        untrained = create_colorizer("exemplar-untrained", backbone=index.network)
         transfer = create_colorizer("transfer")
         for number, photo in enumerate(targets):
             original_image = decode(photo).image.convert("RGB")

@@ -66,9 +66,9 @@ def main() -> None:
     curves = {}
     with Index.open(holdout_index(photos, set(held_out))) as index:
         for method in args.methods.split(","):
-            colorizer = (ExemplarColorizer(index.backbone, prior=args.prior)
+            colorizer = (ExemplarColorizer(index.network, prior=args.prior)
                          if args.prior and method == "exemplar" else
-                         create_colorizer(method, backbone=index.backbone))
+                         create_colorizer(method, backbone=index.network))
             curves[method] = scale_curve(index, colorizer, targets, args.topk, args.split == "dev")
     for method, (gain, ratio, gray_psnr) in curves.items():
         report(method, gain, ratio, gray_psnr, args)

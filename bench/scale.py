@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -128,7 +127,7 @@ def fill(folder: Path, size: int) -> dict:
 
 def _query(index, synthetic: Synthetic, image_id: int, rng):
     from refsearch.features import Descriptors
-    from refsearch.search import QueryFeatures
+    from refsearch.searcher import QueryFeatures
 
     vector = index.global_vectors_of([image_id])[0] + rng.normal(size=GLOBAL_DIM).astype(np.float32) * 0.02
     vector /= np.linalg.norm(vector)
@@ -154,13 +153,14 @@ def measure(folder: Path, queries: int) -> dict:
     size = len(index)
     chosen = rng.choice(size, queries, replace=False)
     prepared = [_query(index, synthetic, int(i), rng) for i in chosen]
+    request = refsearch.SearchRequest(k=10)
     # Two passes over the same queries: the first reads the candidates' rows from disk where the page
     # cache does not hold them yet (as after a reboot), the second from memory.
     for name in ("in_class_first_pass_ms", "in_class_ms"):
         times = []
         for query in prepared:
             t = time.perf_counter()
-            index.search_features([query], k=10)
+            index.search_features([query], request)
             times.append((time.perf_counter() - t) * 1000)
         out[name] = [float(np.percentile(times, 50)), float(np.percentile(times, 95))]
     out["images_per_class"] = size / CLASSES
@@ -191,7 +191,7 @@ def measure(folder: Path, queries: int) -> dict:
 
     started = time.perf_counter()
     with IndexWriter.open(folder, command="bench/scale.py add") as writer:
-        first = writer.new_ids(1000)
+        first = writer.next_id
         ids, labels, vectors, cells, histograms, digests = synthetic.batch(first, 1000)
         writer.add(_records(ids, labels, digests), vectors, cells, histograms)
         writer.publish()

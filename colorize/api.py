@@ -9,15 +9,17 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from refsearch.backbones import Backbone
+from refsearch.network_protocol import Network
 from refsearch.errors import InvalidArgumentError
 from refsearch.images import ImageSource, decode, is_grayscale, to_luminance
+from refsearch.request import SearchRequest
 
 from .base import ColorizeError, Colorizer, ColorizeResult, Reference, ReferenceIndex
-from .chroma import DEFAULT_WORKING_SHORT_SIDE
+from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer
+from .hints import Hints, HintSource
 from .lab import colorize_gray, rgb_to_lab
 from .registry import DEFAULT_METHOD, create_colorizer
-from .resample import scale_chroma
+from .session import ColorizeSession
 
 ReferenceSource = Union[Reference, ImageSource, tuple]
 
@@ -26,16 +28,31 @@ MAX_SATURATION = 4.0
 
 
 def colorize(target: ImageSource, references: Sequence[ReferenceSource],
-             method: str | Colorizer = DEFAULT_METHOD, *, backbone: Backbone | None = None,
-             saturation: float = 1.0) -> ColorizeResult:
+             method: str | Colorizer = DEFAULT_METHOD, *, backbone: Network | None = None,
+             saturation: float = 1.0, hints: Hints | Sequence[HintSource] | None = None) -> ColorizeResult:
     """Colorize `target` (a path, PIL image or array; a colour image is used as its luminance) from
     `references`, best first: Reference objects, images, or (image, score) pairs. `method` is a registered
     method's name or a Colorizer. `saturation` scales the result's chroma: below 1 is closer to the true
     colours on average (PSNR), above 1 more vivid, 0 gives the gray input back (docs/colorize.md has the
-    trade-off). Raises refsearch.ImageError for an unusable image and ColorizeError, naming the method,
-    when the method fails or returns something malformed."""
+    trade-off). `hints` are colour points (colorize.Hints, or Hint objects, "X,Y,#RRGGBB" strings or
+    {"x", "y", "color"} dicts): each point gets its colour's chroma and it spreads along the photo's
+    structure. Raises refsearch.ImageError for an unusable image, InvalidArgumentError for a bad hint, and
+    ColorizeError, naming the method, when the method fails or returns something malformed."""
     _check_saturation(saturation)
     started = time.perf_counter()
+    hints = Hints.of(hints)
+    session = colorize_session(target, references, method, backbone=backbone)
+    result = session.render(hints, saturation)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def colorize_session(target: ImageSource, references: Sequence[ReferenceSource],
+                     method: str | Colorizer = DEFAULT_METHOD, *,
+                     backbone: Network | None = None) -> ColorizeSession:
+    """Run `method` once on `target` and its references (as for `colorize`); the session's `render(hints,
+    saturation)` then gives the result with any colour hints in a fraction of a second, and its
+    `suggest(x, y)` the colours likely at a point."""
     gray, notes = load_target(target)
     loaded = [load_reference(r, i) for i, r in enumerate(references)]
     if not loaded:
@@ -45,39 +62,52 @@ def colorize(target: ImageSource, references: Sequence[ReferenceSource],
     colorizer = method if isinstance(method, Colorizer) else create_colorizer(method, backbone=backbone)
     name = colorizer.name or type(colorizer).__name__
     try:
-        result = colorizer.colorize(gray, loaded)
+        if isinstance(colorizer, ChromaColorizer):
+            session = colorizer.prepare(gray, loaded)
+        else:
+            session = ColorizeSession.of_result(gray, _checked(colorizer.colorize(gray, loaded), gray, name,
+                                                               len(loaded)))
     except (ColorizeError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:
         raise ColorizeError(f"colorize method {name!r} failed: {type(exc).__name__}: {exc}") from exc
-    result = _checked(result, gray, name, len(loaded))
-    if saturation != 1.0:
-        rgb = scale_chroma(np.array(result.image), np.asarray(gray), saturation)
-        result.image = Image.fromarray(rgb, "RGB")
-    result.references = loaded
-    result.notes = notes + result.notes
-    result.seconds = time.perf_counter() - started
-    return result
+    session.references = loaded
+    session.notes = notes + session.notes
+    return session
 
 
 def colorize_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 3,
                         method: str | Colorizer | None = None, *, saturation: float = 1.0,
-                        **search_options) -> ColorizeResult:
+                        hints: Hints | Sequence[HintSource] | None = None,
+                        request: SearchRequest | None = None, **search_options) -> ColorizeResult:
     """Retrieve the `topk` best references for `target` from an opened index (search options as for
-    its `search`, e.g. rerank=False), then colorize from them with the index's own network (`method`
-    None: the default method)."""
-    method = DEFAULT_METHOD if method is None else method
-    if topk < 1:
-        raise InvalidArgumentError(f"topk must be at least 1, got {topk}")
+    its `search`, e.g. rerank=False, or a `request` whose k is the number of references), then colorize
+    from them with the index's own network (`method` None: the default method), with `hints` as for
+    `colorize`."""
     _check_saturation(saturation)
+    started = time.perf_counter()
+    hints = Hints.of(hints)
+    session = session_with_index(index, target, topk, method, request=request, **search_options)
+    result = session.render(hints, saturation)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def session_with_index(index: ReferenceIndex, target: ImageSource, topk: int = 3,
+                       method: str | Colorizer | None = None, *, request: SearchRequest | None = None,
+                       **search_options) -> ColorizeSession:
+    """`colorize_session` from the `topk` references `index` retrieves for `target` (or `request`'s k)."""
+    method = DEFAULT_METHOD if method is None else method
+    if request is None and topk < 1:
+        raise InvalidArgumentError(f"topk must be at least 1, got {topk}")
     gray, notes = load_target(target)
-    response = index.search(gray, k=topk, **search_options)
+    response = index.search(gray, topk, request=request, **search_options)
     if not response.results:
         raise ColorizeError(f"the index {index.path} returned no references")
     references = [Reference(_open_reference(r.path), r.score, r.path) for r in response.results]
-    result = colorize(gray, references, method, backbone=index.backbone, saturation=saturation)
-    result.notes = notes + [f"retrieval: {n}" for n in response.notes] + result.notes
-    return result
+    session = colorize_session(gray, references, method, backbone=index.network)
+    session.notes = notes + [f"retrieval: {n}" for n in response.notes] + session.notes
+    return session
 
 
 def _check_saturation(saturation: float) -> None:

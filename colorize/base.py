@@ -11,6 +11,8 @@ from PIL import Image
 
 from refsearch.errors import RefsearchError
 
+from .hints import Hints
+
 
 class ColorizeError(RefsearchError, RuntimeError):
     """A colorization that cannot be done; the message says why and, for a plugin, names it."""
@@ -26,14 +28,18 @@ class RetrievedReferences(Protocol):
     notes: Sequence[str]
 
 
+class IndexNetwork(Protocol):
+    backbone: Any
+
+
 class ReferenceIndex(Protocol):
     """What `colorize_with_index` needs of an index (refsearch.Index is one): where it is, its network
     (so the target is seen as the references were), and a search returning ranked references."""
 
     path: Any
-    backbone: Any
+    network: IndexNetwork
 
-    def search(self, image: Any, k: int = ..., **options: Any) -> RetrievedReferences: ...
+    def search(self, image: Any, k: int = ..., *, request: Any = ..., **options: Any) -> RetrievedReferences: ...
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,9 @@ class Reference:
 @dataclass
 class ColorizeResult:
     """The colorized target at its full size, with per pixel the confidence in [0, 1] of its colour and the
-    index of the reference it came from (-1 where no reference gave it); `references` are those used, in
-    the order `source` counts them."""
+    index of the reference it came from (-1 where no reference gave it, e.g. where colour points govern);
+    `references` are those used, in the order `source` counts them, and `hints` the colour points
+    applied."""
 
     image: Image.Image
     confidence: np.ndarray
@@ -58,6 +65,7 @@ class ColorizeResult:
     references: list[Reference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    hints: Hints = field(default_factory=Hints)
 
 
 class Colorizer(ABC):

@@ -26,6 +26,7 @@ class Colorized:
     mean_confidence: float
     seconds: float
     notes: list[str]
+    hints: dict  # the photo's size and the colour points applied, as colorize.Hints.to_dict gives them
 
 
 @dataclass
@@ -41,7 +42,8 @@ def save_result(result: ColorizeResult, source: Path, output: Path, sheet: Path 
         sheet.parent.mkdir(parents=True, exist_ok=True)
         contact_sheet(result).save(sheet)
     return Colorized(source, output, sheet, result.method, [(r.name, r.score) for r in result.references],
-                     float(result.confidence.mean()), result.seconds, list(result.notes))
+                     float(result.confidence.mean()), result.seconds, list(result.notes),
+                     result.hints.with_size(result.image.size).to_dict())
 
 
 def colorize_folder(input_root: Path, output_root: Path, colorize_one: Callable[[Path], ColorizeResult],

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from .base import ColorizeError, Colorizer, ColorizeResult, Reference
+from .hints import Hints
 from .lab import gray_lightness, rgb_to_lab
-from .resample import compose_full_size, working_size
+from .prediction import ChromaPrediction
+from .propagation import HintSettings
+from .resample import working_size
+from .session import ColorizeSession
 
 DEFAULT_WORKING_SHORT_SIDE = 256
 
@@ -42,35 +46,35 @@ class WorkingImage:
         return cls(np.asarray(rgb.convert("L")), rgb_to_lab(np.asarray(rgb)), reference.score)
 
 
-@dataclass
-class ChromaPrediction:
-    """Working-resolution chroma (h, w, 2) in Lab a and b, confidence (h, w) in [0, 1], the index of
-    the reference each pixel's chroma came from (h, w), -1 for none, and notes for the user."""
-
-    ab: np.ndarray
-    confidence: np.ndarray
-    source: np.ndarray
-    notes: list[str] = field(default_factory=list)
-
-
 class ChromaColorizer(Colorizer):
-    def __init__(self, working_short_side: int = DEFAULT_WORKING_SHORT_SIDE):
+    """A method that predicts chroma at working resolution; the result, and colour hints on it, are put
+    together by colorize.session."""
+
+    def __init__(self, working_short_side: int = DEFAULT_WORKING_SHORT_SIDE,
+                 hint_settings: HintSettings | None = None):
         self.working_short_side = working_short_side
+        self.hint_settings = hint_settings or HintSettings()
 
     @abstractmethod
     def predict_chroma(self, target: WorkingImage, references: list[WorkingImage]) -> ChromaPrediction:
         ...
 
-    def colorize(self, target: Image.Image, references: Sequence[Reference]) -> ColorizeResult:
+    def colorize(self, target: Image.Image, references: Sequence[Reference],
+                 hints: Hints | None = None) -> ColorizeResult:
+        return self.prepare(target, references).render(hints)
+
+    def prepare(self, target: Image.Image, references: Sequence[Reference]) -> ColorizeSession:
+        """Predict the chroma once; the session renders it, with any colour hints."""
         if not references:
             raise ColorizeError(f"colorize method {self.name!r} needs at least one reference")
         work_target = WorkingImage.of_gray(target, working_size(target.size, self.working_short_side))
         work_references = [WorkingImage.of_reference(r, self.working_short_side) for r in references]
         prediction = self.predict_chroma(work_target, work_references)
         _check(prediction, work_target.shape, len(references), self.name)
-        full = compose_full_size(np.asarray(target), prediction.ab, prediction.confidence, prediction.source)
-        return ColorizeResult(Image.fromarray(full.rgb, "RGB"), full.confidence, full.source, self.name,
-                              notes=list(prediction.notes))
+        session = ColorizeSession.of_prediction(target, work_target.luma, prediction, self.name,
+                                                self.hint_settings)
+        session.references = list(references)
+        return session
 
 
 def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:

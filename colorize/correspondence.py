@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from refsearch.backbones import Backbone
+from refsearch.network_protocol import Network
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,19 @@ class Fused:
     magnitude: np.ndarray
 
 
-def dense_features(backbone: Backbone, luma: np.ndarray, settings: MatchSettings) -> DenseFeatures:
+def dense_features(network: Network, luma: np.ndarray, settings: MatchSettings) -> DenseFeatures:
     """Each feature map at least `min_feature_stride` coarse, resampled to the grid, unit-normalised per cell
     and concatenated with equal weight per level."""
     height, width = luma.shape
     grid = (max(1, -(-height // settings.stride)), max(1, -(-width // settings.stride)))
-    output = backbone.extract(np.array(luma[None]), feature_maps=True)
-    levels = [F.interpolate(feature_map.float(), size=grid, mode="bilinear", align_corners=False,
+    output = network.extract(np.array(luma[None]), feature_maps=True)
+    levels = [F.interpolate(torch.from_numpy(feature_map), size=grid, mode="bilinear", align_corners=False,
                             antialias=feature_map.shape[2] > grid[0])
               for feature_map in output.feature_maps
               if height / feature_map.shape[2] >= settings.min_feature_stride * 0.75]
     stacked = torch.cat([F.normalize(level, dim=1) for level in levels], dim=1) / len(levels) ** 0.5
     return DenseFeatures(stacked[0].flatten(1).T.contiguous(), grid, torch.cat(levels, dim=1)[0],
-                         output.global_descriptor[0].float())
+                         torch.from_numpy(output.global_descriptor[0]))
 
 
 def warp_reference(target: DenseFeatures, reference: DenseFeatures, reference_ab: np.ndarray,

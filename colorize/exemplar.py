@@ -5,17 +5,21 @@ by confidence-weighted, luminance-guided filtering and propagation."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from refsearch.backbones import Backbone, create_backbone, forward_streams
+from refsearch.backbones import forward_streams
+from refsearch.network import open_network
+from refsearch.network_protocol import Network
 
-from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, ChromaPrediction, WorkingImage
+from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, WorkingImage
 from .correspondence import DenseFeatures, Fused, MatchSettings, Warp, dense_features, fuse, warp_reference
-from .prior import ChromaPrior, PriorInputs, bundled_prior_path
+from .prediction import ChromaPrediction, Palette
+from .prior import CellChroma, ChromaPrior, PriorInputs, bundled_prior_path
+from .propagation import HintSettings
 from .refine import guided_filter, propagate
 from .resample import nearest_indices, resize
 
@@ -49,9 +53,10 @@ class ExemplarSettings:
     trust_full: float = 0.8
 
 
-@lru_cache(maxsize=1)
-def default_backbone() -> Backbone:
-    return create_backbone(DEFAULT_BACKBONE, weights=DEFAULT_WEIGHTS, input_size=DEFAULT_INPUT_SIZE)
+@lru_cache(maxsize=2)
+def default_network(runtime: str = "auto") -> Network:
+    """The network the bundled chroma prior was trained on, run by `runtime`."""
+    return open_network(DEFAULT_BACKBONE, weights=DEFAULT_WEIGHTS, input_size=DEFAULT_INPUT_SIZE, runtime=runtime)
 
 
 @lru_cache(maxsize=4)
@@ -67,12 +72,12 @@ class ExemplarColorizer(ChromaColorizer):
     description = ("dense feature correspondence with the references, then a learned chroma prior weighs "
                    "their colours against what the photo's content suggests (after He et al. 2018)")
 
-    def __init__(self, backbone: Backbone | None = None, settings: ExemplarSettings | None = None,
+    def __init__(self, backbone: Network | None = None, settings: ExemplarSettings | None = None,
                  working_short_side: int = DEFAULT_WORKING_SHORT_SIDE,
-                 prior: ChromaPrior | str | Path | None = BUNDLED):
+                 prior: ChromaPrior | str | Path | None = BUNDLED, hint_settings: HintSettings | None = None):
         """`prior`: a ChromaPrior, a path to one, BUNDLED (the one shipped for the backbone, if any) or None
-        (the untrained pipeline)."""
-        super().__init__(working_short_side)
+        (the untrained pipeline). `hint_settings`: how colour hints spread (colorize.propagation)."""
+        super().__init__(working_short_side, hint_settings)
         self.backbone = backbone
         self.settings = settings or ExemplarSettings()
         self.prior = prior
@@ -81,7 +86,7 @@ class ExemplarColorizer(ChromaColorizer):
         settings = self.settings
         backbone = self._network()
         images = [target.luma] + [reference.luma for reference in references]
-        with ThreadPoolExecutor(min(len(images), forward_streams(backbone.device.type))) as pool:
+        with ThreadPoolExecutor(min(len(images), forward_streams(backbone.device))) as pool:
             target_features, *features = pool.map(
                 lambda luma: dense_features(backbone, luma, settings.match), images)
         warps = []
@@ -94,21 +99,23 @@ class ExemplarColorizer(ChromaColorizer):
             return self._with_prior(prior, target, target_features, warps, fused)
         prediction = self._untrained(target, fused)
         prediction.notes += [note] if note else []
+        prediction.palette = _palette(warps)
         return prediction
 
-    def _network(self) -> Backbone:
-        """The backbone given, unless the bundled prior is to be used and was trained on another network
-        (an index's gray-adapted weights, say, or another input size): then the one it was trained on."""
+    def _network(self) -> Network:
+        """The network given, unless the bundled prior is to be used and was trained on another network
+        (an index's gray-adapted weights, say, or another input size): then the one it was trained on, run
+        as the given one is."""
         given = self.backbone
         if given is None:
-            return default_backbone()
+            return default_network()
         if self.prior == BUNDLED and given.name == DEFAULT_BACKBONE:
-            trained_on = default_backbone()
+            trained_on = default_network(given.runtime if given.device == "cpu" else "torch")
             if (given.fingerprint, given.input_size) != (trained_on.fingerprint, trained_on.input_size):
                 return trained_on
         return given
 
-    def _prior_for(self, backbone: Backbone) -> tuple[ChromaPrior | None, str]:
+    def _prior_for(self, backbone: Network) -> tuple[ChromaPrior | None, str]:
         if self.prior is None:
             return None, ""
         if isinstance(self.prior, ChromaPrior):
@@ -144,7 +151,9 @@ class ExemplarColorizer(ChromaColorizer):
         source = np.where(follows, fused.source, -1)
         certainty = trust + (1.0 - trust) * cells.certainty
         confidence = np.clip(resize(certainty, height, width), 0.0, 1.0)
-        return ChromaPrediction(ab, confidence, _nearest(source, height, width).astype(np.int8))
+        palette = _palette(warps, prior if cells.probabilities is not None else None, cells)
+        return ChromaPrediction(ab, confidence, _nearest(source, height, width).astype(np.int8),
+                                palette=palette)
 
     def _untrained(self, target: WorkingImage, fused: Fused) -> ChromaPrediction:
         settings = self.settings
@@ -166,9 +175,18 @@ class UntrainedExemplarColorizer(ExemplarColorizer):
     description = ("exemplar without a trained part: confidence-weighted fusion of the warped references, "
                    "refined and propagated along the target's edges")
 
-    def __init__(self, backbone: Backbone | None = None, settings: ExemplarSettings | None = None,
-                 working_short_side: int = DEFAULT_WORKING_SHORT_SIDE):
-        super().__init__(backbone, settings, working_short_side, prior=None)
+    def __init__(self, backbone: Network | None = None, settings: ExemplarSettings | None = None,
+                 working_short_side: int = DEFAULT_WORKING_SHORT_SIDE,
+                 hint_settings: HintSettings | None = None):
+        super().__init__(backbone, settings, working_short_side, prior=None, hint_settings=hint_settings)
+
+
+def _palette(warps: list[Warp], prior: ChromaPrior | None = None, cells: CellChroma | None = None) -> Palette:
+    """The colours to suggest: each reference's warped colour, and the prior's distribution if any."""
+    palette = Palette(np.stack([warp.ab for warp in warps]), np.stack([warp.confidence for warp in warps]))
+    if prior is None:
+        return palette
+    return replace(palette, prior_centres=prior.centres.numpy(), prior_probabilities=cells.probabilities)
 
 
 def _nearest(cells: np.ndarray, height: int, width: int) -> np.ndarray:

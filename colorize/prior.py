@@ -110,11 +110,13 @@ def spread_over_bins(ab: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class CellChroma:
-    """Per cell (gh, gw): the expected chroma (gh, gw, 2) and the share of the expected chroma energy that
-    this expectation explains, in [0, 1] (1: the network is sure of the colour; 0: any hue is as likely)."""
+    """Per cell (gh, gw): the expected chroma (gh, gw, 2), the share of the expected chroma energy that
+    this expectation explains, in [0, 1] (1: the network is sure of the colour; 0: any hue is as likely),
+    and the distribution it is the expectation of (gh, gw, Q), over the prior's bin centres."""
 
     ab: np.ndarray
     certainty: np.ndarray
+    probabilities: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,8 @@ class ChromaPrior:
         mean = torch.einsum("qhw,qc->hwc", probabilities, self.centres)
         energy = torch.einsum("qhw,q->hw", probabilities, (self.centres ** 2).sum(dim=1))
         certainty = (mean ** 2).sum(dim=-1) / energy.clamp(min=1e-6)
-        return CellChroma(mean.numpy(), certainty.clamp(0.0, 1.0).numpy())
+        return CellChroma(mean.numpy(), certainty.clamp(0.0, 1.0).numpy(),
+                          probabilities.permute(1, 2, 0).contiguous().numpy())
 
     def save(self, path: str | Path) -> None:
         """A weights_only-loadable file: tensors (float16 weights) and a JSON header."""

@@ -36,7 +36,7 @@ def propagate(guide: np.ndarray, values: np.ndarray, weights: np.ndarray, smooth
     equations are symmetric positive definite: Jacobi-preconditioned conjugate gradients, started from
     `values`, solve them for each channel of (h, w, c) `values` far faster than a factorisation."""
     data = np.maximum(weights.ravel().astype(np.float64), _SOLVER_FLOOR)
-    system = (sp.diags(data) + smoothness * _affinity_laplacian(guide, sigma)).tocsr()
+    system = (sp.diags(data) + smoothness * affinity_laplacian(guide, sigma)).tocsr()
     inverse_diagonal = 1.0 / system.diagonal()
     preconditioner = spla.LinearOperator(system.shape, matvec=lambda v: inverse_diagonal * v)
     flat = values.reshape(data.size, -1).astype(np.float64)
@@ -48,7 +48,9 @@ def propagate(guide: np.ndarray, values: np.ndarray, weights: np.ndarray, smooth
     return solution.reshape(values.shape).astype(np.float32)
 
 
-def _affinity_laplacian(guide: np.ndarray, sigma: float) -> sp.csr_matrix:
+def affinity_laplacian(guide: np.ndarray, sigma: float) -> sp.csr_matrix:
+    """The graph Laplacian of the 8-connected pixel grid of the (h, w) guide in [0, 1], with affinities
+    exp(-(g_i - g_j)^2 / 2 sigma^2) (diagonal neighbours at half weight)."""
     height, width = guide.shape
     index = np.arange(height * width).reshape(height, width)
     guide = guide.astype(np.float64)

@@ -3,14 +3,13 @@ group: the entry point names a callable that takes `backbone=None` (the retrieva
 may use or ignore) and returns a Colorizer."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
-from refsearch.backbones import Backbone
+from refsearch.network_protocol import Network
 from refsearch.plugins import Registry
 
 from .base import ColorizeError, Colorizer
-from .exemplar import ExemplarColorizer, UntrainedExemplarColorizer
-from .transfer import TransferColorizer
 
 ENTRY_POINT_GROUP = "refsearch.colorizers"
 DEFAULT_METHOD = "exemplar"
@@ -36,7 +35,7 @@ def describe_methods() -> dict[str, str]:
     return described
 
 
-def create_colorizer(name: str, backbone: Backbone | None = None) -> Colorizer:
+def create_colorizer(name: str, backbone: Network | None = None) -> Colorizer:
     factory = COLORIZERS.get(name)
     try:
         colorizer = factory(backbone=backbone)
@@ -49,6 +48,24 @@ def create_colorizer(name: str, backbone: Backbone | None = None) -> Colorizer:
     return colorizer
 
 
-register_colorizer("transfer")(TransferColorizer)
-register_colorizer("exemplar")(ExemplarColorizer)
-register_colorizer("exemplar-untrained")(UntrainedExemplarColorizer)
+class _BuiltIn:
+    """A built-in method, imported when it is first created or described: the exemplar methods load torch,
+    which listing the methods (a server starting, `--help`) must not."""
+
+    def __init__(self, module: str, class_name: str):
+        self.module, self.class_name = module, class_name
+
+    def _class(self) -> type[Colorizer]:
+        return getattr(importlib.import_module(self.module, __package__), self.class_name)
+
+    def __call__(self, backbone: Network | None = None) -> Colorizer:
+        return self._class()(backbone=backbone)
+
+    @property
+    def description(self) -> str:
+        return self._class().description
+
+
+register_colorizer("transfer")(_BuiltIn(".transfer", "TransferColorizer"))
+register_colorizer("exemplar")(_BuiltIn(".exemplar", "ExemplarColorizer"))
+register_colorizer("exemplar-untrained")(_BuiltIn(".exemplar", "UntrainedExemplarColorizer"))

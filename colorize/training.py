@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from refsearch.backbones import Backbone, forward_streams
+from refsearch.backbones import forward_streams
+from refsearch.network_protocol import Network
 from refsearch.errors import USER_FILE_ERRORS, InvalidArgumentError, RefsearchError
 from refsearch.images import ImageError, decode, find_images, is_grayscale
 
@@ -82,7 +83,7 @@ def cell_targets(ab: np.ndarray, grid: tuple[int, int], stride: int) -> tuple[np
             mean.T.reshape(2, *grid).astype(np.float32))
 
 
-def photo_examples(backbone: Backbone, photo: Image.Image, references: Sequence[Image.Image],
+def photo_examples(backbone: Network, photo: Image.Image, references: Sequence[Image.Image],
                    settings: TrainingSettings, short_side: int | None = None) -> list[Example]:
     """The photo and its mirror image, each with the references warped onto it, at working resolution
     (`short_side`, by default the settings')."""
@@ -117,7 +118,7 @@ def open_example_store(index, directory: str | Path, settings: TrainingSettings 
     bytes of examples stay in memory once written or read."""
     example_settings = {name: value for name, value in asdict(settings).items() if name in _EXAMPLE_SETTINGS}
     return ExampleStore(directory, {
-        "backbone": index.backbone.name, "fingerprint": index.backbone.fingerprint,
+        "backbone": index.network.name, "fingerprint": index.network.fingerprint,
         "index": str(Path(index.path).resolve()), "index_images": len(index),
         "references": REFERENCES_SEEN, "settings": example_settings}, memory_budget)
 
@@ -131,7 +132,7 @@ def collect_examples(index, photos: Sequence[Path], store: ExampleStore,
     scales. Photos the store already holds are passed over, as are grayscale photos. Searches run in turn;
     the examples of `workers` photos (default: one per forward stream) are made side by side, and only a
     few photos are in memory at once. Returns the photos that could not be read, with the reason."""
-    workers = workers or forward_streams(index.backbone.device.type)
+    workers = workers or forward_streams(index.network.device)
     unreadable = []
     with ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(photos), unit="photo", desc="preparing", disable=not progress) as bar:
@@ -157,7 +158,7 @@ def collect_examples(index, photos: Sequence[Path], store: ExampleStore,
             paths = [r.path for r in response.results if Path(r.path).resolve() != own][:REFERENCES_SEEN]
             references = [decode(path, min_short_side=2 * settings.short_side).image for path in paths]
             with_itself = bool(settings.self_reference_every) and number % settings.self_reference_every == 0
-            made = pool.submit(_examples_of_photo, index.backbone, image, references, with_itself, settings)
+            made = pool.submit(_examples_of_photo, index.network, image, references, with_itself, settings)
             pending.append((key, made))
             if len(pending) > 2 * workers:
                 finish_oldest()
@@ -166,7 +167,7 @@ def collect_examples(index, photos: Sequence[Path], store: ExampleStore,
     return unreadable
 
 
-def _examples_of_photo(backbone: Backbone, image: Image.Image, references: list[Image.Image],
+def _examples_of_photo(backbone: Network, image: Image.Image, references: list[Image.Image],
                        with_itself: bool, settings: TrainingSettings) -> list[Example]:
     reference_sets = [references] if references else []
     if with_itself:
@@ -183,7 +184,7 @@ def _centre_crop(image: Image.Image, keep: float) -> Image.Image:
     return image.crop((left, top, width - left, height - top))
 
 
-def train_prior(examples: Sequence[Example], backbone: Backbone,
+def train_prior(examples: Sequence[Example], backbone: Network,
                 settings: TrainingSettings = TrainingSettings(), progress: bool = True,
                 metadata: dict | None = None) -> ChromaPrior:
     """An ensemble trained on `examples`: an ExampleStore, or a list of Examples."""
@@ -348,7 +349,7 @@ def _train_from_folder(args: argparse.Namespace) -> None:
             shutil.rmtree(folder)
             raise InvalidArgumentError(f"no colour photos to learn from in {args.photos}")
         skipped = f"every {args.skip_every}th from {sorted(offsets)}" if args.skip_every else "none"
-        prior = train_prior(examples, index.backbone, settings, metadata={
+        prior = train_prior(examples, index.network, settings, metadata={
             "photos": len(photos), "photo_folder": args.photos.name, "skipped": skipped})
     prior.save(args.output)
     print(f"saved {args.output}: {settings.networks} networks from {len(examples)} examples "

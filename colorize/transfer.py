@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsearch.backbones import Backbone
+from refsearch.network_protocol import Network
 
 from .chroma import DEFAULT_WORKING_SHORT_SIDE, ChromaColorizer, ChromaPrediction, WorkingImage
 
@@ -19,7 +19,7 @@ class TransferColorizer(ChromaColorizer):
     name = "transfer"
     description = "global Lab statistics transfer from the best reference (Reinhard et al. 2001); a baseline"
 
-    def __init__(self, backbone: Backbone | None = None,
+    def __init__(self, backbone: Network | None = None,
                  working_short_side: int = DEFAULT_WORKING_SHORT_SIDE):
         # Global statistics need no network; `backbone` is accepted because every method is offered one.
         super().__init__(working_short_side)

@@ -19,11 +19,12 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from .build import default_batch_size, default_workers
 from .engines import create_query_engine
 from .errors import InvalidArgumentError, OutputLockedError
 from .images import scan_images
+from .request import SearchRequest, search_request
 from .search import Index
+from .searcher import check_searchable
 
 
 @dataclass(frozen=True)
@@ -51,23 +52,25 @@ def query_files(sources: Sequence[str | os.PathLike]) -> list[Path]:
 def query_folder(index: Index, sources: Sequence[str | os.PathLike], output: str | os.PathLike, k: int = 10, *,
                  batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
                  progress: bool = True, engine: str = "local", engine_options: dict | None = None,
-                 **options) -> BatchQuerySummary:
+                 request: SearchRequest | None = None, **options) -> BatchQuerySummary:
     """Answer every photo in `sources` (files or folders) as `index.search_batch(..., k, **options)`
-    would, appending a line per photo to `output`; photos already named there are skipped. The local
+    (or with `request`) would, appending a line per photo to `output`; photos already named there are
+    skipped. The local
     engine decodes on `workers` threads and runs `streams` forward passes side by side, batches of
     `batch_size` (each as `build_index` defaults it for the index's device); `engine_options` are the
     engine's own (the ray engine's `address` and `actors`)."""
-    from .backbones import forward_streams
+    from .backbones import default_batch_size, default_workers, forward_streams
 
-    batch_size = default_batch_size(index.device) if batch_size is None else batch_size
-    workers = default_workers(index.device) if workers is None else workers
-    streams = forward_streams(index.device) if streams is None else streams
+    device = index.network.device
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
+    workers = default_workers(device) if workers is None else workers
+    streams = forward_streams(device) if streams is None else streams
     if batch_size < 1 or workers < 0 or streams < 1:
         raise InvalidArgumentError("batch size and streams must be at least 1, and workers at least 0")
-    index.search_features([], k, **options)  # refuses a bad k or option now, not in every batch
+    request = search_request(request, k, **options)  # a bad option is refused now, not in every batch
+    check_searchable(index)
     files = query_files(sources)
-    answering = create_query_engine(engine, index, k, options, batch_size, workers, streams,
-                                    **(engine_options or {}))
+    answering = create_query_engine(engine, index, request, batch_size, workers, streams, **(engine_options or {}))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "a+b") as handle:

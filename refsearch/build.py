@@ -20,17 +20,18 @@ from tqdm import tqdm
 
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
-from .errors import IndexStateError, InvalidArgumentError, NotFoundError
-from .engines import BackboneRequest, Engine, ExtractedBatch, Unreadable, create_engine
-from .engines.base import shipped_weights
+from .errors import IndexStateError, InvalidArgumentError
+from .engines import Engine, ExtractedBatch, NetworkRequest, Unreadable, create_engine, shipped_weights
 from .features import describe
 from .images import ImageFile, UnusableEntry, scan_images
+from .integrity import write_file
+from .layout import default_index_path
 from .manifest import Manifest
+from .pca_sample import batch_paths, load_batch, save_batch
 from .projection import Projection, Projections
 from .store import ImageRecord, SkippedFile
-from .writer import IndexWriter
+from .writer import IndexWriter, disk_full_reported
 
-DEFAULT_INDEX = "refsearch.index"
 _CELL_SAMPLES_FOR_PCA = 200_000
 
 
@@ -42,13 +43,15 @@ class BuildSummary:
     removed: int
     unchanged: int
     skipped: int  # files found unusable in this run
-    skipped_total: int
+    skipped_total: int  # unreadable files in the index's list (files removed with `remove` are not counted)
     seconds: float
     images_per_second: float
     report: str | None
     search_kind: str
     generation: int = 0
-    resumed: bool = False
+    resumed: bool = False  # an interrupted build was finished
+    up_to_date: bool = False  # nothing had changed: no generation was published
+    runtime: str = ""  # what ran the network, and its version
     notes: list[str] = field(default_factory=list)
 
 
@@ -60,40 +63,29 @@ class _Plan:
     unchanged: int
     new_unusable: list[UnusableEntry]  # named like images but no image files, not yet listed as skipped
 
-
-def default_index_path() -> Path:
-    return Path(os.environ.get("REFSEARCH_INDEX", DEFAULT_INDEX))
-
-
-def default_batch_size(device: str) -> int:
-    # On a 2-core CPU this depthwise network runs fastest at small batches (see docs/benchmarks.md).
-    return 4 if device == "cpu" else 64
-
-
-def default_workers(device: str) -> int:
-    """Decoding threads: on CPU two, leaving the cores to the forward passes; with the network on a GPU,
-    one per usable core, since decoding is then what the build waits for."""
-    if device == "cpu":
-        return 2
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    @property
+    def changes_nothing(self) -> bool:
+        return not (self.todo or self.stale_ids or self.forgotten_skips or self.new_unusable)
 
 
 def build_index(source: str | os.PathLike, output: str | os.PathLike | None = None,
                 config: IndexConfig | None = None, *, weights: str | os.PathLike | None = None,
                 batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
-                device: str = "cpu", precision: str = "auto", rebuild: bool = False, progress: bool = True, wait: bool = False,
-                on_wait=None, search: SearchSettings | None = None, engine: str = "local",
-                engine_options: dict | None = None) -> BuildSummary:
+                device: str = "cpu", precision: str = "auto", runtime: str = "auto", rebuild: bool = False,
+                progress: bool = True, wait: bool = False, on_wait=None, search: SearchSettings | None = None,
+                engine: str = "local", engine_options: dict | None = None) -> BuildSummary:
     """Index every image under `source` into `output` (resuming or updating an existing index there).
 
     `workers` threads decode images (default: `default_workers`); `streams` forward passes run side by
     side (default: one per core on CPU, where each pass is single-threaded; two on a GPU); `precision`
-    is what they compute in (see `refsearch.backbones.inference_settings`). Another process writing the same index
+    is what they compute in (see `refsearch.backbones.inference_settings`) and `runtime` what runs them
+    (see `refsearch.network.runtime_for`: on CPU in float32, the inference runtime). Another process writing the same index
     makes this raise IndexLockedError, or, with `wait`, wait for it (`on_wait(holder)` is told who).
     `search` sets the search defaults of a new index. `engine` names where the images are decoded and
     the backbone run (see `refsearch.engines`: "local", or "ray" with `engine_options` address and
     actors); whichever it is, this process writes the index."""
-    from .backbones import backbone_factory, create_backbone, forward_streams
+    from .backbones import backbone_factory, default_batch_size, default_workers, forward_streams
+    from .network import open_network
 
     started = time.perf_counter()
     batch_size = default_batch_size(device) if batch_size is None else batch_size
@@ -108,40 +100,46 @@ def build_index(source: str | os.PathLike, output: str | os.PathLike | None = No
     config = config or IndexConfig()
     if not config.input_size and not rebuild and Manifest.exists(output):  # unspecified: as the index was built
         config = config.with_(input_size=Manifest.load(output).config.input_size)
-    backbone = create_backbone(config.backbone, weights=weights, device=device, input_size=config.input_size,
-                               precision=precision)
-    config = config.with_(weights=backbone.fingerprint, input_size=backbone.input_size)
-    if config.grid != backbone.grid:
-        raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {backbone.name}, whose cell "
-                                   f"descriptors form a {backbone.grid}x{backbone.grid} grid",
-                                   f"leave grid at {backbone.grid}")
-    request = BackboneRequest(config.backbone, shipped_weights(weights), device, backbone.input_size, precision,
-                              backbone_factory(config.backbone))
-    extraction = create_engine(engine, backbone, request, config, batch_size, workers, streams, **(engine_options or {}))
-    notes = [] if files else [f"{source} holds no image files (jpg, jpeg, png, webp, bmp, tif)"]
+    network = open_network(config.backbone, weights=weights, device=device, input_size=config.input_size,
+                           precision=precision, runtime=runtime)
+    config = config.with_(weights=network.fingerprint, input_size=network.input_size)
+    if config.grid != network.grid:
+        raise InvalidArgumentError(f"grid {config.grid} does not fit backbone {network.name}, whose cell "
+                                   f"descriptors form a {network.grid}x{network.grid} grid",
+                                   f"leave grid at {network.grid}")
+    request = NetworkRequest(config.backbone, shipped_weights(weights), device, network.input_size, precision,
+                             runtime, network.fingerprint, backbone_factory(config.backbone))
+    extraction = create_engine(engine, network, request, config, batch_size, workers, streams, **(engine_options or {}))
+    notes = [network.note] if network.note else []
+    if not files:
+        notes.append(f"{source} holds no image files (jpg, jpeg, png, webp, bmp, tif)")
     with IndexWriter.open(output, config=config, source=source, search=search, create=True, rebuild=rebuild, wait=wait,
                           on_wait=on_wait, command=f"build-index {source}") as writer:
         if writer.took_over is not None:
             notes.append(f"took over the lock of a writer that died ({writer.took_over.describe()})")
-        resumed = writer.resumed or (writer.path / layout.PCA_SAMPLE).is_dir()
+        resumed = writer.has_pending_build
         plan = _plan(files, writer, scan.unusable)
+        up_to_date = (writer.manifest.generation > 0 and not resumed and plan.changes_nothing
+                      and not len(writer.pending_removals()))
         removed = writer.remove(plan.stale_ids)
         writer.forget_skipped(plan.forgotten_skips)
         writer.mark_skipped([SkippedFile(str(u.path), u.reason, u.size, u.mtime_ns) for u in plan.new_unusable])
         pipeline = _Pipeline(writer, extraction, config)
-        with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
-                  dynamic_ncols=True) as bar:
-            pipeline.bar = bar
-            pipeline.run(plan.todo)
-        published = writer.publish()
+        if not up_to_date:
+            with tqdm(total=len(plan.todo), unit="img", desc="indexing", disable=not progress,
+                      dynamic_ncols=True) as bar:
+                pipeline.bar = bar
+                pipeline.run(plan.todo)
+            writer.publish()
         manifest = writer.manifest
     seconds = time.perf_counter() - started
     return BuildSummary(
         index=str(output), images=manifest.images, added=pipeline.stored, removed=len(removed),
         unchanged=plan.unchanged, skipped=pipeline.skipped + len(plan.new_unusable), skipped_total=manifest.skipped,
         seconds=round(seconds, 2), images_per_second=round(len(plan.todo) / max(pipeline.seconds, 1e-9), 1),
-        report=str(output / layout.SKIPPED_REPORT) if manifest.skipped else None,
-        search_kind=manifest.search_kind(), generation=published.generation, resumed=resumed, notes=notes)
+        report=str(output / layout.SKIPPED_REPORT) if manifest.skipped or manifest.removed_files else None,
+        search_kind=manifest.search_kind(), generation=manifest.generation, resumed=resumed, up_to_date=up_to_date,
+        runtime=f"{network.runtime} {network.runtime_version}", notes=notes)
 
 
 def _plan(files: list[ImageFile], writer: IndexWriter, unusable: list[UnusableEntry]) -> _Plan:
@@ -185,7 +183,8 @@ class _Pipeline:
     def run(self, todo: list[ImageFile]) -> None:
         started = time.perf_counter()
         if self.writer.projections is None and todo:
-            todo = self._fit_on_sample(todo)
+            with disk_full_reported(self.writer.path):  # the sample's files are the pipeline's own
+                todo = self._fit_on_sample(todo)
         if self.sample_dir.is_dir():
             sampled = self._store_sample()
             todo = [f for f in todo if str(f.path) not in sampled]
@@ -210,17 +209,15 @@ class _Pipeline:
         else:
             rows = np.linspace(0, len(todo) - 1, min(len(todo), self.config.pca_images), dtype=np.int64)
             names = {str(todo[i].path) for i in rows.tolist()}
-            temporary = chosen.with_name("sample.txt.tmp")
-            temporary.write_text("".join(f"{name}\n" for name in sorted(names)))
-            os.replace(temporary, chosen)
+            write_file(chosen, "".join(f"{name}\n" for name in sorted(names)).encode())
         sample = [f for f in todo if str(f.path) in names]
         rest = [f for f in todo if str(f.path) not in names]
-        done = {name for path in self._sample_batches() for name in ExtractedBatch.paths(path)}
+        done = {name for path in self._sample_batches() for name in batch_paths(path)}
         self._advance(len([f for f in sample if str(f.path) in done]))
         remaining = [f for f in sample if str(f.path) not in done]
         number = len(self._sample_batches())
         for batch in self._extracted(remaining):
-            batch.save(self.sample_dir / f"{number:08d}.npz")
+            save_batch(batch, self.sample_dir / f"{number:08d}.npz")
             number += 1
         batches = self._sample_batches()
         if not batches:
@@ -231,7 +228,7 @@ class _Pipeline:
         return rest
 
     def _fit(self, batches: list[Path]) -> Projections:
-        loaded = [ExtractedBatch.load(path).raw for path in batches]
+        loaded = [load_batch(path).raw for path in batches]
         global_ = np.concatenate([raw.global_ for raw in loaded])
         total_cells = sum(raw.cells.shape[0] * raw.cells.shape[1] for raw in loaded)
         keep = min(1.0, _CELL_SAMPLES_FOR_PCA / max(total_cells, 1))
@@ -248,7 +245,7 @@ class _Pipeline:
         paths: set[str] = set()
         indexed = self.writer.file_states()  # batches are disjoint: one look before storing them suffices
         for path in self._sample_batches():
-            batch = ExtractedBatch.load(path)
+            batch = load_batch(path)
             if not all(str(f.path) in indexed for f in batch.files):
                 self._store(batch)
             paths.update(str(f.path) for f in batch.files)
@@ -270,7 +267,7 @@ class _Pipeline:
 
     def _store(self, batch: ExtractedBatch) -> None:
         descriptors = describe(batch.raw, self.writer.projections)
-        first_id = self.writer.new_ids(len(batch.files))
+        first_id = self.writer.next_id
         wnids = classes.wnids()
         records = []
         for row, (file, (width, height), digest) in enumerate(zip(batch.files, batch.sizes, batch.digests)):
@@ -291,27 +288,4 @@ class _Pipeline:
                 self.bar.set_postfix(skipped=self.skipped, refresh=False)
 
 
-def remove_images(index: str | os.PathLike, ids: list[int], *, wait: bool = False) -> int:
-    """Remove images from an index by id and publish the result. Their files are remembered as removed
-    (in skipped.tsv), so a later incremental build does not add them back unless they change. An id the
-    index does not hold raises NotFoundError, and then nothing is removed; ids whose removal was
-    interrupted are finished. Returns how many were removed."""
-    with IndexWriter.open(index, wait=wait, command="remove") as writer:
-        if writer.has_pending_build:
-            raise IndexStateError(f"{index} holds an interrupted build",
-                                  "run the same `refsearch build-index` again to finish it first")
-        wanted = {int(i) for i in ids}
-        interrupted = wanted & set(writer.pending_removals().tolist())
-        records = writer.records(sorted(wanted - interrupted))
-        removed = writer.remove((r.id for r in records), skip_reason="removed from the index")
-        writer.publish()
-    return len(removed) + len(interrupted)
-
-
-def compact_index(index: str | os.PathLike, *, wait: bool = False):
-    """Rewrite the index's segments without removed images (see `IndexWriter.compact`)."""
-    with IndexWriter.open(index, wait=wait, command="compact") as writer:
-        return writer.compact()
-
-
-__all__ = ["BuildSummary", "NotFoundError", "build_index", "compact_index", "default_index_path", "remove_images"]
+__all__ = ["BuildSummary", "build_index"]

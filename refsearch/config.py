@@ -13,8 +13,6 @@ from .errors import ConfigMismatchError, InvalidArgumentError
 CLASS_CHOICES = ("taxonomy", "probability")
 CROPS = ("full", "center")
 MIN_INPUT_SIZE = 32
-# What an index built before a build setting existed was built with.
-SETTINGS_BEFORE_THEY_WERE_SAVED = {"input_size": 224, "crop": "full"}
 
 
 class _Settings:

@@ -49,5 +49,29 @@ class IndexLockedError(IndexStateError):
     """Another process is writing to the index."""
 
 
+class IndexDamagedError(IndexStateError):
+    """A file of the index is missing, cut short, or no longer what was written; the message names it
+    (and, until pickled, `file` and `problem` tell them apart)."""
+
+    def __init__(self, message: str, hint: str = "", *, file=None, problem: str | None = None):
+        super().__init__(message, hint)
+        self.file = file
+        self.problem = problem
+
+
+class DiskFullError(IndexStateError):
+    """The disk (or the user's quota) filled up while an index was being written; what was published
+    before is intact, and rerunning the same command after freeing space finishes the work."""
+
+
 class OutputLockedError(RefsearchError, RuntimeError):
     """Another process is writing the same output file."""
+
+
+class BackboneError(RefsearchError, RuntimeError):
+    """A backbone that cannot be built or loaded: the message says why, the hint what to do."""
+
+
+class GraphExportError(RefsearchError, RuntimeError):
+    """A backbone that cannot be exported to the inference runtime's graph, or whose graph computes
+    something else than the backbone: it runs on torch instead."""

@@ -1,4 +1,4 @@
-"""Images to descriptors: decode and resize (CPU, thread-safe), the backbone forward, the PCA projections."""
+"""Images to descriptors: decode and resize (CPU, thread-safe), the network's pass, the PCA projections."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +12,8 @@ from .images import DecodedImage, ImageSource, decode, to_luminance
 from .luminance import cell_histograms
 from .projection import Projections
 
-if TYPE_CHECKING:  # the network (torch) is loaded only by what runs it
-    from .backbones import Backbone
+if TYPE_CHECKING:
+    from .network_protocol import Network
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,6 @@ class RawFeatures:
 
     def __len__(self) -> int:
         return len(self.logits)
-
-    def select(self, rows) -> "RawFeatures":
-        return RawFeatures(self.logits[rows], self.global_[rows], self.cells[rows], self.histograms[rows])
-
-    @staticmethod
-    def concatenate(parts: list["RawFeatures"]) -> "RawFeatures":
-        return RawFeatures(*(np.concatenate([getattr(p, name) for p in parts])
-                             for name in ("logits", "global_", "cells", "histograms")))
 
 
 @dataclass(frozen=True)
@@ -73,13 +65,13 @@ def load_prepared(source: ImageSource, config: IndexConfig, input_size: int) -> 
     return prepare(decoded, config, input_size)
 
 
-def extract(backbone: Backbone, images: list[PreparedImage]) -> RawFeatures:
-    output = backbone.extract(np.stack([image.network_input for image in images]))
-    cells = output.cells.flatten(2).transpose(1, 2)
+def extract(network: Network, images: list[PreparedImage]) -> RawFeatures:
+    output = network.extract(np.stack([image.network_input for image in images]))
+    batch, channels = output.cells.shape[:2]
     return RawFeatures(
-        logits=output.logits.float().cpu().numpy(),
-        global_=output.global_descriptor.float().cpu().numpy(),
-        cells=cells.float().cpu().numpy(),
+        logits=output.logits,
+        global_=output.global_descriptor,
+        cells=np.ascontiguousarray(output.cells.reshape(batch, channels, -1).transpose(0, 2, 1)),
         histograms=np.stack([image.histograms for image in images]),
     )
 

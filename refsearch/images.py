@@ -6,6 +6,8 @@ import hashlib
 import io
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Union
@@ -13,16 +15,18 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import RefsearchError
+from .errors import InvalidArgumentError, RefsearchError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-# The most pixels decoded from a file (a JPEG counts at the reduced scale it is decoded at): beyond it a
-# file is refused, so that a tiny file claiming a huge size cannot exhaust memory.
-MAX_PIXELS = 400_000_000
+# The most pixels decoded from one image (a JPEG counts at the reduced scale it is decoded at): beyond it
+# an image is refused, so that a tiny file claiming a huge size cannot exhaust memory. One limit for the
+# command line, the Python API and the server; `pixel_limit` and `--max-pixels` change it.
+DEFAULT_MAX_PIXELS = 50_000_000
+_max_pixels = DEFAULT_MAX_PIXELS
 _EXIF_ORIENTATION = 0x0112
 # Pillow's own bomb check (a DecompressionBombWarning on stderr from 89 megapixels, an error from 179)
 # would judge a JPEG by its full size before we can decode it reduced, and speak of "DOS attacks" about
-# holiday photos; MAX_PIXELS replaces it. The setting is Pillow's, so it holds for the whole process.
+# holiday photos; the pixel limit above replaces it. The setting is Pillow's, so it holds for the whole process.
 Image.MAX_IMAGE_PIXELS = None
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -156,12 +160,40 @@ def decode(source: ImageSource, *, min_short_side: int | None = None,
     missing, empty, not an image, truncated, unsupported mode, too large.
     """
     if isinstance(source, Image.Image):
+        if source.width * source.height > _max_pixels:
+            raise _too_large("image", *source.size)
         decoded = DecodedImage(_to_rgb_or_l(source, "image"), source.size, None)
     elif isinstance(source, np.ndarray):
+        if source.ndim >= 2 and source.shape[0] * source.shape[1] > _max_pixels:
+            raise _too_large("array", source.shape[1], source.shape[0])
         decoded = DecodedImage(_from_array(source), (source.shape[1], source.shape[0]), None)
     else:
         decoded = _decode_file(Path(source), min_short_side, luminance)
     return replace(decoded, image=to_luminance(decoded.image)) if luminance else decoded
+
+
+def max_pixels() -> int:
+    """The most pixels decoded from one image now."""
+    return _max_pixels
+
+
+@contextmanager
+def pixel_limit(pixels: int) -> Iterator[None]:
+    """Decode images of up to `pixels` pixels (instead of `max_pixels()`) inside the block."""
+    global _max_pixels
+    if pixels < 1:
+        raise InvalidArgumentError(f"the pixel limit must be at least 1, got {pixels}")
+    previous, _max_pixels = _max_pixels, int(pixels)
+    try:
+        yield
+    finally:
+        _max_pixels = previous
+
+
+def _too_large(source: object, width: int, height: int) -> ImageError:
+    return ImageError(source, f"{width}x{height} is {width * height / 1e6:.3g} megapixels, over the limit of "
+                      f"{_max_pixels / 1e6:.3g} megapixels", "scale it down first, or raise the limit with "
+                      "--max-pixels")
 
 
 def _decode_file(path: Path, min_short_side: int | None, luminance: bool) -> DecodedImage:
@@ -190,9 +222,8 @@ def _decode_file(path: Path, min_short_side: int | None, luminance: bool) -> Dec
         scale = min(1.0, (min_short_side or min(width, height)) / min(width, height))
         image.draft("L" if luminance else image.mode,
                     (max(1, round(width * scale)), max(1, round(height * scale))))
-    if image.width * image.height > MAX_PIXELS:  # a JPEG counts at the scale chosen above
-        raise ImageError(path, f"{width}x{height} is {width * height / 1e6:.3g} megapixels, over the limit "
-                         f"of {MAX_PIXELS / 1e6:.3g} megapixels", "scale it down first")
+    if image.width * image.height > _max_pixels:  # a JPEG counts at the scale chosen above
+        raise _too_large(path, width, height)
     try:
         image.load()
     except Exception as exc:

@@ -1,9 +1,12 @@
 """The index folder's file names, in one place: the writer creates them and the reader opens them.
 
 ```
-INDEX/manifest.json                 the published generation: settings, segments, counts, file names
+INDEX/manifest.json                 the published generation: settings, segments, counts, its files
+                                    with their sizes and checksums
 INDEX/writer.lock                   held by the one process writing (pid, host, since)
 INDEX/metadata.lmdb/                per-image records, path and content maps, skipped files, pending work
+    data.mdb                            LMDB's data file (changed by every write, so not checksummed)
+    lock.mdb                            LMDB's lock file: the writer's mutex and the readers' table
 INDEX/projections.npz               PCA mean and components (global, cells)
 INDEX/segments/<name>/              fixed-width arrays of one batch of images, memory-mapped:
     cells.f16                           cell descriptors (rows, cells, cell_dim) float16
@@ -19,11 +22,16 @@ INDEX/skipped.tsv                   unreadable files and why
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+# The index a command uses when none is named (overridden by $REFSEARCH_INDEX).
+DEFAULT_INDEX = "refsearch.index"
 MANIFEST = "manifest.json"
 LOCK = "writer.lock"
 METADATA = "metadata.lmdb"
+DATA_MDB = "data.mdb"
+LOCK_MDB = "lock.mdb"
 PROJECTIONS = "projections.npz"
 SEGMENTS = "segments"
 PCA_SAMPLE = "pca-sample"
@@ -46,3 +54,17 @@ def tombstones(generation: int) -> str:
 
 def segment_dir(index: Path, name: str) -> Path:
     return Path(index) / SEGMENTS / name
+
+
+def index_of(path: Path) -> Path:
+    """The index folder that a file of it (any named above) lies in."""
+    path = Path(path)
+    if path.parent.name == METADATA:
+        return path.parent.parent
+    if path.parent.parent.name == SEGMENTS:
+        return path.parents[2]
+    return path.parent
+
+
+def default_index_path() -> Path:
+    return Path(os.environ.get("REFSEARCH_INDEX", DEFAULT_INDEX))

@@ -53,6 +53,14 @@ def is_locked(index: Path) -> bool:
     return False
 
 
+def writer_at_work(index: Path) -> str | None:
+    """Who is writing the index now (pid, host, since when, command), or None when no one is."""
+    if not is_locked(index):
+        return None
+    holder = read_holder(index)
+    return holder.describe() if holder else "another process"
+
+
 class WriterLock:
     """Held from `acquire` to `release`; `took_over` names a dead holder whose lock was taken over."""
 

@@ -1,8 +1,8 @@
 """PCA projections fitted on the collection, then L2 normalisation: raw CNN descriptors to stored ones."""
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -52,14 +52,15 @@ class Projections:
     cells: Projection
     fitted_on: int
 
-    def save(self, path: Path) -> None:
-        with open(path, "wb") as handle:
-            np.savez(handle, global_mean=self.global_.mean, global_components=self.global_.components,
-                     cell_mean=self.cells.mean, cell_components=self.cells.components,
-                     fitted_on=np.int64(self.fitted_on))
+    def to_bytes(self) -> bytes:
+        """The projections as an .npz file's bytes."""
+        buffer = io.BytesIO()
+        np.savez(buffer, global_mean=self.global_.mean, global_components=self.global_.components,
+                 cell_mean=self.cells.mean, cell_components=self.cells.components, fitted_on=np.int64(self.fitted_on))
+        return buffer.getvalue()
 
     @classmethod
-    def load(cls, path: Path) -> "Projections":
-        with np.load(path) as data:
-            return cls(Projection(data["global_mean"], data["global_components"]),
-                       Projection(data["cell_mean"], data["cell_components"]), int(data["fitted_on"]))
+    def from_bytes(cls, data: bytes) -> "Projections":
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(Projection(arrays["global_mean"], arrays["global_components"]),
+                       Projection(arrays["cell_mean"], arrays["cell_components"]), int(arrays["fitted_on"]))

@@ -37,6 +37,7 @@ class SearchResponse:
     params: dict = field(default_factory=dict)
     forward_ms: float = 0.0  # the network and PCA, per photo of the batch it came in (decoding not counted)
     search_ms: float = 0.0  # the global ranking and the re-rank
+    runtime: str = ""  # what ran the network, and its version ("onnxruntime 1.32.0", "torch 2.14.1")
 
     @property
     def widened(self) -> bool:
@@ -53,9 +54,9 @@ class SearchResponse:
 
     def to_dict(self) -> dict:
         """The JSON form `query --json`, `query --jsonl` and the HTTP API print: the query, the predicted
-        classes, the classes searched (null: all), the notes, the ranked results, then how it was asked
-        and how long it took."""
+        classes, the classes searched (null: all), the notes, the ranked results, then how it was asked,
+        how long it took and what ran the network."""
         return {"query": self.query, "predicted": [asdict(p) for p in self.predicted],
                 "searched_classes": self.searched_classes, "notes": self.notes,
                 "results": [r.to_dict() for r in self.results], "params": self.params,
-                "forward_ms": self.forward_ms, "search_ms": self.search_ms}
+                "forward_ms": self.forward_ms, "search_ms": self.search_ms, "runtime": self.runtime}

@@ -1,5 +1,7 @@
 """What an index folder is doing, for `info` and for people: its published generation, whether a
-writer holds it now, and whether an interrupted build waits to be finished."""
+writer holds it now, and whether an interrupted build waits to be finished. Its files are checked as
+opening the index checks them (a stat each, and the checksums of those read whole), so a damaged
+index is reported, not described."""
 from __future__ import annotations
 
 import os
@@ -7,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import layout
-from .lock import is_locked, read_holder
+from .lock import writer_at_work
 from .manifest import Manifest
 from .store import MetadataReader
 
@@ -23,10 +25,8 @@ class IndexStatus:
 def index_status(path: str | os.PathLike) -> IndexStatus:
     path = Path(path)
     manifest = Manifest.load(path)
-    writer = None
-    if is_locked(path):
-        holder = read_holder(path)
-        writer = holder.describe() if holder else "another process"
+    manifest.check_files(path, whole=True)
+    writer = writer_at_work(path)
     metadata = MetadataReader(path / layout.METADATA, Path(manifest.source), manifest.generation)
     try:
         pending = metadata.info("pending")

@@ -6,11 +6,19 @@ exactly the records G published, whatever a writer has committed since. Descript
 live in fixed-width segment arrays (`segments.py`).
 
 A record packs into about 60 bytes plus its path, stored relative to the indexed folder.
+
+`data.mdb` changes with every write, so no generation records its checksum. What is checked instead:
+opening requires it to be there and to hold every page its header names (a reader never creates it),
+and reading it translates what LMDB or a record's decoding finds wrong into IndexDamagedError naming
+it; `refsearch verify` also checks that its records agree with the segments and class statistics.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import struct
 import threading
 from collections.abc import Iterable, Iterator
@@ -20,15 +28,22 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from . import classes
+from . import classes, layout
 from .errors import IndexStateError, NotFoundError
+from .integrity import FileRecord, damaged, size_problem
 
 # Address space, not disk: the file grows as records are written (about 300 bytes an image with the
 # path and content maps), and the writer doubles it if it ever fills.
 MAP_SIZE = 1 << 40
+# Less free space than this is a full disk, for LMDB's purposes (its lock file takes 8 KB).
+_LOCK_FILE_ROOM = 64 << 10
 _DATABASES = ("records", "paths", "digests", "skipped", "removals", "info")
 _RECORD = struct.Struct("<HBHfIIQq16sII")
 _SOURCES = ("folder", "filename", "predicted")
+
+
+# The reason listed for a file taken out of the index by `remove`: no build adds it back while it is unchanged.
+REMOVED_FROM_INDEX = "removed from the index"
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,11 @@ class SkippedFile:
     file_size: int
     mtime_ns: int
 
+    @property
+    def removed(self) -> bool:
+        """Left out because it was removed from the index (the file is fine), not because it is unreadable."""
+        return self.reason == REMOVED_FROM_INDEX
+
 
 @dataclass(frozen=True)
 class FileState:
@@ -73,6 +93,10 @@ def _visible(added: int, removed: int, generation: int) -> bool:
     return added <= generation and (removed == 0 or removed > generation)
 
 
+class _Undecodable(Exception):
+    """A stored value that cannot be what the writer stored."""
+
+
 class _Packed:
     """A record as stored, with its generations, unpacked once."""
 
@@ -80,10 +104,15 @@ class _Packed:
                  "mtime_ns", "digest", "added", "removed", "relative_path")
 
     def __init__(self, record_id: int, raw: bytes):
-        (self.label, self.source, self.prediction, self.confidence, self.width, self.height, self.file_size,
-         self.mtime_ns, self.digest, self.added, self.removed) = _RECORD.unpack_from(raw)
+        try:
+            (self.label, self.source, self.prediction, self.confidence, self.width, self.height, self.file_size,
+             self.mtime_ns, self.digest, self.added, self.removed) = _RECORD.unpack_from(raw)
+            self.relative_path = bytes(raw[_RECORD.size:]).decode()
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise _Undecodable(f"record {record_id}: {exc}") from None
+        if max(self.label, self.prediction) >= classes.num_classes() or self.source >= len(_SOURCES):
+            raise _Undecodable(f"record {record_id} names no class")
         self.id = record_id
-        self.relative_path = bytes(raw[_RECORD.size:]).decode()
 
     def record(self, root: Path) -> ImageRecord:
         wnids = classes.wnids()
@@ -127,6 +156,69 @@ class RecordColumns:
         return len(self.ids)
 
 
+# What LMDB reports of a file that is not what it wrote; its other errors (too many readers, a full
+# disk, ...) are not damage.
+_DAMAGE = (lmdb.InvalidError, lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.VersionMismatchError,
+           lmdb.IncompatibleError, lmdb.PanicError, lmdb.BadChecksumError, lmdb.BadTxnError, lmdb.NotFoundError,
+           _Undecodable)
+# Opening, LMDB maps the file by the page size and last page its header names: a damaged header names an
+# impossible page size (EINVAL), a last page past what can be mapped (ENOMEM), or one whose offset wraps
+# around to a map too small for it (MAP_RESIZED).
+_UNOPENABLE = (*_DAMAGE, lmdb.InvalidParameterError, lmdb.MemoryError, lmdb.MapResizedError)
+
+
+def _check_data_file(path: Path) -> None:
+    """IndexDamagedError unless the data file of the environment at `path` is there and not empty."""
+    data = path / layout.DATA_MDB
+    problem = size_problem(data, FileRecord())
+    if problem is None and os.stat(data).st_size == 0:
+        problem = "is empty"
+    if problem is not None:
+        raise damaged(data, problem)
+
+
+def _check_extent(env: lmdb.Environment, path: Path) -> None:
+    """IndexDamagedError unless the data file holds every page its header names: a page cut off would
+    fault the process when read through LMDB's memory map."""
+    data = path / layout.DATA_MDB
+    try:
+        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    except _DAMAGE as exc:
+        raise damaged(data, f"cannot be read ({exc})") from None
+    size = os.stat(data).st_size
+    if size < needed:
+        raise damaged(data, f"holds {size:,} bytes where its pages need {needed:,}")
+
+
+def _open_environment(path: Path, write: bool) -> lmdb.Environment:
+    if write:
+        # LMDB writes a new lock file through a memory map, where a full disk faults the process instead
+        # of failing a write: making one needs room first.
+        if not (path / layout.LOCK_MDB).exists() and shutil.disk_usage(path.parent).free < _LOCK_FILE_ROOM:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path / layout.LOCK_MDB))
+        return lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=len(_DATABASES), subdir=True, lock=True,
+                         readahead=False)
+    # A reader creates nothing here. Where both files exist and may be written, it opens the environment
+    # writable, so that a writer in the same process can share it (see _Environments), and writes
+    # nothing but its slot in lock.mdb's reader table: the slot keeps a writer in another process from
+    # reusing the pages it reads. Elsewhere it opens it read-only, without the reader table when lock.mdb
+    # is missing or cannot be written (a read-only file system, where no writer can work either).
+    lock = path / layout.LOCK_MDB
+    lockable = lock.is_file() and os.access(lock, os.W_OK)
+    if lockable and os.access(path / layout.DATA_MDB, os.W_OK):
+        with contextlib.suppress(lmdb.ReadonlyError):
+            return lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=len(_DATABASES), subdir=True, create=False,
+                             lock=True, readahead=False)
+    return lmdb.open(str(path), max_dbs=len(_DATABASES), subdir=True, create=False, readonly=True,
+                     lock=lockable, readahead=False)
+
+
+def _open_databases(env: lmdb.Environment, create: bool) -> dict:
+    """The named databases' handles; without `create`, a missing one is damage (lmdb.NotFoundError)."""
+    return {name: env.open_db(name.encode(), create=create, dupsort=name in ("paths", "digests"))
+            for name in _DATABASES}
+
+
 class _Environments:
     """LMDB allows one open environment per file per process: readers and the writer of one index in
     the same process share it, and it closes when the last of them does."""
@@ -135,26 +227,31 @@ class _Environments:
         self._open: dict[str, list] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, path: Path, write: bool) -> tuple[lmdb.Environment, dict]:
-        """The environment and its named databases' handles."""
+    def acquire(self, path: Path, write: bool, create: bool = False) -> tuple[lmdb.Environment, dict]:
+        """The environment and its named databases' handles; only a writer's `create` makes a new one.
+        IndexDamagedError naming data.mdb when it is missing (unless created), cut short or unreadable."""
         key = os.path.realpath(path)
         with self._lock:
+            if not create:
+                _check_data_file(path)
             if key in self._open:
                 entry = self._open[key]
                 if write and entry[0].flags()["readonly"]:
                     raise IndexStateError(f"{path} is open read-only in this process", "close it before writing")
+                _check_extent(entry[0], path)
                 entry[2] += 1
                 return entry[0], entry[1]
-            # Opened writable whenever the folder allows, so that a writer can share it later.
-            writable = write or os.access(path, os.W_OK)
             try:
-                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=len(_DATABASES), readonly=not writable,
-                                subdir=True, lock=True, readahead=False)
-            except lmdb.ReadonlyError:  # a read-only copy: no reader table, and no writers either
-                env = lmdb.open(str(path), max_dbs=len(_DATABASES), readonly=True, lock=False, readahead=False)
+                env = _open_environment(path, write)
+            except _UNOPENABLE as exc:
+                raise damaged(path / layout.DATA_MDB, f"cannot be opened by LMDB ({exc})") from None
             try:
-                databases = {name: env.open_db(name.encode(), create=not env.flags()["readonly"],
-                                               dupsort=name in ("paths", "digests")) for name in _DATABASES}
+                if not create:
+                    _check_extent(env, path)
+                databases = _open_databases(env, create)
+            except _DAMAGE as exc:
+                env.close()
+                raise damaged(path / layout.DATA_MDB, f"cannot be read ({exc})") from None
             except BaseException:
                 env.close()
                 raise
@@ -176,20 +273,34 @@ _ENVIRONMENTS = _Environments()
 
 
 class MetadataReader:
-    """The records that generation `generation` published, read from a snapshot of the LMDB file."""
+    """The records that generation `generation` published, read from a snapshot of the LMDB file.
+    Whatever it finds damaged raises IndexDamagedError naming data.mdb."""
 
-    def __init__(self, path: Path, root: Path, generation: int, *, write: bool = False):
+    def __init__(self, path: Path, root: Path, generation: int, *, write: bool = False, create: bool = False):
         self.path = Path(path)
         self.root = Path(root)
         self.generation = generation
-        if not write and not self.path.exists():
-            raise IndexStateError(f"{self.path}: no record store", "the index folder is incomplete; rebuild it")
-        self.env, self.db = _ENVIRONMENTS.acquire(self.path, write)
+        if generation == 0 and not write and not (self.path / layout.DATA_MDB).exists():
+            raise IndexStateError(f"{self.path.parent} is still being created: nothing is published yet",
+                                  "run the build that creates it again to finish it")
+        self.env, self.db = _ENVIRONMENTS.acquire(self.path, write, create)
 
     def close(self) -> None:
         if self.env is not None:
             _ENVIRONMENTS.release(self.env)
             self.env = None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except _DAMAGE as exc:
+            raise damaged(self.path / layout.DATA_MDB, f"cannot be read ({exc})") from None
+
+    def check_files(self) -> None:
+        """IndexDamagedError unless the data file is still there, whole (a stat and a header read)."""
+        _check_data_file(self.path)
+        _check_extent(self.env, self.path)
 
     def _visible(self, packed: _Packed) -> bool:
         return _visible(packed.added, packed.removed, self.generation)
@@ -205,7 +316,7 @@ class MetadataReader:
         return self.get_many([record_id])[0]
 
     def get_many(self, ids: Iterable[int]) -> list[ImageRecord]:
-        with self.env.begin(buffers=True) as txn:
+        with self._reading(), self.env.begin(buffers=True) as txn:
             out = []
             for record_id in ids:
                 packed = self._packed(txn, record_id)
@@ -215,35 +326,50 @@ class MetadataReader:
         return out
 
     def _scan(self) -> Iterator[_Packed]:
-        with self.env.begin(buffers=True) as txn:
-            for key, raw in txn.cursor(db=self.db["records"]):
-                packed = _Packed(_id(bytes(key)), raw)
-                if self._visible(packed):
-                    yield packed
+        with self._reading(), self.env.begin(buffers=True) as txn:
+            yield from self._scan_in(txn)
+
+    def _scan_in(self, txn) -> Iterator[_Packed]:
+        for key, raw in txn.cursor(db=self.db["records"]):
+            packed = _Packed(_id(bytes(key)), raw)
+            if self._visible(packed):
+                yield packed
 
     def records(self) -> Iterator[ImageRecord]:
         for packed in self._scan():
             yield packed.record(self.root)
 
     def columns(self) -> RecordColumns:
-        with self.env.begin() as txn:
+        return self._columns(check_paths=False)[0]
+
+    def audit(self) -> tuple[RecordColumns, list[int]]:
+        """The visible records' columns, and the ids of those whose path does not map back to them (the
+        map a build compares the folder with), in one pass."""
+        return self._columns(check_paths=True)
+
+    def _columns(self, check_paths: bool) -> tuple[RecordColumns, list[int]]:
+        with self._reading(), self.env.begin(buffers=True) as txn:
             stored = txn.stat(self.db["records"])["entries"]  # visible or not: an upper bound
-        columns = {"ids": np.empty(stored, np.int64), "digests": np.empty(stored, "S32"),
-                   "labels": np.empty(stored, np.int16), "predictions": np.empty(stored, np.int16),
-                   "confidences": np.empty(stored, np.float32), "predicted_labels": np.empty(stored, bool),
-                   "pixels": np.empty(stored, np.int64), "file_sizes": np.empty(stored, np.int64)}
-        count = 0
-        for row, p in enumerate(self._scan()):
-            columns["ids"][row] = p.id
-            columns["digests"][row] = p.digest.hex().encode() if any(p.digest) else b""
-            columns["labels"][row] = p.label
-            columns["predictions"][row] = p.prediction
-            columns["confidences"][row] = p.confidence
-            columns["predicted_labels"][row] = p.source == 2
-            columns["pixels"][row] = p.width * p.height
-            columns["file_sizes"][row] = p.file_size
-            count = row + 1
-        return RecordColumns(**{name: column[:count] for name, column in columns.items()})
+            columns = {"ids": np.empty(stored, np.int64), "digests": np.empty(stored, "S32"),
+                       "labels": np.empty(stored, np.int16), "predictions": np.empty(stored, np.int16),
+                       "confidences": np.empty(stored, np.float32), "predicted_labels": np.empty(stored, bool),
+                       "pixels": np.empty(stored, np.int64), "file_sizes": np.empty(stored, np.int64)}
+            paths = txn.cursor(db=self.db["paths"]) if check_paths else None
+            unmapped = []
+            count = 0
+            for row, p in enumerate(self._scan_in(txn)):
+                columns["ids"][row] = p.id
+                columns["digests"][row] = p.digest.hex().encode() if any(p.digest) else b""
+                columns["labels"][row] = p.label
+                columns["predictions"][row] = p.prediction
+                columns["confidences"][row] = p.confidence
+                columns["predicted_labels"][row] = p.source == 2
+                columns["pixels"][row] = p.width * p.height
+                columns["file_sizes"][row] = p.file_size
+                if paths is not None and not paths.set_key_dup(p.relative_path.encode(), _key(p.id)):
+                    unmapped.append(p.id)
+                count = row + 1
+        return RecordColumns(**{name: column[:count] for name, column in columns.items()}), unmapped
 
     def _dups(self, txn, db: str, key: bytes) -> list[int]:
         cursor = txn.cursor(db=self.db[db])
@@ -252,14 +378,14 @@ class MetadataReader:
         return [_id(bytes(value)) for value in cursor.iternext_dup()]
 
     def id_of_path(self, path: str) -> int | None:
-        with self.env.begin(buffers=True) as txn:
+        with self._reading(), self.env.begin(buffers=True) as txn:
             for record_id in self._dups(txn, "paths", _relative(self.root, path).encode()):
                 if self._packed(txn, record_id) is not None:
                     return record_id
         return None
 
     def ids_with_digest(self, digest: str) -> list[int]:
-        with self.env.begin(buffers=True) as txn:
+        with self._reading(), self.env.begin(buffers=True) as txn:
             return [i for i in self._dups(txn, "digests", bytes.fromhex(digest)) if self._packed(txn, i)]
 
     def file_states(self) -> dict[str, FileState]:
@@ -267,31 +393,39 @@ class MetadataReader:
         return {str(self.root / p.relative_path): FileState(p.id, p.file_size, p.mtime_ns) for p in self._scan()}
 
     def skipped(self) -> list[SkippedFile]:
-        with self.env.begin() as txn:
-            return [SkippedFile(path=str(self.root / key.decode()), **json.loads(raw))
+        with self._reading(), self.env.begin() as txn:
+            return [SkippedFile(path=str(self.root / _decoded(key)), **_json(raw))
                     for key, raw in txn.cursor(db=self.db["skipped"])]
 
     def info(self, name: str, default=None):
-        with self.env.begin() as txn:
+        with self._reading(), self.env.begin() as txn:
             raw = txn.get(name.encode(), db=self.db["info"])
-        return default if raw is None else json.loads(raw)
+            return default if raw is None else _json(raw)
 
 
 class MetadataWriter(MetadataReader):
     """Writes for `IndexWriter`: records of the generation being built, removals, skipped files and the
-    pending-work state, each call one transaction. It reads as the generation being built."""
+    pending-work state, each call one transaction. It reads as the generation being built. `create`
+    makes the store of a new index; an existing index's must be there."""
 
-    def __init__(self, path: Path, root: Path, generation: int):
-        super().__init__(path, root, generation, write=True)
+    def __init__(self, path: Path, root: Path, generation: int, *, create: bool):
+        super().__init__(path, root, generation, write=True, create=create)
 
     def _write(self, work):
-        """Run `work(txn)` in one write transaction, growing the map if it is full."""
+        """Run `work(txn)` in one write transaction, growing the map if it is full. A full disk is an
+        OSError (ENOSPC), as it is for the writer's other files."""
         while True:
             try:
-                with self.env.begin(write=True) as txn:
+                with self._reading(), self.env.begin(write=True) as txn:
                     return work(txn)
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:
+                # LMDB reports a full disk as ENOSPC, or as EIO when a write found room for part of it
+                if not isinstance(exc, lmdb.DiskError) and not (
+                        os.strerror(errno.EIO) in str(exc) and shutil.disk_usage(self.path).free < _LOCK_FILE_ROOM):
+                    raise
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / layout.DATA_MDB)) from exc
 
     def _stored(self, txn, ids: Iterable[int]) -> Iterator[tuple[bytes, _Packed]]:
         """(key, record) of each id that has a stored record, whatever its generations."""
@@ -325,10 +459,10 @@ class MetadataWriter(MetadataReader):
 
         self._write(work)
 
-    def mark_removed(self, ids: Iterable[int], generation: int, skip_reason: str | None = None) -> list[ImageRecord]:
+    def mark_removed(self, ids: Iterable[int], generation: int, keep_out: bool = False) -> list[ImageRecord]:
         """Mark visible records removed as of `generation` (kept for readers of older generations);
-        returns their records. Ids the index does not show are ignored. With `skip_reason`, their files
-        are listed as skipped for that reason in the same transaction, so that no build adds them back."""
+        returns their records. Ids the index does not show are ignored. With `keep_out`, their files are
+        listed as removed from the index in the same transaction, so that no build adds them back."""
 
         def work(txn):
             removed = []
@@ -338,8 +472,8 @@ class MetadataWriter(MetadataReader):
                 txn.put(key, _pack(packed.record(self.root), packed.relative_path, packed.added, generation),
                         db=self.db["records"])
                 txn.put(key, b"", db=self.db["removals"])
-                if skip_reason is not None:
-                    value = {"reason": skip_reason, "file_size": packed.file_size, "mtime_ns": packed.mtime_ns}
+                if keep_out:
+                    value = {"reason": REMOVED_FROM_INDEX, "file_size": packed.file_size, "mtime_ns": packed.mtime_ns}
                     txn.put(packed.relative_path.encode(), json.dumps(value).encode(), db=self.db["skipped"])
                 removed.append(packed.record(self.root))
             return removed
@@ -347,7 +481,7 @@ class MetadataWriter(MetadataReader):
         return self._write(work)
 
     def pending_removals(self) -> np.ndarray:
-        with self.env.begin() as txn:
+        with self._reading(), self.env.begin() as txn:
             return np.array(sorted(_id(k) for k, _ in txn.cursor(db=self.db["removals"])), np.int64)
 
     def purge(self, ids: Iterable[int]) -> None:
@@ -389,3 +523,17 @@ class MetadataWriter(MetadataReader):
                 txn.delete(_relative(self.root, path).encode(), db=self.db["skipped"])
 
         self._write(work)
+
+
+def _decoded(key: bytes) -> str:
+    try:
+        return bytes(key).decode()
+    except UnicodeDecodeError as exc:
+        raise _Undecodable(str(exc)) from None
+
+
+def _json(raw: bytes):
+    try:
+        return json.loads(bytes(raw))
+    except ValueError as exc:
+        raise _Undecodable(str(exc)) from None

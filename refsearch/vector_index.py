@@ -11,7 +11,7 @@ lists whose class mean is nearest the query: the classes are the inverted file's
 """
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import faiss
@@ -19,6 +19,7 @@ import numpy as np
 from faiss.contrib.inspect_tools import get_invlist
 
 from .errors import IndexStateError
+from .integrity import FileRecord, damaged, read_parsed, replacing, write_file
 
 
 def _empty_ivf(dim: int, num_classes: int) -> faiss.IndexIVFScalarQuantizer:
@@ -36,8 +37,8 @@ def _empty_ivf(dim: int, num_classes: int) -> faiss.IndexIVFScalarQuantizer:
 
 
 def write_class_partitioned(path: Path, vectors: np.ndarray, ids: np.ndarray, labels: np.ndarray,
-                            num_classes: int) -> None:
-    """Write `vectors` as an inverted file with one list per class (atomically)."""
+                            num_classes: int) -> FileRecord:
+    """Write `vectors` as an inverted file with one list per class (atomically); returns its record."""
     dim = vectors.shape[1]
     index = _empty_ivf(dim, num_classes)
     if len(ids):
@@ -45,11 +46,52 @@ def write_class_partitioned(path: Path, vectors: np.ndarray, ids: np.ndarray, la
         xids = np.ascontiguousarray(ids, np.int64)
         assign = np.ascontiguousarray(labels, np.int64)
         index.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(xids), faiss.swig_ptr(assign))
-    temporary = Path(path).with_name(Path(path).name + ".tmp")
-    faiss.write_index(index, str(temporary))
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    # Written through Python rather than by FAISS's own file writer, which cannot report a failure to
+    # close the file (a full disk would leave it cut short, silently); the checksum is taken on the way.
+    record = FileRecord(0, 0)
+    with replacing(path) as handle:
+        def write(chunk: bytes) -> None:
+            nonlocal record
+            handle.write(chunk)
+            record = record.extended(chunk)
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+    return record
+
+
+def _array_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_array(path: Path, array: np.ndarray) -> FileRecord:
+    """An array saved as .npy, atomically; returns its record."""
+    return write_file(path, _array_bytes(array))
+
+
+def load_array(path: Path, record: FileRecord, ndim: int) -> np.ndarray:
+    """A .npy file of `ndim` dimensions, checked against its record; IndexDamagedError naming it when it
+    cannot be."""
+    array = read_parsed(path, record, lambda data: np.load(io.BytesIO(data), allow_pickle=False))
+    if array.ndim != ndim:
+        raise damaged(path, f"holds a {array.ndim}-d array where a {ndim}-d one was written")
+    return array
+
+
+def read_class_partitioned(path: Path, rows: int) -> faiss.IndexIVF:
+    """A segment's inverted file, memory-mapped; IndexDamagedError naming it when FAISS cannot read it or
+    it does not hold the segment's `rows`."""
+    try:
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+    except RuntimeError as exc:
+        raise damaged(path, f"cannot be read by FAISS ({str(exc).strip().splitlines()[-1]})") from None
+    if not isinstance(index, faiss.IndexIVF):
+        raise damaged(path, f"holds a FAISS {type(index).__name__} where an inverted file was written")
+    listed = sum(index.invlists.list_size(number) for number in range(index.nlist))
+    if index.ntotal != rows or listed != rows:
+        raise damaged(path, f"holds {listed} descriptors where the segment has {rows}")
+    return index
 
 
 class ClassStats:
@@ -73,14 +115,12 @@ class ClassStats:
         norms = np.linalg.norm(means, axis=1, keepdims=True)
         return (means / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
-    def save(self, path: Path) -> None:
-        temporary = Path(path).with_name(Path(path).name + ".tmp.npy")
-        np.save(temporary, np.concatenate([self.counts[:, None].astype(np.float64), self.sums], axis=1))
-        os.replace(temporary, path)
+    def save(self, path: Path) -> FileRecord:
+        return save_array(path, np.concatenate([self.counts[:, None].astype(np.float64), self.sums], axis=1))
 
     @classmethod
-    def load(cls, path: Path) -> "ClassStats":
-        data = np.load(path)
+    def load(cls, path: Path, record: FileRecord) -> "ClassStats":
+        data = load_array(path, record, 2)
         return cls(np.ascontiguousarray(data[:, 1:]), data[:, 0].astype(np.int64))
 
 
@@ -89,11 +129,12 @@ class GlobalIndex:
     query its lists once (the named classes, or the nearest class means), scans those lists in every
     segment in place, and merges the segments' top-k."""
 
-    def __init__(self, faiss_paths: list[Path], stats: ClassStats, tombstones: np.ndarray, dim: int):
+    def __init__(self, faiss_files: list[tuple[Path, int]], stats: ClassStats, tombstones: np.ndarray, dim: int):
+        """`faiss_files`: each segment's FAISS file and rows."""
         self.dim = dim
         self.stats = stats
         self.tombstones = np.asarray(tombstones, np.int64)
-        self._segments = [faiss.read_index(str(p), faiss.IO_FLAG_MMAP) for p in faiss_paths]
+        self._segments = [read_class_partitioned(path, rows) for path, rows in faiss_files]
         self._means = faiss.IndexFlatIP(dim)
         self._means.add(stats.centroids())
         self._selector = None

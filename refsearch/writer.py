@@ -7,12 +7,17 @@ statistics and tombstones, and then replaces the manifest atomically: readers th
 generation keep answering from it, and a reader opened afterwards sees the new one.
 
 A writer that dies leaves its pending work committed up to its last batch; the next writer resumes it.
+A full disk stops it the same way, with DiskFullError: the published generation is untouched, and
+the same command run again once there is space resumes the work.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +25,10 @@ import numpy as np
 
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
-from .errors import ConfigMismatchError, IndexStateError, InvalidArgumentError
+from .errors import ConfigMismatchError, DiskFullError, IndexStateError, InvalidArgumentError
+from .integrity import read_parsed, record_of_file, write_file
 from .lock import LockHolder, WriterLock
-from .manifest import Manifest
+from .manifest import GenerationFile, Manifest
 from .projection import Projections
 from .segments import (
     RowShape,
@@ -31,11 +37,12 @@ from .segments import (
     SegmentInfo,
     build_time_vectors,
     drop_build_files,
+    gather_rows,
     publish_segment,
     write_merged,
 )
 from .store import FileState, ImageRecord, MetadataWriter, SkippedFile
-from .vector_index import ClassStats, GlobalIndex
+from .vector_index import ClassStats, GlobalIndex, load_array, save_array
 
 # Rows per segment (16 GB at the default configuration): a build of ImageNet's 1.28M images makes one
 # segment, a search scans each segment once, and appending to a large segment costs no more.
@@ -48,6 +55,32 @@ class PublishSummary:
     images: int
     added: int
     removed: int
+
+
+@contextlib.contextmanager
+def disk_full_reported(index: Path) -> Iterator[None]:
+    """Turn a full disk (or quota) met while writing `index` into DiskFullError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        existing = next(folder for folder in (Path(index), *Path(index).absolute().parents) if folder.exists())
+        free = shutil.disk_usage(existing).free
+        what = "disk quota is exceeded" if exc.errno == errno.EDQUOT else "disk is full"
+        raise DiskFullError(f"the {what} where {index} is written ({free / 1e6:.1f} MB free)",
+                            "free some space and run the same command again: it resumes from its last "
+                            "committed batch, and the index answers from its last published generation "
+                            "meanwhile") from None
+
+
+def _reports_full_disk(method):
+    @functools.wraps(method)
+    def reporting(self, *args, **kwargs):
+        with disk_full_reported(self.path):
+            return method(self, *args, **kwargs)
+
+    return reporting
 
 
 def _delete_old_index(output: Path) -> None:
@@ -69,16 +102,13 @@ class IndexWriter:
         self.lock = lock
         self.manifest = manifest
         self.metadata = metadata
-        self.projections = Projections.load(path / layout.PROJECTIONS) \
-            if (path / layout.PROJECTIONS).exists() else None
+        self.projections = self._load_projections()
         pending = metadata.info("pending")
         self._next_id = metadata.info("next_id", 0)
         self._next_segment = metadata.info("next_segment", 0)
-        self.resumed = False
         if pending is not None and pending["generation"] > manifest.generation:
             self.generation = pending["generation"]
             self._segments = [SegmentInfo.from_dict(s) for s in pending["segments"]]
-            self.resumed = True
         else:
             if pending is not None:  # published, but not yet forgotten when the last writer stopped
                 self._finish_pending([SegmentInfo.from_dict(s) for s in pending["segments"]])
@@ -114,23 +144,32 @@ class IndexWriter:
         if create and not Manifest.exists(path) and path.exists() and (
                 not path.is_dir() or (not (path / layout.LOCK).exists() and any(path.iterdir()))):
             raise IndexStateError(f"{path} exists and is not a refsearch index", "choose another output")
-        path.mkdir(parents=True, exist_ok=True)
-        lock = WriterLock(path, command).acquire(wait=wait, on_wait=on_wait)
-        try:
-            manifest = cls._manifest(path, config, source, search, create, rebuild)
-            metadata = MetadataWriter(path / layout.METADATA, Path(manifest.source), manifest.generation)
-        except BaseException:
-            lock.release()
-            raise
-        return cls(path, lock, manifest, metadata)
+        with disk_full_reported(path):
+            path.mkdir(parents=True, exist_ok=True)
+            lock = WriterLock(path, command).acquire(wait=wait, on_wait=on_wait)
+            try:
+                manifest = cls._manifest(path, config, source, search, create, rebuild)
+                manifest.check_files(path, whole=True)  # no writer builds on a damaged generation
+                metadata = MetadataWriter(path / layout.METADATA, Path(manifest.source), manifest.generation,
+                                          create=manifest.generation == 0)
+                try:
+                    return cls(path, lock, manifest, metadata)
+                except BaseException:
+                    metadata.close()
+                    raise
+            except BaseException:
+                lock.release()
+                raise
 
     @staticmethod
     def _manifest(path: Path, config: IndexConfig | None, source, search: SearchSettings | None, create: bool,
                   rebuild: bool) -> Manifest:
         source = str(Path(source).resolve()) if source is not None else None
-        if Manifest.exists(path) and rebuild:
+        if rebuild:
             _delete_old_index(path)
         if not Manifest.exists(path):
+            if (path / layout.METADATA).exists() or (path / layout.SEGMENTS).exists():
+                Manifest.load(path)  # raises: an index that lost its manifest is damaged, not new
             if config is None or source is None:
                 raise IndexStateError(f"{path} is not a refsearch index")
             manifest = Manifest(config=config, source=source, search=search or SearchSettings())
@@ -190,13 +229,20 @@ class IndexWriter:
         return self.metadata.get_many(ids)
 
     # -- writing -------------------------------------------------------------------------------
+    def _load_projections(self) -> Projections | None:
+        """The published projections, checked; or those set by an unpublished first build."""
+        published = self.manifest.files.get("projections")
+        if published is not None:
+            return read_parsed(self.path / published.name, published.record, Projections.from_bytes)
+        unpublished = self.path / layout.PROJECTIONS
+        return Projections.from_bytes(unpublished.read_bytes()) if unpublished.exists() else None
+
+    @_reports_full_disk
     def set_projections(self, projections: Projections) -> None:
         """The PCA projections the stored descriptors are reduced with; set once, before any add."""
         if self.projections is not None:
             raise IndexStateError(f"{self.path} already has its projections")
-        temporary = self.path / (layout.PROJECTIONS + ".tmp")
-        projections.save(temporary)
-        os.replace(temporary, self.path / layout.PROJECTIONS)
+        write_file(self.path / layout.PROJECTIONS, projections.to_bytes())
         self.projections = projections
 
     def _shape(self) -> RowShape:
@@ -205,19 +251,21 @@ class IndexWriter:
         return RowShape(self.config.cells, self.projections.cells.output_dim, self.config.hist_bins,
                         self.projections.global_.output_dim)
 
-    def new_ids(self, count: int) -> int:
-        """The first of `count` fresh ids for the next `add` (ids are never reused, so a stale id never
-        names a new image; ids not committed by an add are given out again after a crash)."""
+    @property
+    def next_id(self) -> int:
+        """The id the next `add` gives its first record, the rest following (ids are never reused, so a
+        stale id never names a new image; ids not committed by an add are given out again after a crash)."""
         return self._next_id
 
+    @_reports_full_disk
     def add(self, records: list[ImageRecord], global_vectors: np.ndarray, cells: np.ndarray,
             histograms: np.ndarray) -> None:
-        """Store images: their records (ids from `new_ids`, in order) and their descriptors, in the
+        """Store images: their records (ids from `next_id` on, in order) and their descriptors, in the
         stored form (projected). Committed when this returns."""
         if not records:
             return
         if records[0].id != self._next_id or records[-1].id != self._next_id + len(records) - 1:
-            raise InvalidArgumentError("records must take the ids new_ids gave, in order")
+            raise InvalidArgumentError("records must take the ids from next_id on, in order")
         labels = np.array([classes.class_index(r.label) for r in records], np.int64)
         start = 0
         while start < len(records):
@@ -249,17 +297,20 @@ class IndexWriter:
         self._appender = SegmentAppender(layout.segment_dir(self.path, info.name), info, self._shape())
         return self._appender
 
-    def remove(self, ids: Iterable[int], skip_reason: str | None = None) -> list[ImageRecord]:
+    @_reports_full_disk
+    def remove(self, ids: Iterable[int], keep_out: bool = False) -> list[ImageRecord]:
         """Take images out as of the pending generation; returns their records. Ids the index does not
-        hold are ignored (check with `records` first to refuse them). With `skip_reason`, their files are
-        remembered as skipped, so that a build does not add them back while they are unchanged."""
-        removed = self.metadata.mark_removed(ids, self.generation, skip_reason)
+        hold are ignored (check with `records` first to refuse them). With `keep_out`, their files are
+        remembered as removed from the index, so that a build does not add them back while unchanged."""
+        removed = self.metadata.mark_removed(ids, self.generation, keep_out)
         self.metadata.set_info(pending=self._pending())
         return removed
 
+    @_reports_full_disk
     def mark_skipped(self, skipped: list[SkippedFile]) -> None:
         self.metadata.mark_skipped(skipped)
 
+    @_reports_full_disk
     def forget_skipped(self, paths: Iterable[str]) -> None:
         self.metadata.forget_skipped(paths)
 
@@ -268,19 +319,21 @@ class IndexWriter:
         manifest = self.manifest
         if not manifest.segments:
             return None
-        return GlobalIndex([layout.segment_dir(self.path, s.name) / layout.GLOBAL_FAISS for s in manifest.segments],
+        return GlobalIndex([(layout.segment_dir(self.path, s.name) / layout.GLOBAL_FAISS, s.rows)
+                            for s in manifest.segments],
                            self._published_stats(), np.empty(0, np.int64), manifest.dims["global"])
 
     def _published_stats(self) -> ClassStats:
-        name = self.manifest.files.get("class_stats")
-        if name:
-            return ClassStats.load(self.path / name)
+        published = self.manifest.files.get("class_stats")
+        if published:
+            return ClassStats.load(self.path / published.name, published.record)
         return ClassStats.empty(classes.num_classes(), self._shape().global_dim)
 
     def _published_tombstones(self) -> np.ndarray:
-        name = self.manifest.files.get("tombstones")
-        return np.load(self.path / name) if name else np.empty(0, np.int64)
+        published = self.manifest.files.get("tombstones")
+        return load_array(self.path / published.name, published.record, 1) if published else np.empty(0, np.int64)
 
+    @_reports_full_disk
     def publish(self) -> PublishSummary:
         """Make the pending work visible as a new generation (a new manifest, written atomically)."""
         if self._appender is not None:
@@ -292,49 +345,64 @@ class IndexWriter:
         if stats is not None:
             shape = self._shape()
             new_vectors = {}
+            published = []
             for info in new_segments:
                 folder = layout.segment_dir(self.path, info.name)
                 vectors, labels = new_vectors[info.name] = build_time_vectors(folder, info, shape)
                 stats.add(vectors, labels)
-                publish_segment(folder, info, vectors, labels, classes.num_classes())
+                published.append(publish_segment(folder, info, vectors, labels, classes.num_classes()))
             if len(removals):
                 vectors, labels = self._vectors_of(removals, new_segments, new_vectors, shape)
                 stats.add(vectors, labels, sign=-1)
+            new_segments = published
         tombstones = np.union1d(self._published_tombstones(), removals).astype(np.int64)
-        manifest = self.manifest
-        old_files = dict(manifest.files)
         files = {}
-        if stats is not None:
-            files["class_stats"] = layout.class_stats(self.generation)
-            stats.save(self.path / files["class_stats"])
         if len(tombstones):
-            files["tombstones"] = layout.tombstones(self.generation)
-            temporary = self.path / (files["tombstones"] + ".tmp.npy")
-            np.save(temporary, tombstones)
-            os.replace(temporary, self.path / files["tombstones"])
-        skipped = self.metadata.skipped()
-        _write_skipped_report(self.path / layout.SKIPPED_REPORT, skipped)
+            name = layout.tombstones(self.generation)
+            files["tombstones"] = GenerationFile(name, save_array(self.path / name, tombstones))
+        _write_skipped_report(self.path / layout.SKIPPED_REPORT, self.metadata.skipped())
+        replaced = self._save_generation(self.manifest.segments + new_segments, stats, files, len(tombstones))
+        summary = PublishSummary(self.generation, self.manifest.images, self._added, len(removals))
+        self._finish_pending(self._segments)
+        self._forget_files(replaced)
+        self._added = 0
+        return summary
+
+    def _save_generation(self, segments: list[SegmentInfo], stats: ClassStats | None, files: dict,
+                         tombstones: int) -> set[str]:
+        """Publish the pending generation: its class statistics saved beside `files`, then the manifest
+        naming them, replaced atomically. Returns the previous generation's file names it no longer uses."""
+        manifest = self.manifest
+        old_files = {file.name for file in manifest.files.values()}
+        if stats is not None:
+            name = layout.class_stats(self.generation)
+            files = {**files, "class_stats": GenerationFile(name, stats.save(self.path / name))}
+        if self.projections is not None:  # written once; recorded when first published
+            files["projections"] = manifest.files.get("projections") or GenerationFile(
+                layout.PROJECTIONS, record_of_file(self.path / layout.PROJECTIONS))
         manifest.generation = self.generation
         if self.projections is not None:
             manifest.dims = {"global": self.projections.global_.output_dim,
                              "cell": self.projections.cells.output_dim, "fitted_on": self.projections.fitted_on}
-        manifest.segments = manifest.segments + new_segments
+        manifest.segments = segments
         manifest.files = files
         manifest.images = int(stats.counts.sum()) if stats is not None else 0
         manifest.classes = int(np.count_nonzero(stats.counts)) if stats is not None else 0
-        manifest.tombstones = len(tombstones)
-        manifest.skipped = len(skipped)
+        manifest.tombstones = tombstones
+        left_out = self.metadata.skipped()
+        manifest.removed_files = sum(item.removed for item in left_out)
+        manifest.skipped = len(left_out) - manifest.removed_files
         manifest.save(self.path)
-        summary = PublishSummary(self.generation, manifest.images, self._added, len(removals))
-        self._finish_pending(self._segments)
-        for name in set(old_files.values()) - set(files.values()):
+        return old_files - {file.name for file in files.values()}
+
+    def _forget_files(self, names: set[str]) -> None:
+        """After a publish: the old generation's small files go, and the next generation is pending."""
+        for name in names:
             (self.path / name).unlink(missing_ok=True)
         self.generation += 1
         self.metadata.generation = self.generation
         self._segments = []
-        self._added = 0
         self.metadata.set_info(pending=self._pending())
-        return summary
 
     def _finish_pending(self, segments: list[SegmentInfo]) -> None:
         for info in segments:
@@ -377,6 +445,7 @@ class IndexWriter:
             self.metadata.generation = previous
 
     # -- compaction ----------------------------------------------------------------------------
+    @_reports_full_disk
     def compact(self) -> PublishSummary:
         """Rewrite the published segments without their removed rows, as full-size segments, and forget
         the removed records. Readers of older generations must reopen afterwards (their segment files
@@ -401,52 +470,31 @@ class IndexWriter:
         new_segments = []
         for start in range(0, len(live_ids), SEGMENT_ROWS):
             chunk = live_ids[start:start + SEGMENT_ROWS]
-            cells = np.empty((len(chunk), shape.cells, shape.cell_dim), np.float16)
-            hist = np.empty((len(chunk), shape.cells, shape.bins), np.uint16)
-            for reader in readers:
-                inside = (chunk >= reader.info.first_id) & (chunk <= reader.last_id)
-                if inside.any():
-                    rows = reader.rows_of(chunk[inside])
-                    cells[inside] = reader.cells[rows]
-                    hist[inside] = reader.histograms[rows]
+            cells, histograms = gather_rows(readers, shape, chunk)
             info = SegmentInfo(f"s{self._next_segment:06d}", int(chunk[0]), len(chunk), contiguous=False)
             self._next_segment += 1
-            write_merged(layout.segment_dir(self.path, info.name), info, chunk, cells, hist,
-                         live_vectors[start:start + SEGMENT_ROWS], labels[start:start + SEGMENT_ROWS],
-                         classes.num_classes())
-            new_segments.append(info)
+            new_segments.append(write_merged(layout.segment_dir(self.path, info.name), info, chunk, cells,
+                                             histograms, live_vectors[start:start + SEGMENT_ROWS],
+                                             labels[start:start + SEGMENT_ROWS], classes.num_classes()))
         self.metadata.set_info(next_segment=self._next_segment)
         old_segments = manifest.segments
-        old_files = dict(manifest.files)
         stats = ClassStats.empty(classes.num_classes(), shape.global_dim)
         stats.add(live_vectors, labels)
-        manifest.generation = self.generation
-        manifest.segments = new_segments
-        manifest.files = {"class_stats": layout.class_stats(self.generation)}
-        stats.save(self.path / manifest.files["class_stats"])
-        manifest.tombstones = 0
-        manifest.save(self.path)
+        replaced = self._save_generation(new_segments, stats, {}, 0)
         self.metadata.purge(tombstones.tolist())
         for info in old_segments:
             shutil.rmtree(layout.segment_dir(self.path, info.name), ignore_errors=True)
-        for name in set(old_files.values()):
-            (self.path / name).unlink(missing_ok=True)
-        self.generation += 1
-        self.metadata.generation = self.generation
-        self.metadata.set_info(pending=self._pending())
-        return PublishSummary(manifest.generation, manifest.images, 0, len(tombstones))
+        summary = PublishSummary(manifest.generation, manifest.images, 0, len(tombstones))
+        self._forget_files(replaced)
+        return summary
 
 
 def _write_skipped_report(path: Path, skipped: list[SkippedFile]) -> None:
     if not skipped:
         path.unlink(missing_ok=True)
         return
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as handle:
-        handle.write("path\treason\n")
-        for item in sorted(skipped, key=lambda s: s.path):
-            handle.write(f"{item.path}\t{item.reason}\n")
-    os.replace(temporary, path)
+    lines = ["path\treason\n", *(f"{item.path}\t{item.reason}\n" for item in sorted(skipped, key=lambda s: s.path))]
+    write_file(path, "".join(lines).encode())
 
 
-__all__ = ["SEGMENT_ROWS", "IndexWriter", "PublishSummary"]
+__all__ = ["SEGMENT_ROWS", "IndexWriter", "PublishSummary", "disk_full_reported"]

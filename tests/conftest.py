@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 _TESTS = Path(__file__).resolve().parent
@@ -16,6 +17,9 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 # No test downloads vgg19's 548 MB of weights; the tests of the download fake it and lift this.
 os.environ["REFSEARCH_OFFLINE"] = "1"
+# The networks' exported graphs go to a cache of the test run's own (its processes share it), not the
+# user's: each run exports what it runs, once.
+os.environ.setdefault("REFSEARCH_CACHE", tempfile.mkdtemp(prefix="refsearch-test-cache-"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -12,16 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import RefsearchError
+from ..errors import BackboneError
 from .inference import InferenceSettings, inference_settings
 
 # An adapted weights file: {"format", "backbone", "base_fingerprint", "input_size", "state" (the tensors
 # that differ from the base weights, named as in those), "training" (how)}.
 ADAPTED_FORMAT = "refsearch-adapted-weights/1"
-
-
-class BackboneError(RefsearchError, RuntimeError):
-    """A backbone that cannot be built or loaded: the message says why, the hint what to do."""
 
 
 @dataclass
@@ -47,17 +42,6 @@ def _single_threaded() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def forward_streams(device: str) -> int:
-    """How many forward passes to run side by side: on a GPU, two, so that the next batch is queued on
-    the card while the last one's results are stored (the card runs them one after the other); on CPU,
-    where each pass is single-threaded, one per thread torch would use (its count follows OMP_NUM_THREADS
-    and torch.set_num_threads, so that budget is kept), at most one per usable core."""
-    if device != "cpu":
-        return 2
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, torch.get_num_threads()))
 
 
 class Backbone(nn.Module):

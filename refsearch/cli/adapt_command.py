@@ -7,11 +7,12 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .common import print_json, user_errors
+from .common import limit_pixels, max_pixels_option, print_json, user_errors
 
 
 @app.command("adapt")
 def adapt_command(
+    ctx: typer.Context,
     photos: Path = typer.Argument(..., help="Folder of colour photos, searched recursively; ImageNet wnid folders "
                                   "or file names (n01440764_*.JPEG) add their labels to the training."),
     output: Path = typer.Option(..., "-o", "--output", help="Adapted weights file to write (e.g. gray.pt); "
@@ -25,6 +26,7 @@ def adapt_command(
     input_size: int = typer.Option(0, "--input-size", min=0, help="Square the network sees (0: its native "
                                    "size, 260 for efficientnet-lite2)."),
     device: str = typer.Option("cpu", "--device", help="Where to train: cpu or cuda."),
+    max_pixels: int = max_pixels_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -34,6 +36,7 @@ def adapt_command(
     global descriptor, on the same random crops). Only the early layers and the batch-norm parameters
     change, so the output is small. Interrupted, the same command resumes from the last finished epoch.
     """
+    limit_pixels(ctx, max_pixels)
     with user_errors("run the same command again to resume from the last finished epoch"):
         from ..adapt import AdaptSettings, adapt_backbone
 

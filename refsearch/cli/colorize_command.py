@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from .app import app
-from .common import INDEX_HELP, note, open_index, print_json, user_errors
+from .common import (
+    INDEX_HELP,
+    limit_pixels,
+    max_pixels_option,
+    note,
+    open_index,
+    print_json,
+    runtime_option,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from colorize import ColorizeResult
@@ -24,6 +33,7 @@ MAX_SATURATION = 4.0
 
 @app.command("colorize")
 def colorize_command(
+    ctx: typer.Context,
     image: Optional[Path] = typer.Argument(None, help="Grayscale photo, or a folder of photos (searched "
                                            "recursively). A colour photo is colorized from its luminance."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output PNG (default "
@@ -48,7 +58,17 @@ def colorize_command(
                                      help="Scale the result's colour: below 1 is closer to the true colours "
                                      "on average (higher PSNR), above 1 more vivid, 0 the gray input "
                                      "(0 to 4; docs/colorize.md has the trade-off)."),
+    hint: Optional[list[str]] = typer.Option(None, "--hint", help="A colour point X,Y,#RRGGBB: pixel column "
+                                             "and row from the top left, and the colour the photo has there "
+                                             "(its chroma is applied, the gray level kept; it spreads along "
+                                             "the photo's structure). Repeatable; one photo only."),
+    hints_file: Optional[Path] = typer.Option(None, "--hints", help="Colour points from a JSON file: what "
+                                              "the page's 'Download points' saves, or the --json output of "
+                                              "an earlier run on the same photo (its points come before "
+                                              "--hint's)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the network."),
+    runtime: str = runtime_option(),
+    max_pixels: int = max_pixels_option(),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -71,24 +91,34 @@ def colorize_command(
     folder = image.is_dir()
     if folder and sheet is not None and sheet.suffix:
         raise typer.BadParameter("for a folder, --sheet names a folder for the sheets", param_hint="--sheet")
+    if folder and (hint or hints_file):
+        raise typer.BadParameter("colour points are points of one photo: give a photo, not a folder",
+                                 param_hint="--hint/--hints")
+    limit_pixels(ctx, max_pixels)
     with user_errors(), ExitStack() as stack:
-        from colorize import colorize, colorize_with_index
+        from colorize import Hints, colorize, colorize_with_index
         from colorize.api import load_reference
         from colorize.batch import save_result
-        from colorize.exemplar import ExemplarColorizer
+        from colorize.exemplar import ExemplarColorizer, default_network
+        from refsearch.network import runtime_for
 
+        points = Hints.load(hints_file) if hints_file else Hints()
+        points = Hints(points.points + Hints.of(hint or []).points, points.size)
         if refs:
             references = [load_reference(path, i) for i, path in enumerate(refs)]
-            colorizer = ExemplarColorizer(prior=prior) if prior else method
+            # the default network, on the runtime asked for (loaded only by the methods that use it)
+            network = None if runtime == "auto" else default_network(runtime_for(runtime, "cpu"))
+            colorizer = ExemplarColorizer(network, prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
-                return colorize(path, references, colorizer, saturation=saturation)
+                return colorize(path, references, colorizer, backbone=network, saturation=saturation,
+                                hints=points)
         else:
-            opened = stack.enter_context(open_index(index, device=device))
-            colorizer = ExemplarColorizer(opened.backbone, prior=prior) if prior else method
+            opened = stack.enter_context(open_index(index, device=device, runtime=runtime))
+            colorizer = ExemplarColorizer(opened.network, prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
-                return colorize_with_index(opened, path, topk, colorizer, saturation=saturation,
+                return colorize_with_index(opened, path, topk, colorizer, saturation=saturation, hints=points,
                                            rerank=not global_only)
         if folder:
             _colorize_folder(image, output, sheet, colorize_one, as_json, quiet)
@@ -133,7 +163,7 @@ def _as_dict(item: Colorized) -> dict:
             "method": item.method, "seconds": round(item.seconds, 3),
             "mean_confidence": round(item.mean_confidence, 4),
             "references": [{"path": name, "score": score} for name, score in item.references],
-            "notes": item.notes}
+            "notes": item.notes, **item.hints}
 
 
 def _print_methods(as_json: bool) -> None:

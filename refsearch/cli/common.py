@@ -16,6 +16,16 @@ import typer
 from ..errors import USER_FILE_ERRORS, RefsearchError
 
 INDEX_HELP = "Index folder (default: $REFSEARCH_INDEX or ./refsearch.index)."
+# refsearch.images.DEFAULT_MAX_PIXELS, repeated here because importing it loads PIL and numpy, which --help
+# must not wait for; a test checks that they agree.
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_PIXELS_HELP = ("Largest image decoded, in pixels (a JPEG counts at the reduced size it is decoded at); "
+                   "larger ones are refused. Default 50 million.")
+# The search request's fields as the command line names them (refsearch.request.SearchRequest).
+SEARCH_OPTION_NAMES = {"k": "-k", "class_wnid": "--class", "any_class": "--any-class",
+                       "exclude_self": "--exclude-self", "global_candidates": "--candidates",
+                       "luminance_weight": "--lum-weight", "rescue_candidates": "--rescue",
+                       "class_choice": "--widen", "rerank": "--global-only"}
 
 
 @contextmanager
@@ -50,7 +60,7 @@ def _describe_os_error(exc: OSError) -> str:
 
 
 def resolve_index(index: Path | None) -> Path:
-    from ..build import default_index_path
+    from ..layout import default_index_path
 
     return index if index is not None else default_index_path()
 
@@ -60,6 +70,37 @@ def open_index(index: Path | None, **options):
     from ..search import Index
 
     return Index.open(resolve_index(index), **options)
+
+
+def search_request(**options):
+    """The SearchRequest of a command's options. Options that contradict each other are a usage error, a
+    value the library does not know an `error:` line; both name the command's options."""
+    from ..request import SearchRequest, SearchRequestError
+
+    try:
+        return SearchRequest(**options)
+    except SearchRequestError as error:
+        message, hint = error.worded(SEARCH_OPTION_NAMES)
+        if len(error.fields) > 1:
+            raise typer.BadParameter(f"{message}; {hint}" if hint else message) from None
+        fail(message, hint)
+
+
+def runtime_option():
+    return typer.Option("auto", "--runtime", help="What runs the network: auto (ONNX Runtime on CPU, three "
+                        "times as fast as torch there and no torch to load; torch on a GPU or in a reduced "
+                        "--precision), onnxruntime or torch. The descriptors agree within cosine 1e-4.")
+
+
+def max_pixels_option():
+    return typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help=MAX_PIXELS_HELP)
+
+
+def limit_pixels(ctx: typer.Context, max_pixels: int) -> None:
+    """Hold the images the command of `ctx` decodes to `max_pixels`, until it returns."""
+    from ..images import pixel_limit
+
+    ctx.with_resource(pixel_limit(max_pixels))
 
 
 def print_json(data) -> None:

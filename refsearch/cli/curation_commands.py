@@ -9,8 +9,9 @@ import typer
 
 from .. import classes
 from ..errors import InvalidArgumentError
+from ..wording import count
 from .app import app
-from .common import INDEX_HELP, open_index, print_json, user_errors
+from .common import INDEX_HELP, limit_pixels, max_pixels_option, open_index, print_json, user_errors
 
 # refsearch.curation's values, repeated here because importing it loads numpy, scipy and faiss, which
 # --help must not wait for; a test checks that they agree.
@@ -31,6 +32,7 @@ DROP_THRESHOLD = typer.Option(CANDIDATE_THRESHOLD, "--threshold", "-t", help="Wi
 
 @app.command("dedup")
 def dedup_command(
+    ctx: typer.Context,
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     threshold: float = typer.Option(CANDIDATE_THRESHOLD, "--threshold", "-t", help=THRESHOLD_HELP),
     exact: bool = typer.Option(False, "--exact", help="Only byte-for-byte identical files."),
@@ -39,6 +41,7 @@ def dedup_command(
     workers: Optional[int] = typer.Option(None, "--workers", help="Threads reading and comparing files "
                                           "(default: up to 4)."),
     report: Optional[Path] = typer.Option(None, "--report", help=REPORT_HELP),
+    max_pixels: int = max_pixels_option(),
     quiet: bool = QUIET,
     as_json: bool = typer.Option(False, "--json", help="Print the groups as JSON: kind and members (id, "
                                  "path, label, similarity to the one to keep, width, height, and check: "
@@ -51,6 +54,7 @@ def dedup_command(
     from the two files: aligned by matching keypoints, their luminance must agree, so look-alike photos
     (two dog breeds, a leopard and a cheetah) are not grouped. The first image of each group, the one
     with the most pixels, is the one to keep; nothing is deleted."""
+    limit_pixels(ctx, max_pixels)
     with user_errors():
         with open_index(index) as opened:
             if exact:
@@ -67,15 +71,15 @@ def dedup_command(
         print_json([{"kind": g.kind, "members": [asdict(m) for m in g.members]} for g in shown])
         return
     for number, group in enumerate(shown, start=1):
-        typer.echo(f"group {number}: {len(group)} images ({group.kind})")
+        typer.echo(f"group {number}: {count(len(group), 'image')} ({group.kind})")
         for member in group.members:
             mark = "keep" if member is group.representative else "copy"
             typer.echo(f"  {mark:>5}  {member.width:>5}x{member.height:<5}  {member.path}")
             if member.check is not None:
                 typer.echo(f"  {'':>5}  {'':>11}  {member.check.reason}")
     redundant = sum(len(g) - 1 for g in groups)
-    checked = "" if exact else f" ({groups.candidate_pairs} candidate pairs checked)"
-    typer.echo(f"{len(groups)} groups, {redundant} redundant copies{checked}"
+    checked = "" if exact else f" ({count(groups.candidate_pairs, 'candidate pair')} checked)"
+    typer.echo(f"{count(len(groups), 'group')}, {count(redundant, 'redundant copy')}{checked}"
                + (f" (showing {len(shown)})" if len(shown) < len(groups) else "")
                + (f"; thumbnails in {report}" if report else ""))
 
@@ -97,10 +101,11 @@ def _redundant_copies(opened, threshold: float, quiet: bool) -> list[dict]:
             for g in groups for m in g.members[1:]]
 
 
-def _echo_copies(copies: list[dict]) -> None:
-    for copy in copies:
-        typer.echo(f"  {copy['id']:>8}  {copy['path']}\n  {'':>8}  copy of {copy['copy_of']} "
-                   f"({copy['copy_of_path']}): {copy['reason']}")
+def _echo_image(image_id: int, path: str, copy: dict | None = None) -> None:
+    """An image's id and path, and, for a verified copy, the image it copies and why."""
+    typer.echo(f"  {image_id:>8}  {path}")
+    if copy is not None:
+        typer.echo(f"  {'':>8}  copy of {copy['copy_of']} ({copy['copy_of_path']}): {copy['reason']}")
 
 
 @app.command("outliers")
@@ -125,9 +130,9 @@ def outliers_command(
     with user_errors():
         with open_index(index) as opened:
             if labels:
-                found = opened.label_issues(neighbours=neighbours, min_confidence=min_confidence)[:n]
+                found = opened.curation.label_issues(neighbours=neighbours, min_confidence=min_confidence)[:n]
             else:
-                found = opened.outliers(n, neighbours=neighbours)
+                found = opened.curation.outliers(n, neighbours=neighbours)
                 if report:
                     from ..curation.report import write_outliers_report
 
@@ -166,7 +171,7 @@ def clusters_command(
     cohesion is its members' mean cosine similarity to the centre."""
     with user_errors():
         with open_index(index) as opened:
-            found = opened.clusters(n, seed=seed)
+            found = opened.curation.clusters(n, seed=seed)
             if report:
                 from ..curation.report import write_clusters_report
 
@@ -185,6 +190,7 @@ def clusters_command(
 
 @app.command("export")
 def export_command(
+    ctx: typer.Context,
     destination: Path = typer.Argument(..., help="New folder (or, with --mode list, new file) to write."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     mode: str = typer.Option("copy", "--mode", help=f"One of {', '.join(EXPORT_MODES)}: copy the files, "
@@ -200,6 +206,7 @@ def export_command(
     threshold: float = DROP_THRESHOLD,
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the export and list the copies "
                                  "--drop-duplicates leaves out; write nothing."),
+    max_pixels: int = max_pixels_option(),
     quiet: bool = QUIET,
     as_json: bool = typer.Option(False, "--json", help="Print the export summary as JSON (with "
                                  "--drop-duplicates, the copies left out, each with the image it copies "
@@ -208,6 +215,7 @@ def export_command(
     """Export the index's images, or a cleaned subset, as copies, links or a list.
 
     Nothing is written at the destination unless the whole export succeeds."""
+    limit_pixels(ctx, max_pixels)
     with user_errors():
         with open_index(index) as opened:
             dropped = set(_read_ids(exclude)) if exclude else set()
@@ -219,12 +227,14 @@ def export_command(
         print_json({**asdict(summary), **({"dropped_duplicates": copies} if drop_duplicates else {})})
         return
     if copies:
-        typer.echo(f"{'would leave' if dry_run else 'left'} out {len(copies)} verified copies:")
-        _echo_copies(copies)
+        typer.echo(f"{'would leave' if dry_run else 'left'} out {count(len(copies), 'verified copy')}:")
+        for copy in copies:
+            _echo_image(copy["id"], copy["path"], copy)
     verb = {"copy": "copy", "symlink": "link", "list": "list"}[summary.mode] if dry_run else \
         {"copy": "copied", "symlink": "linked", "list": "listed"}[summary.mode]
-    typer.echo(f"{'would ' if dry_run else ''}{verb} {summary.files} images ({summary.bytes / 1e6:.1f} MB) "
-               f"to {summary.destination}" + ("; nothing written" if dry_run else ""))
+    typer.echo(f"{'would ' if dry_run else ''}{verb} {count(summary.files, 'image')} "
+               f"({summary.bytes / 1e6:.1f} MB) to {summary.destination}"
+               + ("; nothing written" if dry_run else ""))
 
 
 def _read_ids(path: Path) -> list[int]:
@@ -237,6 +247,7 @@ def _read_ids(path: Path) -> list[int]:
 
 @app.command("remove")
 def remove_command(
+    ctx: typer.Context,
     images: Optional[list[str]] = typer.Argument(None, help="Images to remove: ids (the `id` field of "
                                                  "query, dedup and outliers --json output) or file paths."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
@@ -248,6 +259,7 @@ def remove_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
                               "to finish instead of stopping at once."),
+    max_pixels: int = max_pixels_option(),
     quiet: bool = QUIET,
     as_json: bool = typer.Option(False, "--json", help="Print as JSON: dry_run, the images (removed, or to "
                                  "remove with --dry-run), images_left, and with --drop-duplicates the "
@@ -257,8 +269,7 @@ def remove_command(
 
     A later `build-index` over the same folder does not add them back unless their files change. An id
     or path the index does not hold is an error, and then nothing is removed."""
-    from .. import remove_images
-
+    limit_pixels(ctx, max_pixels)
     with user_errors():
         with open_index(index) as opened:
             chosen = [int(i) if i.isdigit() else opened.record_of_path(i).id for i in images or []]
@@ -269,21 +280,20 @@ def remove_command(
                 raise InvalidArgumentError("name the images to remove",
                                            "ids or paths, --ids FILE or --drop-duplicates")
             records = [opened.record(image_id) for image_id in sorted(set(chosen))]
-            removed = 0
-            if records and not dry_run:
-                removed = remove_images(opened.path, [r.id for r in records], wait=wait)
-            remaining = len(opened) - removed
+        remaining = len(opened)
+        if records and not dry_run:
+            from ..removal import remove_images
+
+            remaining -= remove_images(opened.path, [r.id for r in records], wait=wait)
     if as_json:
         print_json({"dry_run": dry_run, "images": [asdict(r) for r in records], "images_left": remaining,
                     **({"duplicates": copies} if drop_duplicates else {})})
         return
     reasons = {copy["id"]: copy for copy in copies}
     for record in records:
-        typer.echo(f"  {record.id:>8}  {record.path}")
-        if record.id in reasons:
-            copy = reasons[record.id]
-            typer.echo(f"  {'':>8}  copy of {copy['copy_of']} ({copy['copy_of_path']}): {copy['reason']}")
+        _echo_image(record.id, record.path, reasons.get(record.id))
     if dry_run:
-        typer.echo(f"would remove {len(records)} images; nothing changed ({remaining} images in the index)")
+        typer.echo(f"would remove {count(len(records), 'image')}; nothing changed "
+                   f"({count(remaining, 'image')} in the index)")
     else:
-        typer.echo(f"removed {len(records)} images; {remaining} left (the files stay on disk)")
+        typer.echo(f"removed {count(len(records), 'image')}; {remaining} left (the files stay on disk)")

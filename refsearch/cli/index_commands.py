@@ -1,4 +1,4 @@
-"""`build-index`, `query` and `info`."""
+"""`build-index`, `query`, `info`, `verify` and `compact`."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -7,12 +7,27 @@ from typing import Optional
 
 import typer
 
+from ..wording import count
 from .app import app
-from .common import INDEX_HELP, note, open_index, print_json, print_json_line, resolve_index, user_errors
+from .common import (
+    INDEX_HELP,
+    fail,
+    limit_pixels,
+    max_pixels_option,
+    runtime_option,
+    note,
+    open_index,
+    print_json,
+    print_json_line,
+    resolve_index,
+    search_request,
+    user_errors,
+)
 
 
 @app.command("build-index")
 def build_index_command(
+    ctx: typer.Context,
     source: Optional[Path] = typer.Argument(None, help="Folder of images, searched recursively (jpg, jpeg, "
                                             "png, webp, bmp, tif). Optional with --recipe."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Index folder to create or update "
@@ -41,6 +56,7 @@ def build_index_command(
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Forward passes run side by side, one "
                                           "thread each (default: one per core on CPU, 2 on GPU)."),
     device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
+    runtime: str = runtime_option(),
     precision: str = typer.Option("auto", "--precision", help="What the network computes in: auto (float16 "
                                   "on GPU, float32 on CPU), float32, float16 or bfloat16 (see README)."),
     engine: str = typer.Option("local", "--engine", help="Where images are decoded and the network runs: "
@@ -57,6 +73,7 @@ def build_index_command(
                                  "start over (needed to change backbone, dimensions or source folder)."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the index, wait for it "
                               "to finish instead of stopping at once."),
+    max_pixels: int = max_pixels_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -67,6 +84,7 @@ def build_index_command(
     ImageNet wnid folders (train/n01440764/...) or file names (n01440764_*.JPEG), else from the
     backbone's prediction.
     """
+    limit_pixels(ctx, max_pixels)
     with user_errors("run the same command again to resume the build"):
         from ..build import build_index
         from ..config import IndexConfig
@@ -90,7 +108,7 @@ def build_index_command(
                               crop=crop)
         engine_options = _engine_options(engine, address, actors, workers, streams)
         summary = build_index(source, resolve_index(output), config, weights=weights, batch_size=batch_size,
-                              workers=workers, streams=streams, device=device, precision=precision,
+                              workers=workers, streams=streams, device=device, precision=precision, runtime=runtime,
                               rebuild=rebuild, progress=not quiet, engine=engine, engine_options=engine_options,
                               search=search, wait=wait, on_wait=lambda holder: note(f"waiting for {holder} to finish writing"))
     for text in summary.notes:
@@ -98,22 +116,28 @@ def build_index_command(
     if as_json:
         print_json(asdict(summary))
         return
-    typer.echo(f"{summary.index}: {summary.images} images ({summary.added} added, {summary.removed} removed, "
-               f"{summary.unchanged} unchanged) in {summary.seconds:.1f} s, {summary.images_per_second} images/s; "
-               f"generation {summary.generation}" + (" (resumed an interrupted build)" if summary.resumed else ""))
+    counts = (f"{summary.index}: {count(summary.images, 'image')} ({summary.added} added, {summary.removed} "
+              f"removed, {summary.unchanged} unchanged)")
+    if summary.up_to_date:
+        typer.echo(f"{counts}; up to date: generation {summary.generation} stays published")
+    else:
+        typer.echo(f"{counts} in {summary.seconds:.1f} s, {summary.images_per_second} images/s; generation "
+                   f"{summary.generation}" + (" (resumed an interrupted build)" if summary.resumed else ""))
     if summary.skipped_total:
-        typer.echo(f"skipped {summary.skipped_total} unreadable files ({summary.skipped} new); reasons in "
+        typer.echo(f"skipped {count(summary.skipped_total, 'unreadable file')} ({summary.skipped} new); reasons in "
                    f"{summary.report}")
 
 
 @app.command("query")
 def query_command(
+    ctx: typer.Context,
     images: list[Path] = typer.Argument(..., help="Query image(s), or folders of them with --jsonl; colour "
                                         "images are searched as luminance."),
     k: int = typer.Option(10, "-k", "--k", min=1, help="How many references to list (at least 1)."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     class_wnid: Optional[str] = typer.Option(None, "--class", help="Search this ImageNet class (a wnid like "
-                                             "n02123045) instead of the predicted one."),
+                                             "n02123045) alone, instead of the predicted one; should it hold "
+                                             "fewer than k images, the rest come from all classes after them."),
     any_class: bool = typer.Option(False, "--any-class", help="Search every class, not only the predicted "
                                    "one (excludes --class)."),
     exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave out indexed copies of the query file."),
@@ -136,6 +160,7 @@ def query_command(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights (file or name): those "
                                            "given to build-index, if any (other weights are refused)."),
     device: str = typer.Option("cpu", "--device", help="Where the network runs: cpu or cuda."),
+    runtime: str = runtime_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per query, a line each: query, "
                                  "predicted (wnid, name, probability), searched_classes (null: all), notes, "
                                  "results (rank, id, path, label, score, semantic, luminance, ...)."),
@@ -159,34 +184,30 @@ def query_command(
     actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --engine ray: actors answering, "
                                          "each opening the index and loading the network once (default: one "
                                          "per GPU with --device cuda, else one per CPU of the cluster)."),
+    max_pixels: int = max_pixels_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (with --jsonl)."),
 ) -> None:
     """List the k best colour references for a photo: the paper's class-restricted global ranking
     followed by the local (semantic + luminance) re-rank. Lower scores are better. With --jsonl, answer
     whole folders into a JSON Lines file (--json then prints the run's counts)."""
-    if class_wnid and any_class:
-        raise typer.BadParameter("--class and --any-class exclude each other")
-    if candidates is not None and candidates < k:
-        raise typer.BadParameter(f"{candidates} is fewer than k={k}: the re-rank needs at least k "
-                                 f"candidates; give --candidates {k} or more, or a smaller -k",
-                                 param_hint="--candidates")
-    options = dict(class_wnid=class_wnid, any_class=any_class, exclude_self=exclude_self,
-                   global_candidates=candidates, luminance_weight=luminance_weight, rescue_candidates=rescue,
-                   class_choice=widen, rerank=not global_only)
+    limit_pixels(ctx, max_pixels)
+    request = search_request(k=k, class_wnid=class_wnid, any_class=any_class, exclude_self=exclude_self,
+                             global_candidates=candidates, luminance_weight=luminance_weight,
+                             rescue_candidates=rescue, class_choice=widen, rerank=not global_only)
     with user_errors():
         engine_options = _engine_options(engine, address, actors, workers, streams)
     if jsonl is not None:
         from ..batch_query import query_folder
         with user_errors("rerun the same command to answer the photos not yet in the file"):
-            with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
-                summary = query_folder(opened, images, jsonl, k, batch_size=batch_size, workers=workers,
+            with open_index(index, backbone=backbone, weights=weights, device=device, runtime=runtime) as opened:
+                summary = query_folder(opened, images, jsonl, batch_size=batch_size, workers=workers,
                                        streams=streams, progress=not quiet, engine=engine,
-                                       engine_options=engine_options, **options)
+                                       engine_options=engine_options, request=request)
         if as_json:
             print_json(asdict(summary))
             return
         note(f"{summary.answered} answered ({summary.failed} could not be read), {summary.already_done} "
-             f"already in {summary.output}; {summary.queries} photos in all")
+             f"already in {summary.output}; {count(summary.queries, 'photo')} in all")
         return
     if engine != "local":
         from ..engines import check_query_engine
@@ -199,8 +220,8 @@ def query_command(
         raise typer.BadParameter(f"{', '.join(folders)} is a folder: give --jsonl OUT.jsonl to answer every "
                                  "photo in it", param_hint="IMAGES")
     with user_errors():
-        with open_index(index, backbone=backbone, weights=weights, device=device) as opened:
-            responses = opened.search_batch(images, k, **options)
+        with open_index(index, backbone=backbone, weights=weights, device=device, runtime=runtime) as opened:
+            responses = opened.search_batch(images, request=request)
     if as_json:
         for response in responses:
             print_json_line(response.to_dict())
@@ -222,32 +243,77 @@ def query_command(
 @app.command("info")
 def info_command(
     index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    runtime: str = runtime_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON, with `writer` (who is "
-                                 "writing the index now, or null) and `pending` (an interrupted build waits)."),
+                                 "writing the index now, or null), `pending` (an interrupted build waits) and "
+                                 "`runtime` (what runs its network for queries here, and its cached graph)."),
 ) -> None:
-    """Show how an index was built, what it holds, and whether a writer is at work on it."""
+    """Show how an index was built, what it holds, whether a writer is at work on it, and what runs its
+    network for queries here."""
     with user_errors():
+        from ..network import query_runtime
         from ..status import index_status
 
         status = index_status(resolve_index(index))
+        queries = query_runtime(status.manifest.config, runtime)
     manifest = status.manifest
     if as_json:
-        print_json({**manifest.to_dict(), "writer": status.writer, "pending": status.pending})
+        print_json({**manifest.to_dict(), "writer": status.writer, "pending": status.pending,
+                    "runtime": asdict(queries)})
         return
     config, search = manifest.config, manifest.search
-    typer.echo(f"{status.path}: {manifest.images} images in {manifest.classes} classes, "
-               f"{manifest.skipped} skipped; from {manifest.source}")
+    removed = f", {manifest.removed_files} removed (kept out of builds)" if manifest.removed_files else ""
+    typer.echo(f"{status.path}: {count(manifest.images, 'image')} in {count(manifest.classes, 'class')}, "
+               f"{manifest.skipped} skipped{removed}; from {manifest.source}")
     typer.echo(f"generation {manifest.generation}: {len(manifest.segments)} segments, {manifest.tombstones} removed "
                f"images awaiting compaction")
     typer.echo(f"backbone {config.backbone} (weights {config.weights}), global {manifest.dims.get('global')}-d, "
                f"cells {config.grid}x{config.grid}x{manifest.dims.get('cell')}-d, PCA fitted on "
                f"{manifest.dims.get('fitted_on')} images; all-class search: {manifest.search_kind()}")
+    graph = f" (graph {'cached' if queries.cached else 'exported on the first query'}: {queries.graph})" \
+        if queries.graph else ""
+    typer.echo(f"queries here run the network on {queries.runtime} {queries.version}{graph}")
     typer.echo(f"search defaults: {search.global_candidates} candidates, luminance weight "
                f"{search.luminance_weight}; built with {manifest.versions}")
     if status.writer:
         typer.echo(f"being written now by {status.writer}")
     elif status.pending:
         typer.echo("an interrupted build is pending: run the same `refsearch build-index` again to finish it")
+
+
+@app.command("verify")
+def verify_command(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON: index, generation, images, "
+                                 "files, bytes_read, seconds, damaged (a file and its problem each), notes, "
+                                 "sound."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Check that the index is whole, and name each damaged file.
+
+    Every file of the published generation is read and checked against the size and checksum recorded
+    when it was written; then the records, the segments, the FAISS files and the class statistics are
+    checked against each other, and the record store page by page. It reads the whole index once (about
+    10 GB at 1.28M images). Exits 0 when the index is sound, 2 when anything is damaged."""
+    with user_errors():
+        from ..verify import verify_index
+
+        report = verify_index(resolve_index(index), progress=not quiet)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for damage in report.damaged:
+            typer.echo(f"damaged: {damage.file}: {damage.problem}")
+    for text in report.notes:
+        note(text)
+    if not report.sound:
+        files = ", ".join(dict.fromkeys(damage.file for damage in report.damaged))
+        fail(f"{report.index} is damaged: {files}",
+             f"restore those files from a backup, or rebuild the index with `refsearch build-index PHOTOS -o "
+             f"{report.index} --rebuild`")
+    if not as_json:
+        typer.echo(f"{report.index}: sound; generation {report.generation}, {count(report.images, 'image')}, "
+                   f"{count(report.files, 'file')} ({report.bytes_read / 1e6:,.1f} MB) checked in {report.seconds:.1f} s")
 
 
 @app.command("compact")
@@ -262,13 +328,14 @@ def compact_command(
     Removing images only marks them (a tombstone each), so it costs milliseconds; run this now and then
     after many removals. Readers that opened the index before must reopen it afterwards."""
     with user_errors():
-        from ..build import compact_index
+        from ..removal import compact_index
 
         summary = compact_index(resolve_index(index), wait=wait)
     if as_json:
         print_json(asdict(summary))
         return
-    typer.echo(f"generation {summary.generation}: {summary.images} images, {summary.removed} removed rows dropped")
+    typer.echo(f"generation {summary.generation}: {count(summary.images, 'image')}, "
+               f"{count(summary.removed, 'removed row')} dropped")
 
 
 def _engine_options(engine: str, address: str | None, actors: int | None, workers: int | None,

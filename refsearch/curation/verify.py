@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -71,8 +71,9 @@ class CopyVerifier:
 
         self._cv2 = cv2
         self.workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
-        self._cache: OrderedDict[str, _Features | ImageError] = OrderedDict()
-        self._lock = threading.Lock()
+        # per verifier (a cache on the class would outlive it); thread-safe, and an unreadable file's
+        # ImageError is kept like any result, so it is read once
+        self._features = lru_cache(maxsize=CACHE_IMAGES)(self._read_features)
         self._local = threading.local()
 
     def check_many(self, pairs: Sequence[tuple[ImageRecord, ImageRecord]],
@@ -144,21 +145,11 @@ class CopyVerifier:
         return CopyCheck(first.id, second.id, True, f"{how}; {agreement}", **measured)
 
     # -- the steps -----------------------------------------------------------------------------
-    def _features(self, path: str) -> _Features | ImageError:
-        with self._lock:
-            found = self._cache.get(path)
-            if found is not None:
-                self._cache.move_to_end(path)
-                return found
+    def _read_features(self, path: str) -> _Features | ImageError:
         try:
-            found = self._describe(path)
+            return self._describe(path)
         except ImageError as exc:
-            found = exc
-        with self._lock:
-            self._cache[path] = found
-            while len(self._cache) > CACHE_IMAGES:
-                self._cache.popitem(last=False)
-        return found
+            return exc
 
     def _describe(self, path: str) -> _Features:
         cv2 = self._cv2

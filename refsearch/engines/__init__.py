@@ -2,9 +2,10 @@
 answers its photos. "local" uses this process's threads; "ray" a Ray cluster (the `[ray]` extra).
 
 Other packages add engines through entry points. In group `refsearch.engines`, a build engine: a callable
-taking `(backbone, request, config, batch_size, workers, streams, **options)` and returning an `Engine`.
-In group `refsearch.query_engines`, a query engine: a callable taking `(index, k, search_options,
-batch_size, workers, streams, **options)` and returning a `QueryEngine`."""
+taking `(network, request, config, batch_size, workers, streams, **options)` and returning an `Engine`.
+In group `refsearch.query_engines`, a query engine: a callable taking `(index, request, batch_size,
+workers, streams, **options)` (`request` a `refsearch.request.SearchRequest`) and returning a
+`QueryEngine`."""
 from __future__ import annotations
 
 import inspect
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING, Callable
 from ..config import IndexConfig
 from ..errors import InvalidArgumentError
 from ..plugins import Registry
-from .base import BackboneRequest, Engine, ExtractedBatch, IndexRequest, QueryEngine, Unreadable
+from .protocol import Engine, ExtractedBatch, QueryEngine, Unreadable
+from .requests import IndexRequest, NetworkRequest, shipped_weights
 
 if TYPE_CHECKING:
-    from ..backbones import Backbone
+    from ..network_protocol import Network
+    from ..request import SearchRequest
     from ..search import Index
 
 ENTRY_POINT_GROUP = "refsearch.engines"
@@ -30,19 +33,19 @@ register_query_engine = _QUERY_ENGINES.register
 available_query_engines = _QUERY_ENGINES.names
 
 
-def create_engine(name: str, backbone: "Backbone", request: BackboneRequest, config: IndexConfig, batch_size: int,
+def create_engine(name: str, network: "Network", request: NetworkRequest, config: IndexConfig, batch_size: int,
                   workers: int, streams: int, **options) -> Engine:
-    """The build engine registered as `name`; `backbone` is loaded in this process, `request` loads it
+    """The build engine registered as `name`; `network` is open in this process, `request` opens it
     again elsewhere; `options` are the engine's own (the ray engine's `address` and `actors`)."""
-    return _created(_ENGINES.get(name), name, (backbone, request, config, batch_size, workers, streams), options,
+    return _created(_ENGINES.get(name), name, (network, request, config, batch_size, workers, streams), options,
                     "see refsearch build-index --help")
 
 
-def create_query_engine(name: str, index: "Index", k: int, search_options: dict, batch_size: int, workers: int,
+def create_query_engine(name: str, index: "Index", request: "SearchRequest", batch_size: int, workers: int,
                         streams: int, **options) -> QueryEngine:
-    """The query engine registered as `name`, answering as `index.search_batch(photos, k, **search_options)`
+    """The query engine registered as `name`, answering as `index.search_batch(photos, request=request)`
     would, here or elsewhere; `options` are the engine's own (as for `create_engine`)."""
-    return _created(_QUERY_ENGINES.get(name), name, (index, k, search_options, batch_size, workers, streams),
+    return _created(_QUERY_ENGINES.get(name), name, (index, request, batch_size, workers, streams),
                     options, "see refsearch query --help")
 
 
@@ -59,32 +62,33 @@ def _created(factory: Callable, name: str, arguments: tuple, options: dict, hint
     return factory(*arguments, **options)
 
 
-def _local(backbone, request, config, batch_size, workers, streams) -> Engine:
+def _local(network, request, config, batch_size, workers, streams) -> Engine:
     from .local import LocalEngine
 
-    return LocalEngine(backbone, config, batch_size, workers, streams)
+    return LocalEngine(network, config, batch_size, workers, streams)
 
 
-def _ray(backbone, request, config, batch_size, workers, streams, address: str | None = None,
+def _ray(network, request, config, batch_size, workers, streams, address: str | None = None,
          actors: int | None = None) -> Engine:
     from .ray_engine import RayEngine
 
     return RayEngine(request, config, batch_size, address=address, actors=actors)
 
 
-def _local_queries(index, k, search_options, batch_size, workers, streams) -> QueryEngine:
+def _local_queries(index, request, batch_size, workers, streams) -> QueryEngine:
     from .local import LocalQueryEngine
 
-    _ = index.backbone  # loaded (and its weights checked) before the batch query opens its output
-    return LocalQueryEngine(index, k, search_options, batch_size, workers, streams)
+    index.network.load()  # its weights checked before the batch query opens its output
+    return LocalQueryEngine(index, request, batch_size, workers, streams)
 
 
-def _ray_queries(index, k, search_options, batch_size, workers, streams, address: str | None = None,
+def _ray_queries(index, request, batch_size, workers, streams, address: str | None = None,
                  actors: int | None = None) -> QueryEngine:
     from .ray_engine import RayQueryEngine
 
-    return RayQueryEngine(IndexRequest.of(index), index.config, index.backbone.input_size, k, search_options,
-                          batch_size, address=address, actors=actors)
+    index.network.load()
+    return RayQueryEngine(IndexRequest.of(index), index.config, index.network.input_size, request, batch_size,
+                          address=address, actors=actors)
 
 
 register_engine("local")(_local)
@@ -92,6 +96,6 @@ register_engine("ray")(_ray)
 register_query_engine("local")(_local_queries)
 register_query_engine("ray")(_ray_queries)
 
-__all__ = ["BackboneRequest", "Engine", "ExtractedBatch", "IndexRequest", "QueryEngine", "Unreadable",
+__all__ = ["Engine", "ExtractedBatch", "IndexRequest", "NetworkRequest", "QueryEngine", "Unreadable",
            "available_engines", "available_query_engines", "check_query_engine", "create_engine",
-           "create_query_engine", "register_engine", "register_query_engine"]
+           "create_query_engine", "register_engine", "register_query_engine", "shipped_weights"]

@@ -12,27 +12,30 @@ from typing import TYPE_CHECKING
 from ..config import IndexConfig
 from ..features import PreparedImage, RawFeatures, extract
 from ..images import ImageError, ImageFile
-from .base import ExtractedBatch, Unreadable, answer_embedded, embed_batch, prepared_in_order
+from .answers import answer_lines
+from .decoding import prepared_in_order
+from .protocol import ExtractedBatch, Unreadable
 
 if TYPE_CHECKING:
-    from ..backbones import Backbone
+    from ..network_protocol import Network
+    from ..request import SearchRequest
     from ..search import Index
 
 
 class LocalEngine:
-    def __init__(self, backbone: "Backbone", config: IndexConfig, batch_size: int, workers: int, streams: int):
-        self.backbone, self.config = backbone, config
+    def __init__(self, network: "Network", config: IndexConfig, batch_size: int, workers: int, streams: int):
+        self.network, self.config = network, config
         self.batch_size, self.workers, self.streams = batch_size, workers, streams
 
     def extract(self, files: list[ImageFile]) -> Iterator[ExtractedBatch | Unreadable]:
         """Batches in file order; up to `streams` batches are in the network at once."""
-        jobs = _in_flight(self._batches(files), self.streams, lambda batch: extract(self.backbone, batch[1]))
+        jobs = _in_flight(self._batches(files), self.streams, lambda batch: extract(self.network, batch[1]))
         for job, raw in jobs:
             yield job if isinstance(job, Unreadable) else _finished(*job, raw)
 
     def _batches(self, files: list[ImageFile]) -> Iterator[tuple[list[ImageFile], list[PreparedImage]] | Unreadable]:
         batch_files, batch_images = [], []
-        prepared = prepared_in_order((f.path for f in files), self.config, self.backbone.input_size, self.workers,
+        prepared = prepared_in_order((f.path for f in files), self.config, self.network.input_size, self.workers,
                                      lookahead=4 * max(self.batch_size, self.workers))
         for file, result in zip(files, prepared):
             if isinstance(result, ImageError):
@@ -48,21 +51,21 @@ class LocalEngine:
 
 
 class LocalQueryEngine:
-    def __init__(self, index: "Index", k: int, options: dict, batch_size: int, workers: int, streams: int):
-        self.index, self.k, self.options = index, k, options
+    def __init__(self, index: "Index", request: "SearchRequest", batch_size: int, workers: int, streams: int):
+        self.index, self.request = index, request
         self.batch_size, self.workers, self.streams = batch_size, workers, streams
 
     def answer(self, photos: list[Path]) -> Iterator[list[dict]]:
         """Lines in photo order; up to `streams` batches are in the network at once, and each is searched
         here, in turn, when its descriptors are ready."""
         index = self.index
-        prepared = prepared_in_order(photos, index.config, index.backbone.input_size, self.workers,
+        prepared = prepared_in_order(photos, index.config, index.network.input_size, self.workers,
                                      lookahead=4 * max(self.batch_size, self.workers))
         batches = ((batch, list(islice(prepared, len(batch))))
                    for batch in (photos[start:start + self.batch_size]
                                  for start in range(0, len(photos), self.batch_size)))
-        for _, embedded in _in_flight(batches, self.streams, lambda batch: embed_batch(index, *batch)):
-            yield answer_embedded(index, embedded, self.k, self.options)
+        for _, embedded in _in_flight(batches, self.streams, lambda batch: index.embed_batch(*batch)):
+            yield answer_lines(index, embedded, self.request)
 
 
 def _in_flight(jobs: Iterable, streams: int, work: Callable) -> Iterator[tuple]:

@@ -28,8 +28,12 @@ import numpy as np
 from ..config import IndexConfig
 from ..errors import USER_FILE_ERRORS, InvalidArgumentError, RefsearchError
 from ..features import PreparedImage, RawFeatures, extract
-from ..images import ImageError, ImageFile
-from .base import BackboneRequest, ExtractedBatch, IndexRequest, Unreadable, answer_lines, prepare_safely
+from ..images import ImageError, ImageFile, max_pixels, pixel_limit
+from ..request import SearchRequest
+from .answers import answer_lines
+from .decoding import prepare_safely
+from .protocol import ExtractedBatch, Unreadable
+from .requests import IndexRequest, NetworkRequest
 
 # A decode task takes a quarter of a core and, on a CPU cluster, each actor the rest of one, so that
 # decoding runs beside the forward passes as the local engine's threads do rather than waiting for a
@@ -70,7 +74,7 @@ class _RayRun:
 
 
 class RayEngine(_RayRun):
-    def __init__(self, request: BackboneRequest, config: IndexConfig, batch_size: int, *,
+    def __init__(self, request: NetworkRequest, config: IndexConfig, batch_size: int, *,
                  address: str | None = None, actors: int | None = None):
         super().__init__(address, actors)
         self.request, self.config, self.batch_size = request, config, batch_size
@@ -90,11 +94,11 @@ class RayEngine(_RayRun):
 
 
 class RayQueryEngine(_RayRun):
-    def __init__(self, request: IndexRequest, config: IndexConfig, input_size: int, k: int, options: dict,
+    def __init__(self, request: IndexRequest, config: IndexConfig, input_size: int, search: SearchRequest,
                  batch_size: int, *, address: str | None = None, actors: int | None = None):
         super().__init__(address, actors)
         self.request, self.config, self.input_size = request, config, input_size
-        self.k, self.options, self.batch_size = k, options, batch_size
+        self.search, self.batch_size = search, batch_size
 
     def answer(self, photos: list[Path]) -> Iterator[list[dict]]:
         return self._streamed(photos)
@@ -104,8 +108,7 @@ class RayQueryEngine(_RayRun):
         with _data_settings(ray):
             dataset = _decoded(ray, [{"path": str(p)} for p in photos], self.batch_size, actors, self.config,
                                self.input_size)
-            dataset = _through_actors(ray, dataset, _Answer, {"request": self.request, "k": self.k,
-                                                              "options": self.options},
+            dataset = _through_actors(ray, dataset, _Answer, {"request": self.request, "search": self.search},
                                       self.batch_size, on_gpu, actors)
             for block in _blocks(dataset):
                 yield [json.loads(line) for line in block["line"]]
@@ -129,8 +132,8 @@ def _decoded(ray, items: list[dict], batch_size: int, actors: int, config: Index
     actors than the run has batches)."""
     blocks = max(-(-len(items) // max(_BLOCK_FILES, batch_size)), actors)
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
-    return dataset.map_batches(_decode, fn_kwargs={"config": config, "size": size}, batch_size=None,
-                               batch_format="numpy", num_cpus=_DECODE_CPUS)
+    return dataset.map_batches(_decode, fn_kwargs={"config": config, "size": size, "max_pixels": max_pixels()},
+                               batch_size=None, batch_format="numpy", num_cpus=_DECODE_CPUS)
 
 
 def _through_actors(ray, dataset, actor: type, arguments: dict, batch_size: int, on_gpu: bool, actors: int):
@@ -189,7 +192,8 @@ def _connected(ray, address: str | None):
     ray_logger.setLevel(logging.ERROR)
     cluster = address or os.environ.get("RAY_ADDRESS") or None
     try:
-        ray.init(address=cluster or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address=cluster or "local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": _import_path()}})
     except ConnectionError as error:
         # Ray's own rule: RAY_ADDRESS overrides "auto"
         joined = os.environ.get("RAY_ADDRESS") if cluster == "auto" and os.environ.get("RAY_ADDRESS") else cluster
@@ -206,7 +210,22 @@ def _connected(ray, address: str | None):
         ray.shutdown()
 
 
-def _decode(batch: dict, config: IndexConfig, size: int) -> dict:
+def _import_path() -> str:
+    """PYTHONPATH for the run's workers: the folder this process imported refsearch from first, so that
+    they import the same package. Ray puts the run's current folder on its workers' import path, and
+    from the folder holding a clone named refsearch, that clone would otherwise be imported there as an
+    empty namespace package in place of an editable install's."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def _decode(batch: dict, config: IndexConfig, size: int, max_pixels: int) -> dict:
+    """A block of images decoded, as this run's process would decode them (under its pixel limit)."""
+    with pixel_limit(max_pixels):
+        return _decoded_block(batch, config, size)
+
+
+def _decoded_block(batch: dict, config: IndexConfig, size: int) -> dict:
     count = len(batch["path"])
     pixels = np.zeros((count, size, size), np.uint8)
     histograms = np.zeros((count, config.grid * config.grid, config.hist_bins), np.float32)
@@ -270,42 +289,42 @@ class _Actor:
 
 
 class _Forward(_Actor):
-    """The backbone loaded once, run on every batch."""
+    """The network opened once, run on every batch."""
 
-    def start(self, request: BackboneRequest) -> None:
-        self.backbone = request.create()
+    def start(self, request: NetworkRequest) -> None:
+        self.network = request.create()
 
     def run(self, batch: dict) -> dict:
         readable = np.flatnonzero(batch["error"] == "")
         columns = self.unanswered(batch)
         if len(readable):
             images = [PreparedImage(batch["pixels"][row], batch["histograms"][row], (0, 0), None) for row in readable]
-            found = extract(self.backbone, images)
+            found = extract(self.network, images)
             columns["logits"][readable], columns["global"][readable] = found.logits, found.global_
             columns["cells"][readable] = found.cells
         return columns
 
     def unanswered(self, batch: dict) -> dict:
         # zeros, so that feature blocks share their columns; the build never reads unreadable rows
-        count, backbone = len(batch["path"]), self.backbone
+        count, network = len(batch["path"]), self.network
         kept = {name: batch[name] for name in ("path", "size", "mtime", "original_size", "digest", "error", "hint",
                                                "histograms")}
         return {**kept, "logits": np.zeros((count, 1000), np.float32),
-                "global": np.zeros((count, backbone.global_dim), np.float32),
-                "cells": np.zeros((count, backbone.grid * backbone.grid, backbone.cell_dim), np.float32)}
+                "global": np.zeros((count, network.global_dim), np.float32),
+                "cells": np.zeros((count, network.grid * network.grid, network.cell_dim), np.float32)}
 
 
 class _Answer(_Actor):
     """The index opened once (its backbone loaded), answering every batch."""
 
-    def start(self, request: IndexRequest, k: int, options: dict) -> None:
+    def start(self, request: IndexRequest, search: SearchRequest) -> None:
         self.index = request.open()
-        _ = self.index.backbone
-        self.k, self.options = k, options
+        self.index.network.load()
+        self.search = search
 
     def run(self, batch: dict) -> dict:
         photos = [Path(str(path)) for path in batch["path"]]
-        lines = answer_lines(self.index, photos, _prepared(batch), self.k, self.options)
+        lines = answer_lines(self.index, self.index.embed_batch(photos, _prepared(batch)), self.search)
         return {"line": np.array([json.dumps(line, separators=(",", ":")) for line in lines], dtype=object)}
 
     def unanswered(self, batch: dict) -> dict:

@@ -12,7 +12,9 @@ import base64
 import io
 import mimetypes
 import os
+import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict
@@ -30,15 +32,18 @@ from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import colorize as colorize_package
-from colorize import DEFAULT_METHOD, ColorizeError, available_methods
+from colorize import DEFAULT_METHOD, ColorizeError, ColorizeSession, Hints, available_methods
 from colorize.api import MAX_SATURATION
+from colorize.hints import MAX_HINTS, MAX_HINTS_FILE_BYTES
 
 from .. import __version__, classes
 from ..backbones import BackboneError
 from ..errors import IndexStateError, NotFoundError, RefsearchError
 from ..images import ImageError, decode
+from ..request import SearchRequest, SearchRequestError
 from .holder import IndexHolder
 from .settings import ServerSettings
+from .trust import TrustedRequests
 from .uploads import BodyLimit, RequestRejected, check_image_header, describe_bytes, scratch_file
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -68,6 +73,7 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
     app.state.service = service
     app.add_middleware(BodyLimit, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(_SecurityHeaders)
+    app.add_middleware(TrustedRequests, trust=settings.trust)  # the outermost: before anything is read
     _add_error_handlers(app)
 
     def search_options(
@@ -85,18 +91,14 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
                                       "anything in the searched classes (default 20; 0: none)."),
         global_only: bool = Query(False, description="Rank by global cosine, without the local re-rank."),
     ) -> dict:
-        if class_wnid is not None and any_class:
-            raise RequestRejected(400, "class and any_class exclude each other")
-        if class_wnid is not None and not classes.is_wnid(class_wnid):
-            raise RequestRejected(400, f"class {class_wnid!r} is not an ImageNet-1k WordNet id "
-                                       "(like n01440764)")
         return {"class_wnid": class_wnid, "any_class": any_class, "exclude_self": exclude_self,
                 "global_candidates": candidates, "luminance_weight": lum_weight, "rescue_candidates": rescue,
                 "rerank": not global_only}
 
     @app.get("/api/health")
     async def health() -> dict:
-        """The index being served: how many images, which network; the limits on requests."""
+        """The index being served: how many images, which network; the limits on requests. A file of the
+        index found missing or cut short answers 409, naming it."""
         return await service.in_thread(service.health)
 
     @app.post("/api/search")
@@ -104,8 +106,9 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
                      k: int = Query(10, ge=1, le=settings.max_k, description="How many references."),
                      options: dict = Depends(search_options)) -> dict:
         """The k best colour references for the uploaded photo, as `refsearch query --json` ranks them."""
+        request = _search_request(k, options)
         data = await service.read_upload(image)
-        return await service.on_network(service.search, data, k, options)
+        return await service.on_network(service.search, data, request)
 
     @app.post("/api/colorize", response_model=None)
     async def colorize(image: UploadFile = File(..., description="The photo to colorize."),
@@ -121,7 +124,11 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
                                                  "input; below 1 closer to the true colours on average)."),
                        output: Literal["image", "confidence", "json"] = Query(
                            "image", description="image: the colorized PNG; confidence: the per-pixel "
-                           "confidence as a gray PNG; json: both as data URLs, with the references used."),
+                           "confidence as a gray PNG; json: both as data URLs, with the references used, "
+                           "the points applied, and a session to apply other points to quickly."),
+                       hints: Optional[str] = Form(None, description="Colour points, as JSON: a list of "
+                                                   "{x, y, color: '#rrggbb'} (pixel column and row), or an "
+                                                   "object with such a 'hints' list."),
                        options: dict = Depends(search_options)) -> Response:
         """The uploaded photo colorized at its own size, keeping its gray levels exactly."""
         chosen = list(dict.fromkeys([*form_ref_id, *ref_id]))
@@ -130,16 +137,43 @@ def create_app(index: Any, settings: ServerSettings | None = None) -> FastAPI:
         if method not in available_methods():
             raise RequestRejected(400, f"unknown colorize method {method!r} (known: "
                                        f"{', '.join(available_methods())})")
+        points = Hints.loads(hints) if hints else Hints()
+        request = _search_request(topk, options)
         data = await service.read_upload(image)
-        done = await service.on_network(service.colorize, data, topk, chosen, method, saturation, options)
+        done = await service.on_network(service.colorize, data, chosen, method, request)
+        done["result"] = await service.on_hints(done["session"].render, points, saturation)
+        done["result"].seconds += done.pop("seconds")  # the method's part, before the render
         if output == "json":
-            return JSONResponse(await service.in_thread(_colorized_json, done))
+            return JSONResponse(await service.in_thread(_colorized_json, done, service.keep_session(done)))
         picture = done["result"].image if output == "image" else _confidence_image(done["result"].confidence)
         png = await service.in_thread(_png, picture)
         filename = "colorized.png" if output == "image" else "confidence.png"
         headers = {"Content-Disposition": f'inline; filename="{filename}"',
                    "X-Mean-Confidence": f"{float(done['result'].confidence.mean()):.4f}"}
         return Response(png, media_type="image/png", headers=headers)
+
+    @app.post("/api/sessions/{session_id}/render")
+    async def render(session_id: str, request: Request,
+                     saturation: float = Query(1.0, ge=0, le=MAX_SATURATION, allow_inf_nan=False,
+                                               description="Scale of the method's colour, as for colorize.")
+                     ) -> JSONResponse:
+        """The photo of a colorize session (from `/api/colorize?output=json`) with other colour points,
+        sent as the body: JSON as colorize's `hints` field. Answers as colorize's json output, in a
+        fraction of a second; 404 once the server has dropped the session (colorize again)."""
+        points = Hints.loads(await service.read_body(request))
+        done = service.session(session_id)
+        done["result"] = await service.on_hints(done["session"].render, points, saturation)
+        return JSONResponse(await service.in_thread(_colorized_json, done, session_id))
+
+    @app.get("/api/sessions/{session_id}/suggestions")
+    async def suggestions(session_id: str, x: int = Query(..., ge=0, description="Pixel column."),
+                          y: int = Query(..., ge=0, description="Pixel row."),
+                          n: int = Query(6, ge=1, le=20, description="How many colours.")) -> dict:
+        """The colours likely at a point of a colorize session's photo: the chroma prior's likeliest, each
+        reference's colour matched there, and no colour, each at the point's own gray level."""
+        session = service.session(session_id)["session"]
+        found = await service.on_hints(session.suggest, x, y, n)
+        return {"x": x, "y": y, "suggestions": [suggestion.to_dict() for suggestion in found]}
 
     @app.get("/api/images/{image_id}", response_model=None)
     async def image(image_id: int, size: Optional[int] = Query(
@@ -202,6 +236,9 @@ class _Service:
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
         self._thumbnails = _ByteCache(settings.thumbnail_cache_bytes)
         self._reviews: OrderedDict[tuple, dict] = OrderedDict()
+        # id -> the session and the references it was colorized from, as colorize's answer names them
+        self._sessions: OrderedDict[str, tuple[ColorizeSession, list[dict]]] = OrderedDict()
+        self._sessions_lock = threading.Lock()
 
     # -- running blocking work -----------------------------------------------------------------
     def _limiter(self, name: str) -> anyio.CapacityLimiter:
@@ -218,6 +255,36 @@ class _Service:
         return await anyio.to_thread.run_sync(partial(_locked, self._network_lock, function, *args),
                                               limiter=self._limiter("network"))
 
+    async def on_hints(self, function: Callable[..., T], *args) -> T:
+        """Run `function` (applying colour points: CPU work, no network) one at a time, beside searches."""
+        return await anyio.to_thread.run_sync(partial(function, *args), limiter=self._limiter("hints"))
+
+    async def read_body(self, request: Request) -> bytes:
+        body = await request.body()
+        if len(body) > MAX_HINTS_FILE_BYTES:
+            raise RequestRejected(413, "the points are over the limit of "
+                                       f"{describe_bytes(MAX_HINTS_FILE_BYTES)}")
+        return body
+
+    def keep_session(self, done: dict) -> str:
+        """Keep a colorize session for quick re-renders under a new id; the least recently used go first."""
+        session_id = secrets.token_urlsafe(12)
+        with self._sessions_lock:
+            self._sessions[session_id] = (done["session"], done["references"])
+            while len(self._sessions) > self.settings.max_sessions:
+                self._sessions.popitem(last=False)
+        return session_id
+
+    def session(self, session_id: str) -> dict:
+        """{"session", "references"} of a kept session; NotFoundError once it has been dropped."""
+        with self._sessions_lock:
+            kept = self._sessions.get(session_id)
+            if kept is None:
+                raise NotFoundError("this colorize session is no longer held by the server (it keeps the "
+                                    f"{self.settings.max_sessions} latest)", "colorize the photo again")
+            self._sessions.move_to_end(session_id)
+        return {"session": kept[0], "references": kept[1]}
+
     async def read_upload(self, upload: UploadFile) -> bytes:
         limit = self.settings.max_upload_bytes
         data = await upload.read(limit + 1)
@@ -229,38 +296,40 @@ class _Service:
     # -- endpoints' work -----------------------------------------------------------------------
     def health(self) -> dict:
         index = self.holder.current()
+        index.check()  # a damaged file: 409, naming it
         return {"status": "ok", "images": len(index), "backbone": index.config.backbone,
                 "version": __version__, "methods": available_methods(), "default_method": DEFAULT_METHOD,
                 "limits": {"max_upload_bytes": self.settings.max_upload_bytes,
                            "max_pixels": self.settings.max_pixels, "max_k": self.settings.max_k,
-                           "max_topk": self.settings.max_topk}}
+                           "max_topk": self.settings.max_topk, "max_hints": MAX_HINTS}}
 
-    def search(self, data: bytes, k: int, options: dict) -> dict:
+    def search(self, data: bytes, request: SearchRequest) -> dict:
         index = self.holder.current()
         with scratch_file(data) as path, _upload_errors(path):
-            response = index.search(path, k=k, **options)
+            response = index.search(path, request=request)
         found = response.to_dict()
         del found["query"]  # the scratch file's name, which means nothing to the client
         return found
 
-    def colorize(self, data: bytes, topk: int, ref_ids: list[int], method: str, saturation: float,
-                 options: dict) -> dict:
+    def colorize(self, data: bytes, ref_ids: list[int], method: str, request: SearchRequest) -> dict:
+        """The photo colorized once, as a session to render with colour points."""
+        started = time.perf_counter()
         index = self.holder.current()
         with scratch_file(data) as path, _upload_errors(path):
             if ref_ids:
                 records = [self._record_of(index, i) for i in ref_ids]
-                result = colorize_package.colorize(path, [r.path for r in records], method,
-                                                   backbone=index.backbone, saturation=saturation)
+                session = colorize_package.colorize_session(path, [r.path for r in records], method,
+                                                            backbone=index.network)
                 used = records
             else:
-                result = index.colorize(path, topk, method, saturation=saturation, **options)
-                used = [_record_or_none(index, reference.name) for reference in result.references]
+                session = colorize_package.session_with_index(index, path, method=method, request=request)
+                used = [_record_or_none(index, reference.name) for reference in session.references]
         references = [{"id": None if record is None else record.id, "path": reference.name,
                        "label": None if record is None else record.label,
                        "label_name": None if record is None else classes.class_name(record.label),
                        "score": reference.score}
-                      for record, reference in zip(used, result.references)]
-        return {"result": result, "references": references}
+                      for record, reference in zip(used, session.references)]
+        return {"session": session, "references": references, "seconds": time.perf_counter() - started}
 
     def record(self, image_id: int) -> dict:
         record = self._record_of(self.holder.current(), image_id)
@@ -327,8 +396,8 @@ class _Service:
                     "unreadable": [asdict(check) for check in groups.unreadable]}
         if kind == "outliers":
             return {"outliers": [{**asdict(o), "label_name": classes.class_name(o.label)}
-                                 for o in index.outliers(parameter)]}
-        found = index.clusters(parameter)
+                                 for o in index.curation.outliers(parameter)]}
+        found = index.curation.clusters(parameter)
         return {"clusters": [{"number": c.number, "size": len(c), "cohesion": c.cohesion,
                               "representative": c.representative, "members": list(c.members)} for c in found]}
 
@@ -340,6 +409,18 @@ class _Service:
             return index.record(image_id)
         except KeyError:
             raise NotFoundError(f"no image with id {image_id} in this index") from None
+
+
+# The search request's fields as the API names them (refsearch.request.SearchRequest).
+SEARCH_OPTION_NAMES = {"class_wnid": "class", "global_candidates": "candidates", "luminance_weight": "lum_weight",
+                       "rescue_candidates": "rescue", "rerank": "global_only"}
+
+
+def _search_request(k: int, options: dict) -> SearchRequest:
+    try:
+        return SearchRequest(k, **options)
+    except SearchRequestError as error:
+        raise RequestRejected(400, "; ".join(filter(None, error.worded(SEARCH_OPTION_NAMES)))) from None
 
 
 def _locked(lock: threading.Lock, function: Callable[..., T], *args) -> T:
@@ -402,13 +483,15 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _colorized_json(done: dict) -> dict:
+def _colorized_json(done: dict, session_id: str) -> dict:
     result = done["result"]
     return {"image": _data_url(_png(result.image)),
             "confidence": _data_url(_png(_confidence_image(result.confidence))),
             "width": result.image.width, "height": result.image.height, "method": result.method,
             "seconds": round(result.seconds, 3), "mean_confidence": round(float(result.confidence.mean()), 4),
-            "references": done["references"], "notes": list(result.notes)}
+            "references": done["references"], "notes": list(result.notes),
+            "hints": [hint.to_dict() for hint in result.hints], "uses_hints": done["session"].uses_hints,
+            "session": session_id}
 
 
 class _ByteCache:

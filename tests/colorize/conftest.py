@@ -68,9 +68,9 @@ def gray_scene(colour_scene) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def backbone():
-    from colorize.exemplar import default_backbone
+    from colorize.exemplar import default_network
 
-    return default_backbone()
+    return default_network()
 
 
 @pytest.fixture(scope="session")

@@ -106,6 +106,12 @@ def test_with_an_index(small_index, files, tmp_path):
     (["{gray}", "--ref", "{gray}.missing"], "no such file"),
     (["{gray}", "--ref", "{ref}", "--saturation", "5"], "Invalid value for '--saturation'"),
     (["{gray}", "--ref", "{ref}", "--saturation", "-1"], "Invalid value for '--saturation'"),
+    (["{gray}", "--ref", "{ref}", "--hint", "1,2"], "is not X,Y,#RRGGBB"),
+    (["{gray}", "--ref", "{ref}", "--hint", "1,2,#ff00"], "six hex digits"),
+    (["{gray}", "--ref", "{ref}", "--hint", "500,2,#ff0000"], "outside the 128x96 photo"),
+    (["{gray}", "--ref", "{ref}", "--hints", "{gray}"], "the hints are not valid JSON"),
+    (["{gray}", "--ref", "{ref}", "--hints", "{tmp}/missing.json"], "no such file"),
+    (["{tmp}", "--ref", "{ref}", "--hint", "1,1,#ff0000"], "give a photo, not a folder"),
 ])
 def test_bad_input_exits_2_with_a_message(files, tmp_path, args, message):
     gray, reference = files
@@ -132,3 +138,38 @@ def test_saturation_scales_the_colour_and_keeps_the_gray_levels(files, tmp_path)
 
     assert spread(outputs[0]) == 0
     assert 0.35 * spread(outputs[1]) < spread(outputs[0.5]) < 0.65 * spread(outputs[1])
+
+
+def test_colour_points_and_their_replay_from_the_json_output(files, tmp_path):
+    gray, reference = files
+    pointed, replayed, plain = tmp_path / "pointed.png", tmp_path / "replayed.png", tmp_path / "plain.png"
+    result = run(gray, "--ref", reference, "--hint", "10,80,#c03028", "--hint", "100,10,#3050D0",
+                 "-o", pointed, "--json")
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)["done"][0]
+    assert done["hints"] == [{"x": 10, "y": 80, "color": "#c03028"}, {"x": 100, "y": 10, "color": "#3050d0"}]
+    assert (done["width"], done["height"]) == (128, 96)
+    saved = tmp_path / "run.json"
+    saved.write_text(result.stdout)
+    assert run(gray, "--ref", reference, "--hints", saved, "-o", replayed).exit_code == 0
+    assert run(gray, "--ref", reference, "-o", plain).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(pointed)), np.asarray(Image.open(replayed)))
+    assert not np.array_equal(np.asarray(Image.open(pointed)), np.asarray(Image.open(plain)))
+    # a file's points first, then --hint's
+    both = run(gray, "--ref", reference, "--hints", saved, "--hint", "60,60,#20a040",
+               "-o", tmp_path / "b.png", "--json")
+    colours = [h["color"] for h in json.loads(both.stdout)["done"][0]["hints"]]
+    assert colours == ["#c03028", "#3050d0", "#20a040"]
+
+
+def test_thousands_of_points_or_points_of_another_photo_are_refused(files, tmp_path):
+    gray, reference = files
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps([{"x": i % 128, "y": i // 128 % 96, "color": "#808080"} for i in range(5000)]))
+    result = run(gray, "--ref", reference, "--hints", many)
+    assert result.exit_code == 2 and "5000 colour hints; at most 256" in result.output
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"width": 64, "height": 48, "hints": [{"x": 1, "y": 1, "color": "#808080"}]}))
+    result = run(gray, "--ref", reference, "--hints", other)
+    assert result.exit_code == 2 and "placed on a 64x48 photo; this one is 128x96" in result.output
+    assert "Traceback" not in result.output

@@ -158,9 +158,9 @@ def test_exemplar_scales_the_photos_cast_and_its_departures_from_it_apart():
 
 def test_an_index_network_the_bundled_prior_was_not_trained_on_is_replaced_by_the_one_it_was(
         gray_scene, colour_scene, backbone):
-    from refsearch.backbones import create_backbone
+    from refsearch.network import open_network
 
-    gray_adapted = create_backbone("efficientnet-lite2")  # what a default index is built with
+    gray_adapted = open_network("efficientnet-lite2")  # what a default index is built with
     assert gray_adapted.fingerprint != backbone.fingerprint
     result = colorize(gray_scene, [colour_scene], ExemplarColorizer(gray_adapted))
     assert not any("untrained propagation" in note for note in result.notes)

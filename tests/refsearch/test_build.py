@@ -11,15 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
+from index_checks import as_format_2
+
 import refsearch
-from refsearch import build, images
-from refsearch.build import remove_images
-from refsearch.engines import base as engine_base
+from refsearch import images
+from refsearch.backbones import default_workers
+from refsearch.engines import decoding as engine_decoding
 from refsearch.engines import local as local_engine
 from refsearch.config import IndexConfig, SearchSettings
 from refsearch.errors import ConfigMismatchError, IndexStateError
 from refsearch.images import file_digest
+from refsearch.integrity import record_of_file
 from refsearch.manifest import Manifest
+from refsearch.removal import remove_images
 from refsearch.status import index_status
 
 DEMO = Path(__file__).resolve().parents[2] / "index_builds" / "demo" / "photos"
@@ -43,13 +47,13 @@ def _touch_later(path: Path, seconds: int = 10) -> None:
 def spy_decodes(monkeypatch):
     """The paths the build decodes, in order."""
     seen: list[str] = []
-    real = engine_base.load_prepared
+    real = engine_decoding.load_prepared
 
     def spy(path, *args, **kwargs):
         seen.append(str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(engine_base, "load_prepared", spy)
+    monkeypatch.setattr(engine_decoding, "load_prepared", spy)
     return seen
 
 
@@ -95,9 +99,14 @@ def test_summary_manifest_and_files_of_a_fresh_build(tree_build, efficientnet_st
     assert manifest.classes == 5  # the two cats share a folder label
     assert {"refsearch", "torch", "faiss"} <= set(manifest.versions)
     assert (output / "metadata.lmdb").is_dir() and (output / "projections.npz").is_file()
-    assert (output / manifest.files["class_stats"]).is_file() and "tombstones" not in manifest.files
+    assert (output / manifest.files["class_stats"].name).is_file() and "tombstones" not in manifest.files
     segment = output / "segments" / manifest.segments[0].name
     assert sorted(p.name for p in segment.iterdir()) == ["cells.f16", "global.faiss", "hist.u16"]
+    # every file the generation uses is recorded with its size and checksum
+    recorded = manifest.file_records()
+    assert set(recorded) == {"projections.npz", manifest.files["class_stats"].name,
+                             *(f"segments/{segment.name}/{name}" for name in ("cells.f16", "global.faiss", "hist.u16"))}
+    assert all(record == record_of_file(output / name) for name, record in recorded.items())
     assert not (output / "pca-sample").exists()
     assert not (output / "skipped.tsv").exists()
 
@@ -195,6 +204,23 @@ class _Crash:
         if self.calls == self.crash_on:
             raise KeyboardInterrupt
         return self.real(*args, **kwargs)
+
+
+def test_a_build_that_changes_nothing_publishes_nothing_and_only_a_real_interruption_is_resumed(
+        tmp_path, copy_photos, tiny_build, monkeypatch):
+    copy_photos(tmp_path / "photos", 3)
+    first = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    again = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    assert (first.generation, first.resumed, first.up_to_date) == (1, False, False)
+    assert (again.generation, again.resumed, again.up_to_date, again.unchanged) == (1, False, True, 3)
+    assert Manifest.load(tmp_path / "x.index").generation == 1
+    copy_photos(tmp_path / "photos", 7)  # two more batches, the first committed before the crash
+    monkeypatch.setattr(local_engine, "extract", _Crash(crash_on=2))
+    with pytest.raises(KeyboardInterrupt):
+        tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    monkeypatch.undo()
+    finished = tiny_build(tmp_path / "photos", tmp_path / "x.index")
+    assert (finished.generation, finished.resumed, finished.up_to_date, finished.images) == (2, True, False, 7)
 
 
 def test_an_interrupted_build_leaves_the_last_generation_and_resuming_equals_a_clean_build(
@@ -422,8 +448,8 @@ def test_removing_an_unknown_id_changes_nothing(tmp_path, copy_photos):
 
 
 def test_a_gpu_build_decodes_on_every_usable_core_and_a_cpu_build_on_two():
-    assert build.default_workers("cpu") == 2
-    assert build.default_workers("cuda") == len(os.sched_getaffinity(0))
+    assert default_workers("cpu") == 2
+    assert default_workers("cuda") == len(os.sched_getaffinity(0))
 
 
 # -- what the network sees: input size and crop -------------------------------------------------
@@ -465,18 +491,19 @@ def test_input_size_and_crop_are_build_settings(tmp_path, tiny_build, tiny_confi
             IndexConfig(**bad)
 
 
-def test_an_index_saved_before_input_size_and_crop_existed_reads_as_224_pixels_full_frame(tmp_path, tiny_build,
-                                                                                       copy_photos):
+def test_an_index_saved_before_input_size_crop_and_removed_files_existed_reads_as_built_then(tmp_path, tiny_build,
+                                                                                          copy_photos):
     import json
 
     copy_photos(tmp_path / "photos", 2)
     summary = tiny_build(tmp_path / "photos", tmp_path / "tiny.index")
     manifest_file = Path(summary.index) / "manifest.json"
-    data = json.loads(manifest_file.read_text())
-    del data["config"]["input_size"], data["config"]["crop"]
+    data = as_format_2(json.loads(manifest_file.read_text()))
+    del data["config"]["input_size"], data["config"]["crop"], data["removed_files"]
     manifest_file.write_text(json.dumps(data))
-    config = Manifest.load(Path(summary.index)).config
-    assert (config.input_size, config.crop) == (224, "full")
+    manifest = Manifest.load(Path(summary.index))
+    assert (manifest.config.input_size, manifest.config.crop, manifest.removed_files) == (224, "full", 0)
+    assert manifest.format_version == 3 and manifest.files["projections"].name == "projections.npz"
 
 
 def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo_photos):
@@ -487,9 +514,9 @@ def test_an_index_built_with_other_named_weights_finds_them_again(tmp_path, demo
     refsearch.build_index(folder, tmp_path / "imagenet.index", IndexConfig(input_size=224), weights="imagenet",
                           progress=False)
     with refsearch.Index.open(tmp_path / "imagenet.index") as index:  # no --weights: the default is gray
-        assert index.backbone.fingerprint == refsearch.create_backbone(
+        assert index.network.network.fingerprint == refsearch.create_backbone(
             "efficientnet-lite2", weights="imagenet").fingerprint
         assert index.search(folder / demo_photos[1].name, k=1)[0].path == str((folder / demo_photos[1].name).resolve())
     with refsearch.Index.open(tmp_path / "imagenet.index", weights="gray") as index:
         with pytest.raises(ConfigMismatchError, match="other efficientnet-lite2 weights"):
-            index.backbone
+            index.network.load()

@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import tiny_backbone
+from index_checks import assert_same_state, clean_build, finish, index_state, photo_folder
 
 import refsearch
 
@@ -20,8 +19,8 @@ CRASH_DRIVER = Path(__file__).resolve().parents[1] / "support" / "crash_driver.p
 
 # (function, call number, before or after the real call): points across the whole write path.
 BUILD_POINTS = [
-    ("refsearch.engines.base:ExtractedBatch.save", 1, "before"),  # while extracting the PCA sample
-    ("refsearch.engines.base:ExtractedBatch.save", 2, "after"),
+    ("refsearch.build:save_batch", 1, "before"),  # while extracting the PCA sample
+    ("refsearch.build:save_batch", 2, "after"),
     ("refsearch.writer:IndexWriter.set_projections", 1, "after"),  # fitted, nothing stored yet
     ("refsearch.segments:SegmentAppender.append", 2, "after"),  # rows written, not committed
     ("refsearch.store:MetadataWriter.add", 1, "after"),  # first sample batch committed
@@ -55,47 +54,15 @@ def _crash(job: dict, point) -> None:
     assert result.returncode == -signal.SIGKILL, f"{point} never reached: {result.stderr[-2000:]}"
 
 
-def _finish(job: dict) -> None:
-    """Run the job normally, in this process, with the driver's settings."""
-    if job["op"] == "build":
-        refsearch.build_index(job["source"], job["index"], tiny_backbone.CONFIG, batch_size=2, workers=0,
-                              streams=1, progress=False)
-    elif job["op"] == "remove":
-        refsearch.remove_images(job["index"], job["ids"])
-    else:
-        refsearch.compact_index(job["index"])
-
-
-def _state(index_path: Path, queries: list[Path]):
-    with refsearch.Index.open(index_path) as index:
-        paths = [r.path for r in index.records()]
-        assert len(paths) == len(set(paths)) == len(index), "an image is stored twice"
-        answers = [[(r.path, r.score) for r in index.search(q, k=5, any_class=True)] for q in queries]
-        return sorted(paths), answers
-
-
-def _assert_same(got, want):
-    assert got[0] == want[0]
-    for a, b in zip(got[1], want[1]):
-        assert [p for p, _ in a] == [p for p, _ in b]
-        np.testing.assert_allclose([s for _, s in a], [s for _, s in b], atol=1e-4)
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory, demo_photos):
-    folder = tmp_path_factory.mktemp("crash") / "photos"
-    folder.mkdir()
-    for photo in demo_photos[:11]:
-        shutil.copy2(photo, folder / photo.name)
-    return folder
+    return photo_folder(tmp_path_factory.mktemp("crash") / "photos", demo_photos[:11])
 
 
 @pytest.fixture(scope="module")
 def clean(photos, tmp_path_factory):
     """An uninterrupted build of the photos, and its state."""
-    output = tmp_path_factory.mktemp("clean") / "clean.index"
-    _finish({"op": "build", "source": str(photos), "index": str(output)})
-    return output, _state(output, sorted(photos.iterdir())[::4])
+    return clean_build(photos, tmp_path_factory.mktemp("clean") / "clean.index")
 
 
 @pytest.mark.parametrize("point", BUILD_POINTS, ids=lambda p: f"{p[0].split(':')[1]}-{p[1]}-{p[2]}")
@@ -103,8 +70,8 @@ def test_a_build_killed_anywhere_resumes_to_the_same_index(point, photos, clean,
     output = tmp_path / "x.index"
     job = {"op": "build", "source": str(photos), "index": str(output)}
     _crash(job, point)
-    _finish(job)
-    _assert_same(_state(output, sorted(photos.iterdir())[::4]), clean[1])
+    finish(job)
+    assert_same_state(index_state(output, sorted(photos.iterdir())[::4]), clean[1])
     assert not (output / "pca-sample").exists()
 
 
@@ -116,15 +83,15 @@ def update(photos, tmp_path_factory, demo_photos):
     source = root / "photos"
     shutil.copytree(photos, source)
     base = root / "base.index"
-    _finish({"op": "build", "source": str(source), "index": str(base)})
+    finish({"op": "build", "source": str(source), "index": str(base)})
     for photo in demo_photos[11:15]:
         shutil.copy2(photo, source / photo.name)
     sorted(source.iterdir())[0].unlink()
     reference = root / "reference.index"
     shutil.copytree(base, reference)
-    _finish({"op": "build", "source": str(source), "index": str(reference)})
+    finish({"op": "build", "source": str(source), "index": str(reference)})
     queries = sorted(source.iterdir())[::4]
-    return source, base, _state(reference, queries), queries
+    return source, base, index_state(reference, queries), queries
 
 
 @pytest.mark.parametrize("point", UPDATE_POINTS, ids=lambda p: f"{p[0].split(':')[1]}-{p[1]}-{p[2]}")
@@ -134,8 +101,8 @@ def test_an_update_killed_anywhere_resumes_to_the_same_index(point, update, tmp_
     shutil.copytree(base, output)
     job = {"op": "build", "source": str(source), "index": str(output)}
     _crash(job, point)
-    _finish(job)
-    _assert_same(_state(output, queries), reference)
+    finish(job)
+    assert_same_state(index_state(output, queries), reference)
 
 
 @pytest.mark.parametrize("point", REMOVE_POINTS + COMPACT_POINTS,
@@ -145,16 +112,16 @@ def test_a_removal_or_compaction_killed_anywhere_leaves_a_whole_index(point, cle
     shutil.copytree(clean[0], output)
     compacting = point in COMPACT_POINTS
     if compacting:
-        _finish({"op": "remove", "index": str(output), "ids": [1, 4]})
-    before = _state(output, [])[0]
+        finish({"op": "remove", "index": str(output), "ids": [1, 4]})
+    before = index_state(output, [])[0]
     job = {"op": "compact", "index": str(output)} if compacting else {"op": "remove", "index": str(output),
                                                                       "ids": [1, 4]}
     _crash(job, point)
-    paths, _ = _state(output, [])  # opens, consistent: the old generation or the new one
+    paths, _ = index_state(output, [])  # opens, consistent: the old generation or the new one
     after = sorted(set(clean[1][0]) - _removed(clean[0], [1, 4]))
     assert paths in (before, after)
-    _finish(job)  # the same command again finishes the job (a removal already published: nothing to do)
-    final, answers = _state(output, [Path(p) for p in clean[1][0][::4]])
+    finish(job)  # the same command again finishes the job (a removal already published: nothing to do)
+    final, answers = index_state(output, [Path(p) for p in clean[1][0][::4]])
     assert final == after
     assert all(len(a) == 5 for a in answers)
 

@@ -118,13 +118,13 @@ def test_a_header_claiming_a_giant_size_is_refused_before_decoding(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(_png_header(30_000, 20_000))  # 600 megapixels claimed in a tiny file
     reason = _reason(path)
-    assert reason == "30000x20000 is 600 megapixels, over the limit of 400 megapixels"
+    assert reason == "30000x20000 is 600 megapixels, over the limit of 50 megapixels"
 
 
 @pytest.fixture(scope="module")
 def bombs(tmp_path_factory):
-    """PNGs whose pixel counts set off Pillow's bomb check: 900 megapixels (its error, and over our
-    limit) and 144 (its warning, within our limit); one bit a pixel, so the files are small."""
+    """PNGs whose pixel counts set off Pillow's bomb check: 900 megapixels (its error, and over the
+    limit the tests raise to 400) and 144 (its warning, within it); one bit a pixel, so the files are small."""
     folder = tmp_path_factory.mktemp("bombs")
     Image.new("1", (30_000, 30_000)).save(folder / "huge.png")
     Image.new("1", (12_000, 12_000)).save(folder / "large.png")
@@ -134,39 +134,51 @@ def bombs(tmp_path_factory):
 def test_a_decompression_bomb_is_refused_by_our_limit_without_pillows_warning(bombs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(ImageError) as refused:
+        with images.pixel_limit(400_000_000), pytest.raises(ImageError) as refused:
             decode(bombs / "huge.png", luminance=True, min_short_side=256)
         assert refused.value.reason == "30000x30000 is 900 megapixels, over the limit of 400 megapixels"
-        assert refused.value.hint == "scale it down first"
+        assert refused.value.hint == "scale it down first, or raise the limit with --max-pixels"
         assert isinstance(refused.value, RefsearchError) and isinstance(refused.value, ValueError)
-        assert decode(bombs / "large.png", luminance=True).image.size == (12_000, 12_000)
+        with images.pixel_limit(400_000_000):
+            assert decode(bombs / "large.png", luminance=True).image.size == (12_000, 12_000)
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)], caught
 
 
 def test_a_decompression_bomb_prints_nothing_of_pillows_on_stderr(bombs):
-    code = (f"from refsearch.images import ImageError, decode\n"
-            f"decode({str(bombs / 'large.png')!r})\n"
+    code = (f"from refsearch.images import ImageError, decode, pixel_limit\n"
+            f"with pixel_limit(400_000_000):\n"
+            f"    decode({str(bombs / 'large.png')!r})\n"
             f"try:\n    decode({str(bombs / 'huge.png')!r})\n"
             f"except ImageError as error:\n    print(error.reason)\n")
     done = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    assert done.stdout == "30000x30000 is 900 megapixels, over the limit of 400 megapixels\n"
+    assert done.stdout == "30000x30000 is 900 megapixels, over the limit of 50 megapixels\n"
 
 
-def test_max_pixels_limit(tmp_path, write_image, monkeypatch):
-    monkeypatch.setattr(images, "MAX_PIXELS", 300)
-    assert _reason(write_image("big.png", size=(20, 20))) == "20x20 is 0.0004 megapixels, over the limit of " \
-        "0.0003 megapixels"
-    assert decode(write_image("ok.png", size=(10, 30))).image.size == (10, 30)
+def test_max_pixels_limit(tmp_path, write_image):
+    assert images.max_pixels() == images.DEFAULT_MAX_PIXELS == 50_000_000
+    with images.pixel_limit(300):
+        assert images.max_pixels() == 300
+        assert _reason(write_image("big.png", size=(20, 20))) == "20x20 is 0.0004 megapixels, over the limit " \
+            "of 0.0003 megapixels"
+        assert decode(write_image("ok.png", size=(10, 30))).image.size == (10, 30)
+        with pytest.raises(ImageError, match="over the limit"):
+            decode(np.zeros((20, 20), np.uint8))  # arrays and PIL images are held to it too
+        with pytest.raises(ImageError, match="over the limit"):
+            decode(Image.new("L", (20, 20)))
+    assert images.max_pixels() == 50_000_000
+    with pytest.raises(ValueError, match="at least 1"):
+        with images.pixel_limit(0):
+            pass
 
 
 def test_a_large_jpeg_counts_at_the_scale_it_is_decoded_at(tmp_path, write_image, monkeypatch):
     path = write_image("big.jpg", size=(800, 600), format="JPEG")
-    monkeypatch.setattr(images, "MAX_PIXELS", 100_000)  # the photo has 480 000
-    assert "480000" not in _reason(path) and "0.48 megapixels" in _reason(path)
-    reduced = decode(path, min_short_side=150, luminance=True)  # JPEG draft: 1/4 scale, 200x150
+    with images.pixel_limit(100_000):  # the photo has 480 000
+        assert "480000" not in _reason(path) and "0.48 megapixels" in _reason(path)
+        reduced = decode(path, min_short_side=150, luminance=True)  # JPEG draft: 1/4 scale, 200x150
     assert reduced.image.size == (200, 150) and reduced.original_size == (800, 600)
 
 

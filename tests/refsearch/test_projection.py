@@ -61,12 +61,10 @@ def test_too_few_samples_or_features_keep_every_feature(n, features, dim):
     np.testing.assert_allclose(projection(samples), l2_normalize(samples), atol=1e-6)
 
 
-def test_projections_save_and_load_round_trip(tmp_path):
+def test_projections_round_trip_through_bytes():
     samples, _ = _subspace_samples()
     projections = Projections(Projection.fit(samples, 3), Projection.fit(samples[:, :5], 2), fitted_on=60)
-    path = tmp_path / "projections.npz"
-    projections.save(path)
-    loaded = Projections.load(path)
+    loaded = Projections.from_bytes(projections.to_bytes())
     assert loaded.fitted_on == 60
     assert loaded.global_.output_dim == 3 and loaded.cells.output_dim == 2
     np.testing.assert_array_equal(loaded.global_(samples), projections.global_(samples))

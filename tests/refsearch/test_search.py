@@ -136,8 +136,18 @@ def test_when_the_searched_classes_run_out_the_rest_come_from_all_classes(groupe
 def test_an_empty_named_class_still_returns_results(grouped, synthetic_image):
     response = grouped.search(synthetic_image((96, 96), "L", "noise"), k=2, class_wnid=TENCH)
     assert len(response) == 2
-    assert response.searched_classes[0] == TENCH and TENCH not in _labels(response)
-    assert response.notes[0].startswith(f"class {TENCH} (tench) holds 0 images, fewer than 3: widened")
+    assert response.searched_classes == [TENCH] and TENCH not in _labels(response)
+    assert response.notes == [f"class {TENCH} (tench) holds 0 images to rank; ranks 1 to 2 come from all classes"]
+
+
+def test_a_named_class_is_searched_alone_and_ranked_first(grouped, degrade):
+    # the volcano class holds two photos, fewer than the three that make a predicted class searched alone
+    volcano = {r.id for r in grouped.records() if r.label == VOLCANO}
+    response = grouped.search(degrade(DEMO / "n02123394_Persian_cat.jpg"), k=4, class_wnid=VOLCANO)
+    assert response.searched_classes == [VOLCANO] and not response.widened
+    assert {r.id for r in response.results[:2]} == volcano and not volcano & {r.id for r in response.results[2:]}
+    assert response.notes == [f"class {VOLCANO} (volcano) holds 2 images to rank; ranks 3 to 4 come from all "
+                              "classes"]
 
 
 @pytest.mark.parametrize("options", [{}, {"any_class": True}, {"class_wnid": TENCH}, {"rerank": False}])
@@ -405,3 +415,18 @@ def test_done_criterion_on_the_imagenet_sample(sample_dir, tmp_path_factory, deg
             if response[0].path != str(photo.resolve()):
                 misses.append(f"{photo.name} -> {Path(response[0].path).name}")
     assert len(misses) <= 1, misses
+
+
+def test_a_query_while_the_first_build_runs_says_a_build_is_at_work(tmp_path, demo_photos):
+    from refsearch.writer import IndexWriter
+
+    with IndexWriter.open(tmp_path / "new.index", config=IndexConfig(), source=tmp_path, create=True,
+                          command="build-index photos/"):
+        with refsearch.Index.open(tmp_path / "new.index") as index:
+            with pytest.raises(IndexStateError, match=r"holds no images yet: it is being built by pid \d+ .*"
+                                                      r"\(build-index photos/\)") as refused:
+                index.search(demo_photos[0], k=1)
+    assert "when the build has published" in refused.value.hint
+    with refsearch.Index.open(tmp_path / "new.index") as index:  # the build stopped: nothing is at work
+        with pytest.raises(IndexStateError, match="holds no images; index some images first"):
+            index.search(demo_photos[0], k=1)

@@ -25,7 +25,7 @@ def path(tmp_path):
 
 
 def test_records_round_trip_exactly_with_paths_relative_to_the_root(path):
-    writer = MetadataWriter(path, ROOT, generation=1)
+    writer = MetadataWriter(path, ROOT, generation=1, create=True)
     records = [_record(3, "a/x.jpg"), _record(4, "b.png", label_source="predicted", label="n02123045"),
                _record(9, "c d/é.jpg", digest="")]
     records[2] = ImageRecord(**{**records[2].__dict__, "digest": ""})
@@ -39,7 +39,7 @@ def test_records_round_trip_exactly_with_paths_relative_to_the_root(path):
 
 
 def test_a_reader_sees_only_the_generation_it_opened(path):
-    writer = MetadataWriter(path, ROOT, generation=1)
+    writer = MetadataWriter(path, ROOT, generation=1, create=True)
     writer.add([_record(0, "old.jpg"), _record(1, "gone.jpg")], 1, {})
     writer.generation = 2
     writer.add([_record(2, "new.jpg")], 2, {})
@@ -61,7 +61,7 @@ def test_a_reader_sees_only_the_generation_it_opened(path):
 
 
 def test_a_changed_file_maps_its_path_to_the_generation_s_record(path):
-    writer = MetadataWriter(path, ROOT, generation=1)
+    writer = MetadataWriter(path, ROOT, generation=1, create=True)
     writer.add([_record(0, "p.jpg", digest="ab" * 16)], 1, {})
     writer.generation = 2
     writer.mark_removed([0], 2)
@@ -75,7 +75,7 @@ def test_a_changed_file_maps_its_path_to_the_generation_s_record(path):
 
 
 def test_purged_records_leave_the_maps(path):
-    writer = MetadataWriter(path, ROOT, generation=1)
+    writer = MetadataWriter(path, ROOT, generation=1, create=True)
     writer.add([_record(0, "p.jpg", digest="cd" * 16)], 1, {})
     writer.purge([0])
     assert list(writer.records()) == [] and writer.ids_with_digest("cd" * 16) == []
@@ -84,7 +84,7 @@ def test_purged_records_leave_the_maps(path):
 
 
 def test_skipped_files_and_pending_removals(path):
-    writer = MetadataWriter(path, ROOT, generation=1)
+    writer = MetadataWriter(path, ROOT, generation=1, create=True)
     writer.mark_skipped([SkippedFile("/photos/bad.jpg", "empty file", 0, 5)])
     assert writer.skipped() == [SkippedFile("/photos/bad.jpg", "empty file", 0, 5)]
     writer.add([_record(0, "bad.jpg")], 1, {})  # a repaired file leaves the skipped list
@@ -97,7 +97,7 @@ def test_skipped_files_and_pending_removals(path):
 
 
 def test_readers_and_the_writer_of_one_file_share_its_environment(path):
-    writer = MetadataWriter(path, ROOT, generation=1)
+    writer = MetadataWriter(path, ROOT, generation=1, create=True)
     reader = MetadataReader(path, ROOT, generation=1)
     assert reader.env is writer.env
     writer.add([_record(0, "a.jpg")], 1, {})
@@ -110,8 +110,13 @@ def test_readers_and_the_writer_of_one_file_share_its_environment(path):
     again.close()
 
 
-def test_a_missing_store_is_an_index_error(tmp_path):
-    from refsearch.errors import IndexStateError
+def test_a_missing_store_is_damage_and_no_reader_or_writer_creates_it(tmp_path):
+    from refsearch.errors import IndexDamagedError
 
-    with pytest.raises(IndexStateError, match="no record store"):
-        MetadataReader(tmp_path / "nothing.lmdb", ROOT, 0)
+    store = tmp_path / "metadata.lmdb"
+    with pytest.raises(IndexDamagedError, match=r"metadata.lmdb/data.mdb is missing"):
+        MetadataReader(store, ROOT, 1)
+    store.mkdir()
+    with pytest.raises(IndexDamagedError, match=r"metadata.lmdb/data.mdb is missing"):
+        MetadataWriter(store, ROOT, 1, create=False)
+    assert list(store.iterdir()) == []

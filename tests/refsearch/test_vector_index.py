@@ -24,7 +24,7 @@ def _index(tmp_path, parts, tombstones=()):
     for number, (ids, vectors, classes) in enumerate(parts):
         path = tmp_path / f"segment{number}.faiss"
         write_class_partitioned(path, vectors, ids, classes, NUM_CLASSES)
-        paths.append(path)
+        paths.append((path, len(ids)))
         stats.add(vectors, classes)
     return GlobalIndex(paths, stats, np.array(tombstones, np.int64), parts[0][1].shape[1])
 
@@ -117,8 +117,8 @@ def test_class_stats_round_trip_and_centroids(tmp_path):
     stats = ClassStats.empty(NUM_CLASSES, 4)
     stats.add(np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32), np.array([3, 3]))
     stats.add(np.array([[0, 1, 0, 0]], np.float32), np.array([3]), sign=-1)
-    stats.save(tmp_path / "s.npy")
-    loaded = ClassStats.load(tmp_path / "s.npy")
+    record = stats.save(tmp_path / "s.npy")
+    loaded = ClassStats.load(tmp_path / "s.npy", record)
     assert loaded.counts[3] == 1 and loaded.counts.sum() == 1
     np.testing.assert_allclose(loaded.centroids()[3], [1, 0, 0, 0])
     assert not loaded.centroids()[4].any()

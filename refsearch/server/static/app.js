@@ -3,7 +3,11 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, previewUrl: null, resultUrl: null, confidenceUrl: null, limits: {}, reviewed: {} };
+const state = {
+  file: null, previewUrl: null, resultUrl: null, confidenceUrl: null, hintsUrl: null, limits: {}, reviewed: {},
+  // colour points: the server's session of the colorized photo, the points on it, the one selected
+  session: null, size: null, points: [], selected: -1, rendering: false, pending: false, renders: 0,
+};
 const THUMB = 192;
 const DEFAULT_TICKED = 3;
 
@@ -35,7 +39,9 @@ async function api(url, options) {
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
-    throw new Error(message);
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
   }
   return response;
 }
@@ -80,7 +86,17 @@ function choose(file) {
   $("drop-text").textContent = file.name;
   $("search").disabled = false;
   $("colorized").hidden = true;
+  state.session = null;
+  setPoints([]);
+  clearSearch();  // the last photo's references are not this one's
   search();
+}
+
+function clearSearch() {
+  $("search-output").hidden = true;
+  for (const id of ["predicted", "notes", "references"]) $(id).replaceChildren();
+  $("timing").textContent = "";
+  updateColorizeLabel();
 }
 
 function searchParams() {
@@ -114,6 +130,7 @@ async function search() {
     const found = await (await api(`/api/search?${searchParams()}`, { method: "POST", body: upload() })).json();
     showSearch(found);
   } catch (err) {
+    clearSearch();
     showError(err.message);
   } finally {
     button.disabled = false;
@@ -189,6 +206,7 @@ async function colorize() {
   params.set("saturation", $("saturation").value);
   const form = upload();
   for (const id of picked()) form.append("ref_id", id);
+  if (state.points.length) form.append("hints", JSON.stringify({ hints: state.points }));
   try {
     const done = await (await api(`/api/colorize?${params}`, { method: "POST", body: form })).json();
     showColorized(done);
@@ -202,22 +220,217 @@ async function colorize() {
 }
 
 function showColorized(done) {
+  state.session = done.session;
+  state.size = { width: done.width, height: done.height };
+  showResult(done);
+  setPoints(done.hints);
+  $("colorized").hidden = false;
+  setSplit($("split").value);
+  $("colorized").scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+function showResult(done) {
   for (const key of ["resultUrl", "confidenceUrl"]) if (state[key]) URL.revokeObjectURL(state[key]);
   state.resultUrl = URL.createObjectURL(bytesOfDataUrl(done.image));
   state.confidenceUrl = URL.createObjectURL(bytesOfDataUrl(done.confidence));
   $("before").src = state.previewUrl;
   $("result").src = state.resultUrl;
+  $("painted").src = state.resultUrl;
   $("confidence").src = state.confidenceUrl;
   const download = $("download");
   download.href = state.resultUrl;
-  download.download = `${state.file.name.replace(/\.[^.]*$/, "")}_colorized.png`;
+  download.download = `${stem()}_colorized.png`;
   const from = done.references.map((r) => name(r.label_name) || r.path.split("/").pop()).join(", ");
   $("colorized-info").textContent = `${done.width}×${done.height} · ${done.method}, ${done.seconds.toFixed(1)} s · `
     + `mean confidence ${done.mean_confidence.toFixed(2)} · from ${from}`;
   $("colorized-notes").replaceChildren(...done.notes.map((note) => element("li", { text: note })));
-  $("colorized").hidden = false;
-  setSplit($("split").value);
-  $("colorized").scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+const stem = () => state.file.name.replace(/\.[^.]*$/, "");
+
+// -- colour points ---------------------------------------------------------------------------------
+function setPoints(points, selected = -1) {
+  state.points = points.map((p) => ({ x: p.x, y: p.y, color: p.color }));
+  state.selected = selected;
+  drawPoints();
+}
+
+function drawPoints() {
+  const { points, selected, size } = state;
+  $("markers").replaceChildren(...points.map((point, index) => {
+    const marker = element("div", { class: index === selected ? "marker selected" : "marker",
+                                     title: `${point.x},${point.y} ${point.color}` });
+    marker.dataset.index = String(index);
+    marker.style.background = point.color;
+    if (size) {
+      marker.style.left = `${(100 * (point.x + 0.5)) / size.width}%`;
+      marker.style.top = `${(100 * (point.y + 0.5)) / size.height}%`;
+    }
+    marker.addEventListener("pointerdown", (event) => startDrag(event, index, marker));
+    return marker;
+  }));
+  $("point-list").replaceChildren(...points.map((point, index) => {
+    const chip = element("span", { class: "chip" });
+    chip.style.background = point.color;
+    const remove = element("button", { type: "button", text: "×", title: "delete this point" });
+    remove.addEventListener("click", (event) => { event.stopPropagation(); deletePoint(index); });
+    const item = element("li", { class: index === selected ? "selected" : "" },
+                         [chip, `${point.x}, ${point.y} ${point.color}`, remove]);
+    item.addEventListener("click", () => select(index));
+    return item;
+  }));
+  const palette = $("palette");
+  palette.hidden = selected < 0;
+  if (selected >= 0) {
+    $("point-label").textContent = `${points[selected].x}, ${points[selected].y}`;
+    $("point-color").value = points[selected].color;
+    for (const swatch of $("swatches").children) {
+      swatch.classList.toggle("current", swatch.dataset.color === points[selected].color);
+    }
+  }
+  if (state.hintsUrl) URL.revokeObjectURL(state.hintsUrl);
+  const saved = { ...(size || {}), hints: points };
+  state.hintsUrl = URL.createObjectURL(new Blob([JSON.stringify(saved, null, 1)], { type: "application/json" }));
+  $("download-hints").href = state.hintsUrl;
+  if (state.file) $("download-hints").download = `${stem()}_points.json`;
+}
+
+function pixelAt(event) {
+  const box = $("painted").getBoundingClientRect();
+  const { width, height } = state.size;
+  const clamp = (value, top) => Math.min(top - 1, Math.max(0, Math.floor(value)));
+  return { x: clamp(((event.clientX - box.left) * width) / box.width, width),
+           y: clamp(((event.clientY - box.top) * height) / box.height, height) };
+}
+
+async function addPoint(event) {
+  if (!state.session || !state.size || event.target.classList.contains("marker")) return;
+  if (state.points.length >= (state.limits.max_hints || Infinity)) {
+    showError(`at most ${state.limits.max_hints} colour points`);
+    return;
+  }
+  const { x, y } = pixelAt(event);
+  setPoints([...state.points, { x, y, color: "#808080" }], state.points.length);
+  const suggestions = await suggest(state.selected);
+  if (suggestions && suggestions.length) setColour(state.selected, suggestions[0].color);
+  else renderPoints();
+}
+
+async function suggest(index) {
+  const point = state.points[index];
+  if (!point || !state.session) return null;
+  try {
+    const url = `/api/sessions/${encodeURIComponent(state.session)}/suggestions?x=${point.x}&y=${point.y}`;
+    const found = await (await api(url)).json();
+    $("swatches").replaceChildren(...found.suggestions.map((suggestion) => {
+      const swatch = element("button", { type: "button", class: "swatch",
+                                         title: `${suggestion.source}${suggestion.share ? ` · ${percent(suggestion.share)}` : ""}` });
+      swatch.dataset.color = suggestion.color;
+      swatch.style.background = suggestion.color;
+      swatch.addEventListener("click", () => setColour(state.selected, suggestion.color));
+      return swatch;
+    }));
+    drawPoints();
+    return found.suggestions;
+  } catch (err) {
+    if (err.status === 404) return null;  // the session was dropped: the next render colorizes again
+    showError(err.message);
+    return null;
+  }
+}
+
+function select(index) {
+  state.selected = index;
+  drawPoints();
+  suggest(index);
+}
+
+function setColour(index, color) {
+  if (index < 0 || !state.points[index]) return;
+  state.points[index] = { ...state.points[index], color };
+  drawPoints();
+  renderPoints();
+}
+
+function deletePoint(index) {
+  if (index < 0 || !state.points[index]) return;
+  const points = state.points.filter((_, i) => i !== index);
+  setPoints(points, -1);
+  renderPoints();
+}
+
+function startDrag(event, index, marker) {
+  event.preventDefault();
+  event.stopPropagation();
+  if (state.selected !== index) select(index);
+  marker.setPointerCapture(event.pointerId);
+  let moved = false;
+  const move = (e) => {
+    const { x, y } = pixelAt(e);
+    const point = state.points[index];
+    if (x === point.x && y === point.y) return;
+    moved = true;
+    state.points[index] = { ...point, x, y };
+    marker.style.left = `${(100 * (x + 0.5)) / state.size.width}%`;
+    marker.style.top = `${(100 * (y + 0.5)) / state.size.height}%`;
+  };
+  const stop = () => {
+    marker.removeEventListener("pointermove", move);
+    marker.removeEventListener("pointerup", stop);
+    marker.removeEventListener("pointercancel", stop);
+    if (moved) { select(index); renderPoints(); }
+  };
+  marker.addEventListener("pointermove", move);
+  marker.addEventListener("pointerup", stop);
+  marker.addEventListener("pointercancel", stop);
+}
+
+// Applies the points on the server's session of the photo; a change made meanwhile is sent after it.
+async function renderPoints() {
+  if (!state.session) return;
+  if (state.rendering) { state.pending = true; return; }
+  state.rendering = true;
+  state.pending = false;
+  showError("");
+  const started = performance.now();
+  const points = state.points.length;
+  try {
+    const url = `/api/sessions/${encodeURIComponent(state.session)}/render?saturation=${$("saturation").value}`;
+    const body = JSON.stringify({ hints: state.points });
+    const done = await (await api(url, { method: "POST", headers: { "Content-Type": "application/json" }, body })).json();
+    showResult(done);
+    state.renders += 1;
+    $("points-canvas").dataset.renders = String(state.renders);
+    $("points-info").textContent = `${count(points, "point")} · updated in ${Math.round(performance.now() - started)} ms `
+      + `(server ${Math.round(done.seconds * 1000)} ms)`;
+  } catch (err) {
+    if (err.status === 404 && /session/.test(err.message)) {
+      state.session = null;
+      await colorize();  // the server dropped the session: colorize again, with the points
+    } else {
+      showError(err.message);
+    }
+  } finally {
+    state.rendering = false;
+    if (state.pending) renderPoints();
+  }
+}
+
+async function loadPoints(file) {
+  if (!file) return;
+  try {
+    const data = JSON.parse(await file.text());
+    const holder = Array.isArray(data) ? { hints: data } : (data.done && data.done.length === 1 ? data.done[0] : data);
+    if (!Array.isArray(holder.hints)) throw new Error("not colour points: expected a 'hints' list");
+    if (holder.width && state.size && (holder.width !== state.size.width || holder.height !== state.size.height)) {
+      throw new Error(`these points were placed on a ${holder.width}×${holder.height} photo; this one is `
+        + `${state.size.width}×${state.size.height}`);
+    }
+    setPoints(holder.hints);
+    renderPoints();
+  } catch (err) {
+    showError(`${file.name}: ${err.message}`);
+  }
 }
 
 function setSplit(value) {
@@ -309,6 +522,19 @@ document.addEventListener("DOMContentLoaded", () => {
   $("split").addEventListener("input", (event) => setSplit(event.target.value));
   $("saturation").addEventListener("input", (event) => {
     $("saturation-value").textContent = Number(event.target.value).toFixed(2);
+  });
+  $("saturation").addEventListener("change", renderPoints);
+  $("points-canvas").addEventListener("click", addPoint);
+  $("point-color").addEventListener("input", (event) => setColour(state.selected, event.target.value));
+  $("point-delete").addEventListener("click", () => deletePoint(state.selected));
+  $("clear-hints").addEventListener("click", () => { setPoints([]); renderPoints(); });
+  $("load-hints").addEventListener("change", (event) => { loadPoints(event.target.files[0]); event.target.value = ""; });
+  document.addEventListener("keydown", (event) => {
+    const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
+    if (!typing && state.selected >= 0 && (event.key === "Delete" || event.key === "Backspace")) {
+      event.preventDefault();
+      deletePoint(state.selected);
+    }
   });
   for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
   $("outliers-load").addEventListener("click", () => review("outliers", `?n=${$("outliers-n").value || 20}`));

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import typer
@@ -139,14 +141,18 @@ def test_every_public_name_resolves():
 def test_the_constants_repeated_in_the_command_line_agree_with_the_library():
     import colorize
     from colorize.api import MAX_SATURATION
-    from refsearch.adapt import AdaptSettings
     from refsearch import curation
+    from refsearch.adapt import AdaptSettings
+    from refsearch.cli import common
+    from refsearch.images import DEFAULT_MAX_PIXELS
+    from refsearch.server import ServerSettings
 
     assert curation_commands.CANDIDATE_THRESHOLD == curation.CANDIDATE_THRESHOLD
     assert curation_commands.EXPORT_MODES == curation.EXPORT_MODES
     assert curation_commands.EXPORT_LAYOUTS == curation.EXPORT_LAYOUTS
     assert colorize_command.DEFAULT_METHOD == colorize.DEFAULT_METHOD
     assert colorize_command.MAX_SATURATION == MAX_SATURATION
+    assert common.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS == ServerSettings().max_pixels
     defaults = {param.name: param.default for param in typer.main.get_command(app).commands["adapt"].params}
     settings = AdaptSettings()
     assert (defaults["epochs"], defaults["batch_size"], defaults["learning_rate"]) == (
@@ -163,3 +169,22 @@ def test_every_command_and_option_is_explained():
                 assert (getattr(param, "help", None) or "").strip(), f"{name} {param.name}"
         result = run(name, "--help")
         assert result.exit_code == 0 and "Usage: " in result.stdout, (name, result.output)
+
+
+def test_help_shows_a_value_type_for_options_that_take_one_and_none_for_flags():
+    group = typer.main.get_command(app)
+    for name in ["", *group.commands]:
+        text = run(*filter(None, [name]), "--help").stdout
+        assert "<bool>" not in text, name
+    assert "<path>" in run("query", "--help").stdout  # --jsonl takes one
+
+
+def test_the_commands_the_readme_says_take_a_report_take_it():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    bullet = next(block for block in readme.split("\n- ") if block.startswith("**dedup**"))
+    before_report = bullet.split("--report", 1)[0]
+    named = re.findall(r"\*\*([a-z-]+)\*\*", before_report)
+    assert named
+    group = typer.main.get_command(app)
+    for name in named:
+        assert "report" in {param.name for param in group.commands[name].params}, name

@@ -16,7 +16,8 @@ from refsearch.cli import app
 from refsearch.engines import local as local_engine
 
 RESULT_KEYS = {"rank", "id", "path", "label", "label_name", "score", "semantic", "luminance", "global_similarity"}
-RESPONSE_KEYS = {"query", "predicted", "searched_classes", "notes", "results", "params", "forward_ms", "search_ms"}
+RESPONSE_KEYS = {"query", "predicted", "searched_classes", "notes", "results", "params", "forward_ms", "search_ms",
+                 "runtime"}
 
 
 def responses(stdout: str) -> list[dict]:
@@ -79,6 +80,9 @@ def test_build_index_prints_a_json_summary_then_a_line_when_run_again(built, pho
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"{built}: 20 images (0 added, 0 removed, 20 unchanged)")
+    # nothing changed: nothing is published, and nothing was interrupted
+    assert lines[0].endswith("; up to date: generation 1 stays published") and "resumed" not in lines[0]
+    assert json.loads((built / "manifest.json").read_text())["generation"] == 1
 
 
 def test_query_json_lists_ranked_references(built, photos):
@@ -156,6 +160,21 @@ def test_info_text_and_json(built):
     assert data["writer"] is None and data["pending"] is False
     assert data["config"]["backbone"] == "efficientnet-lite2" and data["config"]["global_dim"] == 128
     assert data["dims"] == {"global": 1280, "cell": 64, "fitted_on": 20}
+
+
+def test_query_and_info_say_what_runs_the_network(built, photos):
+    on_runtime = responses(run("query", photos[3], "--index", built, "--json").stdout)[0]
+    on_torch = responses(run("query", photos[3], "--index", built, "--json", "--runtime", "torch").stdout)[0]
+    assert on_runtime["runtime"].startswith("onnxruntime ") and on_torch["runtime"].startswith("torch ")
+    assert [r["path"] for r in on_runtime["results"]] == [r["path"] for r in on_torch["results"]]
+    assert [r["score"] for r in on_runtime["results"]] == pytest.approx([r["score"] for r in on_torch["results"]],
+                                                                         abs=1e-4)
+    data = json.loads(run("info", "--index", built, "--json").stdout)["runtime"]
+    assert (data["runtime"], data["cached"]) == ("onnxruntime", True) and data["graph"].endswith(".graph")
+    assert json.loads(run("info", "--index", built, "--json", "--runtime", "torch").stdout)["runtime"]["graph"] is None
+    assert "queries here run the network on onnxruntime " in run("info", "--index", built).stdout
+    assert_user_error(run("query", photos[3], "--index", built, "--runtime", "tensorflow"),
+                      "unknown runtime 'tensorflow'", hint="use one of auto, torch, onnxruntime")
 
 
 # -- errors: exit code 2 and one line -------------------------------------------------------------
@@ -286,13 +305,31 @@ def test_skipped_files_are_reported_by_the_build(tmp_path, copy_photos):
         assert result.stdout.splitlines()[1] == (f"skipped 2 unreadable files (2 new); reasons in "
                                                  f"{tmp_path / 's.index' / 'skipped.tsv'}")
         query = run("query", tmp_path / "photos" / "bomb.png", "--index", tmp_path / "s.index")
-        assert_user_error(query, "bomb.png: 21000x20000 is 420 megapixels, over the limit of 400 megapixels",
+        assert_user_error(query, "bomb.png: 21000x20000 is 420 megapixels, over the limit of 50 megapixels",
                           hint="scale it down first")
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     report = (tmp_path / "s.index" / "skipped.tsv").read_text().splitlines()
     photos = tmp_path.resolve() / "photos"
-    assert report[1:] == [f"{photos / 'bomb.png'}\t21000x20000 is 420 megapixels, over the limit of 400 megapixels",
+    assert report[1:] == [f"{photos / 'bomb.png'}\t21000x20000 is 420 megapixels, over the limit of 50 megapixels",
                           f"{photos / 'empty.jpg'}\tempty file"]
+
+
+def test_one_pixel_limit_for_every_command_which_max_pixels_changes(built, tmp_path):
+    large = tmp_path / "large.png"
+    Image.new("L", (8_000, 7_000), 128).save(large)  # 56 megapixels, over the default of 50
+    for command in (["query", large, "--index", built, "-k", "1"],
+                    ["colorize", large, "--index", built, "--topk", "1", "-o", tmp_path / "out.png", "-q"]):
+        assert_user_error(run(*command), "large.png: 8000x7000 is 56 megapixels, over the limit of 50 megapixels",
+                          hint="raise the limit with --max-pixels")
+    allowed = run("query", large, "--index", built, "-k", "1", "--json", "--max-pixels", "60000000")
+    assert allowed.exit_code == 0, allowed.stderr
+    assert len(json.loads(allowed.stdout)["results"]) == 1
+    (tmp_path / "few").mkdir()
+    large.rename(tmp_path / "few" / "large.png")
+    built_small = run("build-index", tmp_path / "few", "-o", tmp_path / "few.index", "-q", "--json",
+                      "--max-pixels", "1000000")
+    assert built_small.exit_code == 0, built_small.stderr
+    assert json.loads(built_small.stdout)["skipped"] == 1
 
 
 def test_query_widen_chooses_how_classes_are_added(built, photos):
@@ -301,7 +338,7 @@ def test_query_widen_chooses_how_classes_are_added(built, photos):
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["params"]["class_choice"] == choice
     assert_user_error(run("query", photos[2], "--index", built, "--widen", "alphabet"),
-                      "class_choice must be one of taxonomy, probability")
+                      "--widen must be one of taxonomy, probability, got 'alphabet'")
 
 
 def test_build_index_input_size_and_crop_are_recorded(photos, tmp_path, copy_photos):

@@ -1,7 +1,8 @@
 """Near-duplicate groups are verified copies only, through the library and the commands: look-alikes stay
 apart however similar, dropping duplicates drops only verified copies, a dry run changes nothing, and an
-unreadable file leaves its pairs unverified with the reason. The index uses the tiny backbone, and a
-threshold of -1 makes every neighbour link a candidate, so the pixels alone decide."""
+unreadable file (or one over the pixel limit) leaves its pairs unverified with the reason. The index uses
+the tiny backbone, and a threshold of -1 makes every neighbour link a candidate, so the pixels alone
+decide."""
 from __future__ import annotations
 
 import json
@@ -93,6 +94,14 @@ def test_an_unreadable_copy_leaves_its_pairs_unverified(collection, index_path):
                for c in groups.unreadable)
     assert result.exit_code == 0, result.output
     assert f"warning: not verified: cannot read {moved}: no such file" in result.stderr
+
+
+def test_the_pixel_limit_holds_for_the_files_verified(index_path):
+    result = _run("dedup", "--index", index_path, "--threshold", -1, "--json", "-q", "--max-pixels", 1000)
+    assert result.exit_code == 0, result.output
+    assert [group["kind"] for group in json.loads(result.stdout)] == ["exact"]  # identical files: not decoded
+    assert "megapixels, over the limit of 0.001 megapixels" in result.stderr
+    assert "n02110958_pug" in result.stderr
 
 
 def test_dedup_json_and_table_say_why(index_path, tmp_path):

@@ -142,6 +142,20 @@ def test_remove_by_id_and_by_path_lists_what_it_removed(planted, planted_index, 
     assert f"removed 2 images; {len(planted_index) - 2} left" in result.stdout
 
 
+def test_a_removed_file_is_counted_as_removed_not_unreadable(planted, planted_index, tmp_path):
+    path = _own_copy(planted, tmp_path)
+    victim = next(planted_index.records())
+    result = _run("remove", victim.id, "--index", path)
+    assert result.exit_code == 0, result.output
+    assert f"removed 1 image; {len(planted_index) - 1} left" in result.stdout
+    rebuilt = _run("build-index", planted_index.manifest.source, "-o", path, "-q")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "unreadable" not in rebuilt.stdout and "skipped" not in rebuilt.stdout
+    info = json.loads(_run("info", "--index", path, "--json").stdout)
+    assert (info["skipped"], info["removed_files"], info["images"]) == (0, 1, len(planted_index) - 1)
+    assert ", 0 skipped, 1 removed (kept out of builds); from " in _run("info", "--index", path).stdout
+
+
 def test_remove_refuses_unknown_ids_and_an_empty_request_without_changing_anything(planted, planted_index,
                                                                                    tmp_path):
     path = _own_copy(planted, tmp_path)

@@ -150,3 +150,19 @@ def test_without_an_address_a_run_starts_its_own_ray_rather_than_join_the_cluste
                         "--actors", "1", "--json", "-q", env=_environment())
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["added"] == 2
+
+
+def test_a_ray_batch_query_works_from_the_folder_that_holds_a_clone_named_refsearch(tmp_path, copy_photos,
+                                                                                    demo_index_path):
+    # There, the folder's `refsearch` (the clone) is an importable namespace package: Ray puts the current
+    # folder on its workers' import path, where it must not hide the installed package.
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    (parent / "refsearch").symlink_to(Path(refsearch.__file__).resolve().parents[1], target_is_directory=True)
+    photos = copy_photos(tmp_path / "photos", 2)
+    command = Path(sys.executable).with_name("refsearch")
+    result = subprocess.run([str(command), "query", str(tmp_path / "photos"), "--index", str(demo_index_path),
+                             "-k", "2", "--jsonl", str(tmp_path / "out.jsonl"), "--engine", "ray", "--actors", "1",
+                             "-q"], capture_output=True, text=True, env=_environment(), cwd=parent, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert sorted(line["query"] for line in _lines(tmp_path / "out.jsonl")) == sorted(str(p.resolve()) for p in photos)

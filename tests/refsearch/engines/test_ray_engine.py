@@ -74,7 +74,8 @@ def test_a_ray_build_equals_a_local_build(tmp_path, copy_photos, write_image, ti
 
 class _DiesOnce(tiny_backbone.TinyBackbone):
     """The tiny backbone, but the first process to run it exits in its first forward pass, as a worker
-    killed mid-build would (the marker file says it happened)."""
+    killed mid-build would (the marker file says it happened). Its tests run on torch: an exported graph
+    would not call back into this class."""
 
     def __init__(self, weights=None, marker: str = ""):
         super().__init__(weights)
@@ -94,7 +95,7 @@ def test_a_worker_killed_mid_build_is_retried_and_the_build_ends_correct(tmp_pat
     register_backbone("tiny-dies-once")(functools.partial(_DiesOnce, marker=str(marker)))
     config = tiny_config.with_(backbone="tiny-dies-once")
     summary = refsearch.build_index(photos, tmp_path / "ray.index", config, batch_size=2, progress=False,
-                                    engine="ray", engine_options={"actors": 1})
+                                    engine="ray", engine_options={"actors": 1}, runtime="torch")
     assert marker.exists()
     assert summary.added == 13
     refsearch.build_index(photos, tmp_path / "local.index", config, batch_size=2, workers=0, streams=1,
@@ -177,9 +178,9 @@ def test_a_worker_killed_mid_query_is_retried_and_every_photo_answered(tmp_path,
     register_backbone("tiny-dies-once-queries")(functools.partial(_DiesOnce, marker=str(marker)))
     photos = copy_photos(tmp_path / "photos", 8)
     refsearch.build_index(tmp_path / "photos", tmp_path / "x.index", tiny_config.with_(backbone="tiny-dies-once-queries"),
-                          batch_size=2, workers=0, streams=1, progress=False)
+                          batch_size=2, workers=0, streams=1, progress=False, runtime="torch")
     marker.unlink()
-    with refsearch.Index.open(tmp_path / "x.index") as index:
+    with refsearch.Index.open(tmp_path / "x.index", runtime="torch") as index:
         summary = query_folder(index, photos[:5], tmp_path / "ray.jsonl", k=3, batch_size=2, progress=False,
                                engine="ray", engine_options={"actors": 1})
         assert marker.exists()
@@ -217,7 +218,7 @@ def test_actors_that_cannot_open_the_index_raise_its_error(tmp_path, copy_photos
     photos = copy_photos(tmp_path / "photos", 3)
     tiny_build(tmp_path / "photos", tmp_path / "x.index")
     with refsearch.Index.open(tmp_path / "x.index") as index:
-        engine = create_query_engine("ray", index, 2, {}, 2, 0, 1, actors=1)
+        engine = create_query_engine("ray", index, refsearch.SearchRequest(k=2), 2, 0, 1, actors=1)
         (tmp_path / "x.index").rename(tmp_path / "elsewhere.index")  # as on a worker that cannot see it
         with pytest.raises(refsearch.errors.IndexStateError, match="x.index: no such index"):
             list(engine.answer(photos))
@@ -235,7 +236,8 @@ def test_actors_refuse_a_generation_other_than_the_callers(tmp_path, copy_photos
 
 class _LoadsOnlyInTheDriver(tiny_backbone.TinyBackbone):
     """The tiny backbone, whose weights only the test's own process can find, as on a worker that does
-    not see the weights file."""
+    not see the weights file. (On the inference runtime a worker loads the graph the driver cached and
+    never needs the weights: its test runs on torch.)"""
 
     def __init__(self, weights=None, driver: int = 0):
         if os.getpid() != driver:
@@ -248,12 +250,12 @@ def test_a_build_whose_actors_cannot_load_the_backbone_raises_its_error(tmp_path
     register_backbone("tiny-driver-only")(functools.partial(_LoadsOnlyInTheDriver, driver=os.getpid()))
     with pytest.raises(refsearch.errors.InvalidArgumentError, match="weights.pt: no such weights file"):
         refsearch.build_index(tmp_path / "photos", tmp_path / "x.index", tiny_config.with_(backbone="tiny-driver-only"),
-                              progress=False, engine="ray", engine_options={"actors": 1})
+                              progress=False, engine="ray", engine_options={"actors": 1}, runtime="torch")
 
 
 class _FailsSecondBatch(tiny_backbone.TinyBackbone):
     """The tiny backbone, whose second forward pass in each worker raises `error` (the test's own process
-    runs it freely)."""
+    runs it freely). Its tests run on torch: an exported graph would not call back into this class."""
 
     def __init__(self, weights=None, driver: int = 0, error: Exception | None = None):
         super().__init__(weights)
@@ -275,4 +277,5 @@ def test_a_batch_failing_beside_answered_ones_in_its_block_raises_its_error(tmp_
     register_backbone(name)(functools.partial(_FailsSecondBatch, driver=os.getpid(), error=error))
     with pytest.raises(type(error), match=str(error.args[-1]) if isinstance(error, OSError) else str(error)):
         refsearch.build_index(tmp_path / "photos", tmp_path / "x.index", tiny_config.with_(backbone=name),
-                              batch_size=2, progress=False, engine="ray", engine_options={"actors": 1})
+                              batch_size=2, progress=False, engine="ray", engine_options={"actors": 1},
+                              runtime="torch")

@@ -56,8 +56,8 @@ class _CountingQueryEngine(LocalQueryEngine):
 
 
 @register_query_engine("counting-test")
-def _counting_queries(index, k, search_options, batch_size, workers, streams):
-    return _CountingQueryEngine(index, k, search_options, batch_size, workers, streams)
+def _counting_queries(index, request, batch_size, workers, streams):
+    return _CountingQueryEngine(index, request, batch_size, workers, streams)
 
 
 def test_a_registered_query_engine_answers_a_batch_query(tmp_path, copy_photos, tiny_build):
@@ -93,8 +93,8 @@ class _MisorderingQueryEngine(LocalQueryEngine):
 
 
 @register_query_engine("misordering-test")
-def _misordering_queries(index, k, search_options, batch_size, workers, streams, fault="reverses"):
-    return _MisorderingQueryEngine(index, k, search_options, batch_size, workers, streams, fault=fault)
+def _misordering_queries(index, request, batch_size, workers, streams, fault="reverses"):
+    return _MisorderingQueryEngine(index, request, batch_size, workers, streams, fault=fault)
 
 
 @pytest.mark.parametrize("fault, message", [("reverses", "answered .* where .* were next"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import shutil
 import struct
 import time
@@ -19,16 +20,19 @@ from PIL import Image
 
 import colorize
 import refsearch
+from colorize.lab import luma
 from refsearch.errors import IndexStateError, NotFoundError
 from refsearch.images import ImageError
 from refsearch.results import SearchResponse
 from refsearch.server import IndexHolder, ServerSettings, create_app
 from refsearch.writer import IndexWriter
 
+LOCAL = "http://127.0.0.1"  # the server answers the names of loopback, where it is bound by default
+
 
 @pytest.fixture(scope="module")
 def client(served_index) -> TestClient:
-    with TestClient(create_app(served_index)) as test_client:
+    with TestClient(create_app(served_index), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -152,7 +156,7 @@ def test_a_colour_photo_is_colorized_from_its_luminance(client, demo_photos):
 def test_chosen_references_are_the_indexed_files(client, served_index, query):
     chosen = [14, 10]
     expected = colorize.colorize(query, [served_index.record(i).path for i in chosen],
-                                 backbone=served_index.backbone).image
+                                 backbone=served_index.network).image
     form = {"ref_id": [str(i) for i in chosen]}
     as_form = png_image(client.post("/api/colorize", files=upload(query), data=form))
     as_query = png_image(client.post("/api/colorize?ref_id=14&ref_id=10", files=upload(query)))
@@ -191,6 +195,82 @@ def test_retrieved_references_are_named_by_id(client, served_index, query):
 ])
 def test_bad_colorize_requests(client, query, query_string, status, fragment):
     assert_error(client.post(f"/api/colorize?{query_string}", files=upload(query)), status, fragment)
+
+
+# -- colour points ---------------------------------------------------------------------------------
+POINTS = [{"x": 60, "y": 50, "color": "#b03a2e"}, {"x": 150, "y": 120, "color": "#2e6ab0"}]
+
+
+def test_colorize_takes_colour_points_and_keeps_a_session(client, served_index, query):
+    form = {"ref_id": ["14", "10"], "hints": json.dumps({"hints": POINTS})}
+    body = client.post("/api/colorize?output=json", files=upload(query), data=form).json()
+    references = [served_index.record(i).path for i in (14, 10)]
+    expected = colorize.colorize(query, references, backbone=served_index.network, hints=POINTS).image
+    assert np.array_equal(np.asarray(from_data_url(body["image"])), np.asarray(expected))
+    assert body["hints"] == POINTS and body["uses_hints"] and body["session"]
+    as_image = png_image(client.post("/api/colorize", files=upload(query), data=form))
+    assert np.array_equal(np.asarray(as_image), np.asarray(expected))
+
+    # the session renders other points without the network, as a fresh colorize would
+    moved = [{**POINTS[0], "x": 30}]
+    rendered = client.post(f"/api/sessions/{body['session']}/render?saturation=0.5", json={"hints": moved})
+    assert rendered.status_code == 200, rendered.text
+    again = rendered.json()
+    fresh = colorize.colorize(query, references, backbone=served_index.network, hints=moved, saturation=0.5)
+    assert np.array_equal(np.asarray(from_data_url(again["image"])), np.asarray(fresh.image))
+    assert again["hints"] == moved and again["session"] == body["session"]
+    assert again["references"] == body["references"]
+    none = client.post(f"/api/sessions/{body['session']}/render", json=[]).json()
+    plain = colorize.colorize(query, references, backbone=served_index.network).image
+    assert np.array_equal(np.asarray(from_data_url(none["image"])), np.asarray(plain))
+
+
+def test_suggested_colours_for_a_point(client, query):
+    session = client.post("/api/colorize?topk=2&output=json", files=upload(query)).json()["session"]
+    body = client.get(f"/api/sessions/{session}/suggestions?x=60&y=50&n=4").json()
+    assert (body["x"], body["y"]) == (60, 50) and len(body["suggestions"]) <= 4
+    assert body["suggestions"][0]["source"] == "prior" and body["suggestions"][-1]["source"] == "no colour"
+    gray = np.asarray(Image.open(query).convert("L"))
+    for suggestion in body["suggestions"]:
+        assert set(suggestion) == {"color", "share", "source"}
+        rgb = np.array([[[int(suggestion["color"][i:i + 2], 16) for i in (1, 3, 5)]]], np.uint8)
+        assert luma(rgb)[0, 0] == gray[50, 60]  # at the point's own gray level
+
+
+@pytest.mark.parametrize("points, status, fragment", [
+    ("{", 400, "not valid JSON"), ('{"points": []}', 400, "not colour hints"),
+    ('[{"x": 1, "y": 2, "color": "red"}]', 400, "six hex digits"),
+    ('[{"x": 5000, "y": 2, "color": "#ff0000"}]', 400, "outside the"),
+    ('[{"x": -1, "y": 2, "color": "#ff0000"}]', 400, "0 or more"),
+    (json.dumps([{"x": i % 100, "y": 0, "color": "#808080"} for i in range(2000)]), 400, "at most 256"),
+])
+def test_bad_colour_points_are_400(client, query, points, status, fragment):
+    assert_error(client.post("/api/colorize?topk=1", files=upload(query), data={"hints": points}), status,
+                 fragment)
+    session = client.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
+    response = client.post(f"/api/sessions/{session}/render", content=points,
+                           headers={"content-type": "application/json"})
+    assert_error(response, status, fragment)
+
+
+def test_bad_session_requests(client, query):
+    assert_error(client.post("/api/sessions/nonsense/render", json=[]), 404, "no longer held")
+    assert_error(client.get("/api/sessions/nonsense/suggestions?x=1&y=1"), 404, "no longer held")
+    session = client.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
+    width, height = Image.open(query).size
+    assert_error(client.get(f"/api/sessions/{session}/suggestions?x={width}&y=0"), 400, "outside")
+    assert_error(client.get(f"/api/sessions/{session}/suggestions?x=-1&y=0"), 400, "x")
+    assert_error(client.get(f"/api/sessions/{session}/suggestions?y=0"), 400, "x")
+    assert_error(client.post(f"/api/sessions/{session}/render", content=b" " * (2 << 20)), 413, "limit")
+
+
+def test_the_server_keeps_a_bounded_number_of_sessions(served_index, query):
+    with TestClient(create_app(served_index, ServerSettings(max_sessions=1)), base_url=LOCAL) as small:
+        first = small.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
+        second = small.post("/api/colorize?topk=1&output=json", files=upload(query)).json()["session"]
+        assert small.post(f"/api/sessions/{second}/render", json=POINTS).status_code == 200
+        dropped = small.post(f"/api/sessions/{first}/render", json=POINTS)
+        assert_error(dropped, 404, "colorize the photo again")
 
 
 # -- indexed images --------------------------------------------------------------------------------
@@ -287,9 +367,10 @@ def test_a_real_small_png_of_many_pixels_is_413(client):
 
 def test_the_pixel_limit_is_a_setting(served_index, query):
     width, height = Image.open(query).size
-    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height - 1))) as strict:
+    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height - 1)),
+                    base_url=LOCAL) as strict:
         assert_error(strict.post("/api/search", files=upload(query)), 413, "megapixels")
-    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height))) as exact:
+    with TestClient(create_app(served_index, ServerSettings(max_pixels=width * height)), base_url=LOCAL) as exact:
         assert exact.post("/api/search?k=1", files=upload(query)).status_code == 200
 
 
@@ -323,7 +404,7 @@ def test_the_upload_limit_holds_for_chunked_bodies(served_index, query):
 
     async def scenario():
         transport = httpx.ASGITransport(app=create_app(served_index, settings))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             refused = await post(http, chunks())
             small, _ = multipart(photo)
             return refused, await post(http, small)
@@ -338,7 +419,8 @@ def test_the_upload_limit_holds_for_chunked_bodies(served_index, query):
 def test_a_file_just_over_the_limit_is_413(served_index, query):
     photo = query.read_bytes()
     # The body is within the allowance for multipart overhead; the file itself is one byte over.
-    with TestClient(create_app(served_index, ServerSettings(max_upload_bytes=200_000))) as limited:
+    with TestClient(create_app(served_index, ServerSettings(max_upload_bytes=200_000)),
+                    base_url=LOCAL) as limited:
         def post(size: int):
             padded = photo + bytes(size - len(photo))
             return limited.post("/api/search?k=1", files={"image": ("x.jpg", padded)})
@@ -349,8 +431,9 @@ def test_a_file_just_over_the_limit_is_413(served_index, query):
 # -- no paths, read-only ---------------------------------------------------------------------------
 ALLOWED_PARAMETERS = {"k", "class", "any_class", "exclude_self", "candidates", "lum_weight", "rescue",
                       "global_only", "topk", "ref_id", "method", "saturation", "output", "image_id", "size",
-                      "threshold", "n", "show"}
-TEXT_PARAMETERS = {"class", "method", "output"}  # checked against fixed sets of names
+                      "threshold", "n", "show", "session_id", "x", "y"}
+# checked against fixed sets of names, or (session_id) looked up among the sessions the server holds
+TEXT_PARAMETERS = {"class", "method", "output", "session_id"}
 
 
 def test_no_endpoint_takes_a_path(client):
@@ -367,7 +450,7 @@ def test_no_endpoint_takes_a_path(client):
             if body:
                 reference = body["schema"]["$ref"].split("/")[-1]
                 fields = schema["components"]["schemas"][reference]["properties"]
-                assert set(fields) <= {"image", "ref_id"}, route
+                assert set(fields) <= {"image", "ref_id", "hints"}, route  # hints: JSON colour points
                 image = fields["image"]
                 assert image.get("format") == "binary" or image.get("contentMediaType"), image  # a file
                 if "ref_id" in fields:
@@ -415,16 +498,16 @@ def test_review_endpoints_are_the_curation_calls(client, served_index):
     assert member_ids(low) == [g.ids for g in served_index.curation.near_duplicates(0.3)]
     outliers = client.get("/api/review/outliers?n=5").json()["outliers"]
     assert [(o["id"], o["score"], o["nearest_id"]) for o in outliers] == \
-        [(o.id, o.score, o.nearest_id) for o in served_index.outliers(5)]
+        [(o.id, o.score, o.nearest_id) for o in served_index.curation.outliers(5)]
     clusters = client.get("/api/review/clusters?n=3&show=4").json()["clusters"]
-    expected = served_index.clusters(3)
+    expected = served_index.curation.clusters(3)
     assert [(c["size"], c["members"], c["representative"]) for c in clusters] == \
         [(len(c), list(c.members[:4]), c.representative) for c in expected]
     assert_error(client.get("/api/review/outliers?n=0"), 400, "n")
 
 
 def test_the_duplicates_review_says_why_each_copy_is_one(copies_index):
-    with TestClient(create_app(copies_index)) as http:
+    with TestClient(create_app(copies_index), base_url=LOCAL) as http:
         found = http.get("/api/review/duplicates").json()
     expected = copies_index.curation.near_duplicates()
     assert len(expected) == 1
@@ -442,6 +525,7 @@ class CountingIndex:
     def __init__(self, index):
         self.index = index
         self.calls = 0
+        self.curation = CountingCuration(self)
 
     def __getattr__(self, name):
         return getattr(self.index, name)
@@ -449,12 +533,22 @@ class CountingIndex:
     def __len__(self):
         return len(self.index)
 
-    def outliers(self, n):
-        self.calls += 1
-        return self.index.outliers(n)
-
     def refreshed(self):  # the same generation: the app keeps asking this object
         return self
+
+
+class CountingCuration:
+    """The index's curation, counting the outlier reviews it computes for its CountingIndex."""
+
+    def __init__(self, owner: CountingIndex):
+        self.owner = owner
+
+    def __getattr__(self, name):
+        return getattr(self.owner.index.curation, name)
+
+    def outliers(self, n):
+        self.owner.calls += 1
+        return self.owner.index.curation.outliers(n)
 
 
 def test_review_results_are_computed_once(served_index):
@@ -463,7 +557,7 @@ def test_review_results_are_computed_once(served_index):
 
     async def together(url: str, times: int) -> list:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             return [r.json() for r in await asyncio.gather(*(http.get(url) for _ in range(times)))]
 
     first = asyncio.run(together("/api/review/outliers?n=4", 3))
@@ -495,6 +589,9 @@ class FakeIndex:
     def __len__(self):
         return self.images
 
+    def check(self):
+        pass
+
     def search(self, image, k=10, **options):
         self.running += 1
         self.most_running = max(self.most_running, self.running)
@@ -522,7 +619,7 @@ def test_a_refreshable_index_is_refreshed_per_request():
     newest = RefreshingIndex(9)
     first = RefreshingIndex(5, newer=newest)
     holder = IndexHolder(first)
-    with TestClient(create_app(holder)) as own:
+    with TestClient(create_app(holder), base_url=LOCAL) as own:
         assert own.get("/api/health").json()["images"] == 9
         assert holder.generation == 1 and first.refreshes == 1
         assert own.get("/api/health").json()["images"] == 9
@@ -538,7 +635,7 @@ def test_forward_passes_run_one_at_a_time_and_the_loop_stays_free(query):
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             searches = [asyncio.create_task(http.post("/api/search", files={"image": ("q.jpg", photo)}))
                         for _ in range(4)]
             await asyncio.sleep(0.2)
@@ -562,7 +659,7 @@ def test_forward_passes_run_one_at_a_time_and_the_loop_stays_free(query):
     (colorize.ColorizeError("method broke"), 422), (RuntimeError("a bug"), 500),
 ])
 def test_errors_are_json_with_a_status_for_their_kind(query, error, status):
-    with TestClient(create_app(FakeIndex(error=error)), raise_server_exceptions=False) as own:
+    with TestClient(create_app(FakeIndex(error=error)), base_url=LOCAL, raise_server_exceptions=False) as own:
         message = assert_error(own.post("/api/search", files=upload(query)), status)
     if status == 500:
         assert "a bug" not in message and "internal error" in message
@@ -576,7 +673,7 @@ def test_the_server_answers_from_its_generation_and_picks_up_a_published_one(tmp
     output = tmp_path / "live.index"
     tiny_build(tmp_path / "photos", output)
     with refsearch.Index.open(output) as opened:
-        served = TestClient(create_app(opened))
+        served = TestClient(create_app(opened), base_url=LOCAL)
         assert served.get("/api/health").json()["images"] == 6
         added = shutil.copy2(demo_photos[30], tmp_path / "photos" / demo_photos[30].name)
         shutil.copy2(demo_photos[31], tmp_path / "photos" / demo_photos[31].name)
