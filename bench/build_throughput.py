@@ -28,6 +28,7 @@ from benchlib import load_avg, machine, sample_dir, sample_photos
 from refsearch import IndexConfig, build_index
 from refsearch.backbones import default_workers
 from refsearch.engines.decoding import prepared_in_order
+from refsearch.images import find_images
 from refsearch.network import INFERENCE_RUNTIME, open_network
 
 DEFAULTS = {  # (forward-only batch sizes, build batch sizes) for each device
@@ -140,7 +141,7 @@ def decode_rate(source: Path, workers_list, backbone: str, size: int) -> None:
     """The build's decoding alone (file, resize, histograms: what it does before the network), with its
     decoding threads and nothing else running: the ceiling it puts on a build."""
     config = IndexConfig(backbone=backbone)
-    paths = sorted(path for path in source.rglob("*") if path.is_file() and path.suffix.lower() != ".tsv")
+    paths = [image.path for image in find_images(source)]
     print(f"\ndecoding alone ({len(paths)} files at {size}px)\n| decode workers | images/s |\n|---:|---:|")
     for workers in workers_list:
         started = time.perf_counter()

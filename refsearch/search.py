@@ -7,17 +7,18 @@ last published. Every change goes through `refsearch.writer.IndexWriter`. The se
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import classes, layout
 from .config import IndexConfig, SearchSettings
-from .curation import Curator
 from .errors import ConfigMismatchError, IndexDamagedError, IndexStateError, NotFoundError
 from .features import Descriptors, PreparedImage, describe, load_prepared
 from .images import ImageError, ImageSource
@@ -31,6 +32,9 @@ from .searcher import EmbeddedBatch, QueryFeatures, check_searchable, search_emb
 from .segments import Segment, gather_rows, histograms_from_stored
 from .store import ImageRecord, MetadataReader, RecordColumns
 from .vector_index import ClassStats, GlobalIndex, load_array
+
+if TYPE_CHECKING:
+    from .curation import Curator
 
 COLORIZE_ENTRY_POINT_GROUP = "refsearch.colorize"
 
@@ -51,7 +55,14 @@ class Index:
         except BaseException:
             self._metadata.close()
             raise
-        self.curation = Curator(self)
+
+    @functools.cached_property
+    def curation(self) -> Curator:
+        """Near-duplicates, outliers, clusters, subsets and export over this index (imported on first use:
+        their libraries cost a query's start-up time)."""
+        from .curation import Curator
+
+        return Curator(self)
 
     def _load_arrays(self) -> None:
         manifest, path = self.manifest, self.path

@@ -93,7 +93,8 @@ class Backbone(nn.Module):
         """Run on a (B, H, W) uint8 batch of luminance images (any H, W; `input_size` for retrieval).
         The batch crosses to the device as uint8, a quarter of the bytes of the float input it becomes."""
         device, settings = self.device, self.inference
-        pixels = torch.from_numpy(np.ascontiguousarray(luminance))
+        # A read-only array (np.asarray of a PIL image is one) is copied: torch cannot share it safely.
+        pixels = torch.from_numpy(np.require(luminance, requirements=("C_CONTIGUOUS", "WRITEABLE")))
         pixels = pixels.pin_memory().to(device, non_blocking=True) if settings.pinned_transfer else pixels.to(device)
         x = self.normalize(pixels.unsqueeze(1).expand(-1, 3, -1, -1).float())
         if settings.channels_last:
