@@ -54,9 +54,10 @@ class ExemplarSettings:
 
 
 @lru_cache(maxsize=2)
-def default_network(runtime: str = "auto") -> Network:
-    """The network the bundled chroma prior was trained on, run by `runtime`."""
-    return open_network(DEFAULT_BACKBONE, weights=DEFAULT_WEIGHTS, input_size=DEFAULT_INPUT_SIZE, runtime=runtime)
+def default_network(runtime: str = "auto", device: str = "cpu") -> Network:
+    """The network the bundled chroma prior was trained on, on `device`, run by `runtime`."""
+    return open_network(DEFAULT_BACKBONE, weights=DEFAULT_WEIGHTS, input_size=DEFAULT_INPUT_SIZE, device=device,
+                        runtime=runtime)
 
 
 @lru_cache(maxsize=4)

@@ -57,9 +57,13 @@ def open_network(backbone: str, *, weights: str | os.PathLike | None = None, dev
     the input size known and no `weights` given, a cached graph runs without loading torch at all. A
     backbone the runtime cannot run runs on torch, and the network's `note` says why."""
     chosen = runtime_for(runtime, device, precision)
+    loaded: list[Backbone] = []
 
     def load() -> Backbone:
-        return _load_backbone(backbone, weights, device, input_size, precision, fingerprint, where)
+        """The backbone, loaded once however many steps ask for it."""
+        if not loaded:
+            loaded.append(_load_backbone(backbone, weights, device, input_size, precision, fingerprint, where))
+        return loaded[0]
 
     if chosen == "torch":
         from .backbones.torch_network import TorchNetwork
@@ -68,18 +72,16 @@ def open_network(backbone: str, *, weights: str | os.PathLike | None = None, dev
     from .runtime import GraphKey
     from .runtime import open_network as open_graph
 
-    loaded = None
     if fingerprint and input_size and weights is None:
         key = GraphKey(backbone, fingerprint, input_size)
     else:
-        loaded = load()
-        key = GraphKey(backbone, loaded.fingerprint, loaded.input_size)
+        key = GraphKey(backbone, load().fingerprint, load().input_size)
     try:
-        return open_graph(key, lambda: loaded or load())
+        return open_graph(key, load)
     except GraphExportError as exc:
         from .backbones.torch_network import TorchNetwork
 
-        return TorchNetwork(loaded or load(), note=f"{exc.message}: it runs on torch")
+        return TorchNetwork(load(), note=f"{exc.message}: it runs on torch")
 
 
 def _load_backbone(name: str, weights, device: str, input_size: int, precision: str, fingerprint: str,
@@ -110,9 +112,9 @@ class QueryRuntime:
     cached: bool
 
 
-def query_runtime(config: IndexConfig, runtime: str = "auto", device: str = "cpu") -> QueryRuntime:
-    """What would run the network of an index built with `config` (nothing is loaded to say so)."""
-    chosen = runtime_for(runtime, device)
+def query_runtime(config: IndexConfig, runtime: str = "auto") -> QueryRuntime:
+    """What would run the network of an index built with `config` on CPU (nothing is loaded to say so)."""
+    chosen = runtime_for(runtime, "cpu")
     if chosen == "torch":
         import importlib.metadata
 

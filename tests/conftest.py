@@ -2,6 +2,7 @@
 session, the full ImageNet sample (skipped when absent), and small synthetic image factories."""
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import shutil
@@ -19,7 +20,9 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ["REFSEARCH_OFFLINE"] = "1"
 # The networks' exported graphs go to a cache of the test run's own (its processes share it), not the
 # user's: each run exports what it runs, once.
-os.environ.setdefault("REFSEARCH_CACHE", tempfile.mkdtemp(prefix="refsearch-test-cache-"))
+if "REFSEARCH_CACHE" not in os.environ:
+    os.environ["REFSEARCH_CACHE"] = tempfile.mkdtemp(prefix="refsearch-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["REFSEARCH_CACHE"], ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -14,6 +14,7 @@ from .common import (
     INDEX_HELP,
     limit_pixels,
     max_pixels_option,
+    network_note,
     note,
     open_index,
     print_json,
@@ -106,8 +107,10 @@ def colorize_command(
         points = Hints(points.points + Hints.of(hint or []).points, points.size)
         if refs:
             references = [load_reference(path, i) for i, path in enumerate(refs)]
-            # the default network, on the runtime asked for (loaded only by the methods that use it)
-            network = None if runtime == "auto" else default_network(runtime_for(runtime, "cpu"))
+            # The default network on the runtime and device asked for; left to the methods that use one
+            # when nothing is asked (they open it on first use, on CPU).
+            asked = runtime != "auto" or device != "cpu"
+            network = default_network(runtime_for(runtime, device), device) if asked else None
             colorizer = ExemplarColorizer(network, prior=prior) if prior else method
 
             def colorize_one(path: Path) -> ColorizeResult:
@@ -126,6 +129,8 @@ def colorize_command(
             output = output or Path(f"{image.stem}_colorized.png")
             done = save_result(colorize_one(image), image, output, sheet)
             _report([done], [], as_json)
+        if not refs:
+            network_note(opened)
 
 
 def _colorize_folder(folder: Path, output: Path | None, sheet: Path | None,

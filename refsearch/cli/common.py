@@ -89,7 +89,7 @@ def search_request(**options):
 def runtime_option():
     return typer.Option("auto", "--runtime", help="What runs the network: auto (ONNX Runtime on CPU, three "
                         "times as fast as torch there and no torch to load; torch on a GPU or in a reduced "
-                        "--precision), onnxruntime or torch. The descriptors agree within cosine 1e-4.")
+                        "precision), onnxruntime or torch. The descriptors agree within cosine 1e-4.")
 
 
 def max_pixels_option():
@@ -115,3 +115,10 @@ def print_json_line(data) -> None:
 
 def note(text: str) -> None:
     typer.echo(f"note: {text}", err=True)
+
+
+def network_note(index) -> None:
+    """Say how the index's network was obtained, once it is, when there is something to say: a backbone
+    that runs on torch because it could not be exported, a graph cache that could not be written."""
+    if index.network.loaded and index.network.note:
+        note(index.network.note)

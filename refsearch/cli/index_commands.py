@@ -14,6 +14,7 @@ from .common import (
     fail,
     limit_pixels,
     max_pixels_option,
+    network_note,
     runtime_option,
     note,
     open_index,
@@ -203,6 +204,7 @@ def query_command(
                 summary = query_folder(opened, images, jsonl, batch_size=batch_size, workers=workers,
                                        streams=streams, progress=not quiet, engine=engine,
                                        engine_options=engine_options, request=request)
+                network_note(opened)
         if as_json:
             print_json(asdict(summary))
             return
@@ -222,6 +224,7 @@ def query_command(
     with user_errors():
         with open_index(index, backbone=backbone, weights=weights, device=device, runtime=runtime) as opened:
             responses = opened.search_batch(images, request=request)
+            network_note(opened)
     if as_json:
         for response in responses:
             print_json_line(response.to_dict())

@@ -9,7 +9,8 @@ import typer
 
 from ..wording import count
 from .app import app
-from .common import INDEX_HELP, limit_pixels, max_pixels_option, note, open_index, runtime_option, user_errors
+from .common import (INDEX_HELP, limit_pixels, max_pixels_option, network_note, note, open_index, runtime_option,
+                     user_errors)
 
 # Shorter tokens can be guessed by trying: a made-up one has 32 characters.
 MIN_TOKEN_LENGTH = 16
@@ -77,6 +78,7 @@ def serve_command(
             except BaseException:
                 sock.close()
                 raise
+        network_note(opened)
         if not is_loopback(host):
             note(f"serving on {host}: whoever has the token can search the index and read every indexed "
                  "image (read-only); the connection is not encrypted")

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import __version__
 from .network import RUNTIME, RUNTIME_VERSION, NetworkInfo, RuntimeNetwork
 
 try:
@@ -71,8 +72,9 @@ class GraphKey:
         return cls(backbone.name, backbone.fingerprint, backbone.input_size)
 
     def to_dict(self) -> dict:
+        # refsearch's version too: a release may change how a backbone computes its outputs.
         return {**asdict(self), "outputs": OUTPUTS, "format": FORMAT, "runtime": RUNTIME,
-                "runtime_version": RUNTIME_VERSION}
+                "runtime_version": RUNTIME_VERSION, "refsearch": __version__}
 
     def file_name(self) -> str:
         readable = re.sub(r"[^A-Za-z0-9._-]+", "_", self.backbone)[:64]
@@ -88,8 +90,9 @@ def graph_path(key: GraphKey, folder: Path | None = None) -> Path:
 
 
 def open_network(key: GraphKey, load_backbone: Callable[[], Backbone], folder: Path | None = None) -> RuntimeNetwork:
-    """The network `key` names, from its cached graph; else `load_backbone()` (a backbone on CPU, float32,
-    whose name, fingerprint and input size are the key's) is exported, the graph stored, and run. Raises
+    """The network `key` names, from its cached graph; else `load_backbone()` (the backbone registered
+    under the key's name, on CPU in float32, with the key's weights fingerprint and input size) is
+    exported, the graph stored, and run. Raises
     GraphExportError for a backbone that cannot be exported, ConfigMismatchError for a backbone that is
     not the key's."""
     path = graph_path(key, folder)

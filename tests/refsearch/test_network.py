@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import tiny_backbone
 import torch
+from typer.testing import CliRunner
 
 import refsearch
 from refsearch.backbones import register_backbone
-from refsearch.errors import RefsearchError
-from refsearch.network import query_runtime
+from refsearch.cli import app
+from refsearch.errors import InvalidArgumentError, RefsearchError
+from refsearch.network import query_runtime, runtime_for
 
 COMMAND_PROCESS = """
     import sys
@@ -165,6 +167,25 @@ def test_a_backbone_that_cannot_be_exported_runs_on_torch_and_says_so(tmp_path, 
         response = index.search(demo_photos[20], k=3, any_class=True)
         assert len(response) == 3 and response.runtime.startswith("torch ")
         assert "runs on torch" in index.network.note
+    queried = CliRunner().invoke(app, ["query", str(demo_photos[20]), "--index", str(tmp_path / "x.index"), "-k", "2",
+                                       "--any-class", "--json"])
+    assert queried.exit_code == 0, queried.output
+    assert "cannot be exported" in queried.stderr and "runs on torch" in queried.stderr
+
+
+@pytest.mark.parametrize(("runtime", "device", "precision", "chosen"), [
+    ("auto", "cpu", "auto", "onnxruntime"), ("auto", "cpu", "float32", "onnxruntime"),
+    ("auto", "cpu", "bfloat16", "torch"), ("auto", "cuda", "auto", "torch"), ("torch", "cpu", "auto", "torch"),
+    ("onnxruntime", "cpu", "auto", "onnxruntime")])
+def test_auto_is_the_runtime_on_cpu_in_float32_and_torch_otherwise(runtime, device, precision, chosen):
+    assert runtime_for(runtime, device, precision) == chosen
+
+
+@pytest.mark.parametrize(("device", "precision"), [("cuda", "auto"), ("cpu", "bfloat16"), ("cpu", "float16")])
+def test_the_runtime_is_refused_on_a_gpu_or_in_a_reduced_precision(device, precision):
+    with pytest.raises(InvalidArgumentError, match="runs on CPU in float32") as refused:
+        runtime_for("onnxruntime", device, precision)
+    assert "--runtime torch" in refused.value.hint
 
 
 @pytest.mark.parametrize(("options", "message"), [({"runtime": "tensorflow"}, "runtime"),
