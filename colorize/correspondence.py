@@ -60,13 +60,14 @@ def dense_features(network: Network, luma: np.ndarray, settings: MatchSettings) 
     height, width = luma.shape
     grid = (max(1, -(-height // settings.stride)), max(1, -(-width // settings.stride)))
     output = network.extract(np.array(luma[None]), feature_maps=True)
-    levels = [F.interpolate(torch.from_numpy(feature_map), size=grid, mode="bilinear", align_corners=False,
-                            antialias=feature_map.shape[2] > grid[0])
+    device = torch.device(network.device)  # on a GPU, the matching runs there too
+    levels = [F.interpolate(torch.from_numpy(feature_map).to(device), size=grid, mode="bilinear",
+                            align_corners=False, antialias=feature_map.shape[2] > grid[0])
               for feature_map in output.feature_maps
               if height / feature_map.shape[2] >= settings.min_feature_stride * 0.75]
     stacked = torch.cat([F.normalize(level, dim=1) for level in levels], dim=1) / len(levels) ** 0.5
     return DenseFeatures(stacked[0].flatten(1).T.contiguous(), grid, torch.cat(levels, dim=1)[0],
-                         torch.from_numpy(output.global_descriptor[0]))
+                         torch.from_numpy(output.global_descriptor[0]).to(device))
 
 
 def warp_reference(target: DenseFeatures, reference: DenseFeatures, reference_ab: np.ndarray,
