@@ -3,7 +3,7 @@
 
 The folder is $REFSEARCH_CACHE, else $XDG_CACHE_HOME/refsearch, else ~/.cache/refsearch; graphs lie in
 its `graphs/`, one file per key: backbone, weights fingerprint, input size, the outputs (all of them, in
-one graph), the runtime and its version, and this file format. A file is MAGIC, the header's length (4
+one graph), the runtime and its version, refsearch's version, and this file format. A file is MAGIC, the header's length (4
 bytes, little-endian), a JSON header (format, key, what the network is, the payload's length and CRC-32,
 how it was exported), then the ONNX payload. A file whose magic, header, key, length or checksum does not
 hold up is never run: a torn one (cut short, or damaged), a stale one (another format or runtime version)
@@ -13,7 +13,9 @@ Writers put the file under a name of their own in the same folder, fsync it and 
 name, so a reader sees the old file or the new one whole, whoever else writes at the same time. An
 exclusive `flock` on NAME.lock makes a second process wait for the first one's export and then read its
 file, rather than export too. Where the folder cannot be written, the graph is exported for the process
-alone, kept in memory, and the network's `note` says so.
+alone, kept in memory, and the network's `note` says so. A backbone that cannot be exported leaves
+NAME.failed, its GraphExportError, so that later processes run it on torch at once instead of loading
+and tracing it again.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
+from ..errors import GraphExportError
 from .network import RUNTIME, RUNTIME_VERSION, NetworkInfo, RuntimeNetwork
 
 try:
@@ -99,6 +102,9 @@ def open_network(key: GraphKey, load_backbone: Callable[[], Backbone], folder: P
     cached, problem = read_graph(path, key)
     if cached is not None:
         return RuntimeNetwork(*cached)
+    failed = read_failure(path)
+    if failed is not None:
+        raise failed
     with contextlib.ExitStack() as held:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +117,12 @@ def open_network(key: GraphKey, load_backbone: Callable[[], Backbone], folder: P
         cached, _ = read_graph(path, key)  # another process may have stored it while this one waited
         if cached is not None:
             return RuntimeNetwork(*cached)
-        exported = _export(key, load_backbone)
+        try:
+            exported = _export(key, load_backbone)
+        except GraphExportError as exc:
+            with contextlib.suppress(OSError):
+                write_failure(path, exc)
+            raise
         note = f"the cached graph {path} was {problem}, and was exported again" if problem else ""
         try:
             write_graph(path, key, exported.onnx, exported.info, exported.exporter)
@@ -189,6 +200,38 @@ def write_graph(path: Path, key: GraphKey, onnx: bytes, info: NetworkInfo, expor
             os.unlink(temporary)
         raise
     _sync_folder(path.parent)
+
+
+def failure_path(path: Path) -> Path:
+    return path.with_name(path.name + ".failed")
+
+
+def write_failure(path: Path, error: GraphExportError) -> None:
+    """Remember that the graph `path` would hold cannot be exported, so that the next process runs on torch
+    at once rather than load and trace the backbone again (the key, in the name, holds the versions: an
+    upgrade tries again)."""
+    failure = failure_path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=failure.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            json.dump({"message": error.message, "hint": error.hint}, file)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, failure)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def read_failure(path: Path) -> GraphExportError | None:
+    """The export failure remembered for the graph `path`, if any (an unreadable record is none)."""
+    failure = failure_path(path)
+    try:
+        record = json.loads(failure.read_text())
+        message, hint = str(record["message"]), str(record["hint"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return GraphExportError(f"{message} (found when it was first tried; delete {failure} to try again)", hint)
 
 
 def _remove_leftovers(path: Path) -> None:

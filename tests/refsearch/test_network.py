@@ -16,10 +16,12 @@ import torch
 from typer.testing import CliRunner
 
 import refsearch
+import refsearch.runtime.graph
 from refsearch.backbones import register_backbone
 from refsearch.cli import app
 from refsearch.errors import InvalidArgumentError, RefsearchError
 from refsearch.network import query_runtime, runtime_for
+from refsearch.runtime.graph import export_graph
 
 COMMAND_PROCESS = """
     import sys
@@ -155,8 +157,16 @@ class _Unexportable(tiny_backbone.TinyBackbone):
 
 
 def test_a_backbone_that_cannot_be_exported_runs_on_torch_and_says_so(tmp_path, copy_photos, demo_photos,
-                                                                      tiny_config):
+                                                                      tiny_config, monkeypatch):
     register_backbone("tiny-unexportable")(_Unexportable)
+    exports = []
+
+    def counted_export(backbone):
+        exports.append(backbone.name)
+        return export_graph(backbone)
+
+    monkeypatch.setattr(refsearch.runtime.graph, "export_graph", counted_export)
+    monkeypatch.setenv("REFSEARCH_CACHE", str(tmp_path / "cache"))
     copy_photos(tmp_path / "photos", 6)
     summary = refsearch.build_index(tmp_path / "photos", tmp_path / "x.index",
                                     tiny_config.with_(backbone="tiny-unexportable"), batch_size=2, workers=0,
@@ -171,6 +181,8 @@ def test_a_backbone_that_cannot_be_exported_runs_on_torch_and_says_so(tmp_path, 
                                        "--any-class", "--json"])
     assert queried.exit_code == 0, queried.output
     assert "cannot be exported" in queried.stderr and "runs on torch" in queried.stderr
+    assert exports == ["tiny-test"]  # tried once, by the build; then the failure it left is read
+    assert "found when it was first tried; delete " in queried.stderr
 
 
 @pytest.mark.parametrize(("runtime", "device", "precision", "chosen"), [

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refsearch.errors import ConfigMismatchError
+from refsearch.errors import ConfigMismatchError, GraphExportError
 from refsearch.runtime import GraphKey, cache_folder, graph_path, open_network
-from refsearch.runtime.cache import MAGIC, read_graph
+from refsearch.runtime.cache import MAGIC, failure_path, read_failure, read_graph, write_failure
 from refsearch.runtime.graph import export_graph
 
 
@@ -181,3 +181,14 @@ def test_two_processes_exporting_at_once_both_get_a_sound_graph(tiny, graph_cach
     key = GraphKey.of(tiny)
     assert read_graph(graph_path(key), key)[1] == ""
     assert not list(graph_path(key).parent.glob("*.tmp"))
+
+
+def test_an_export_failure_is_remembered_and_a_torn_record_is_not_trusted(tmp_path):
+    path = tmp_path / "x.onnx.graph"
+    failure_path(path).write_text('{"message": "x cannot be exp')  # cut short
+    assert read_failure(path) is None
+    write_failure(path, GraphExportError("x cannot be exported (aten::i0)", "it runs on torch"))
+    remembered = read_failure(path)
+    assert remembered.message.startswith("x cannot be exported (aten::i0) (found when it was first tried; delete ")
+    assert remembered.hint == "it runs on torch"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.onnx.graph.failed"]
