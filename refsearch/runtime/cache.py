@@ -181,25 +181,12 @@ def read_graph(path: Path, key: GraphKey) -> tuple[tuple[bytes, NetworkInfo] | N
 
 
 def write_graph(path: Path, key: GraphKey, onnx: bytes, info: NetworkInfo, exporter: dict) -> None:
-    """Store a graph at `path`, whole or not at all (a unique temporary file, fsynced, renamed over it)."""
+    """Store a graph at `path`, whole or not at all."""
     header = json.dumps({"format": FORMAT, "key": key.to_dict(), "network": info.to_dict(),
                          "payload": {"bytes": len(onnx), "crc32": zlib.crc32(onnx)},
                          "exported": {**exporter, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}).encode()
     _remove_leftovers(path)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o644)  # not mkstemp's 0600: a cache folder may be shared
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(MAGIC + len(header).to_bytes(_HEADER_LENGTH, "little") + header)
-            file.write(onnx)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _sync_folder(path.parent)
+    _store(path, [MAGIC + len(header).to_bytes(_HEADER_LENGTH, "little") + header, onnx])
 
 
 def failure_path(path: Path) -> Path:
@@ -210,17 +197,26 @@ def write_failure(path: Path, error: GraphExportError) -> None:
     """Remember that the graph `path` would hold cannot be exported, so that the next process runs on torch
     at once rather than load and trace the backbone again (the key, in the name, holds the versions: an
     upgrade tries again)."""
-    failure = failure_path(path)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=failure.name + ".", suffix=".tmp")
+    _store(failure_path(path), [json.dumps({"message": error.message, "hint": error.hint}).encode()])
+
+
+def _store(path: Path, chunks: list[bytes]) -> None:
+    """Write `chunks` to `path` whole or not at all: a temporary file of a name no other process uses, in
+    the same folder, fsynced and renamed over it."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
-        with os.fdopen(descriptor, "w") as file:
-            json.dump({"message": error.message, "hint": error.hint}, file)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, failure)
+        os.chmod(temporary, 0o644)  # not mkstemp's 0600: a cache folder may be shared
+        with os.fdopen(descriptor, "wb") as file:
+            for chunk in chunks:
+                file.write(chunk)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    _sync_folder(path.parent)
 
 
 def read_failure(path: Path) -> GraphExportError | None:
