@@ -1,5 +1,6 @@
 """What the inference runtime computes against torch (the baseline) on the sample photos, in this run:
-the lowest cosine of the global descriptors and of the cell descriptors (per photo, per cell), the largest
+the lowest cosine of the global descriptors and of the cell descriptors (per photo, per cell; vectors
+near zero left out, as the export's own check does), the largest
 logit difference and the top-1 class agreement, at the backbone's input size; then the feature maps
 colorize reads (lowest cosine per map position) on some of the photos at their working size.
 
@@ -19,14 +20,14 @@ from benchlib import load_avg, machine, sample_photos
 from refsearch import IndexConfig
 from refsearch.features import load_prepared
 from refsearch.network import INFERENCE_RUNTIME, open_network
+from refsearch.runtime.graph import lowest_cosine
 
 BATCH = 8
 
 
-def lowest_cosine(a: np.ndarray, b: np.ndarray, axis: int) -> float:
-    """The lowest cosine between the vectors along `axis` of `a` and `b`, over all other positions."""
-    dot = (a * b).sum(axis)
-    return float((dot / np.maximum(np.linalg.norm(a, axis=axis) * np.linalg.norm(b, axis=axis), 1e-12)).min())
+def positions(array: np.ndarray) -> np.ndarray:
+    """(B, C, ...) -> one row of C channels per image and position, as `lowest_cosine` compares rows."""
+    return np.moveaxis(array, 1, -1).reshape(-1, array.shape[1])
 
 
 def main() -> None:
@@ -46,8 +47,8 @@ def main() -> None:
     for start in range(0, len(photos), BATCH):
         batch = np.stack([load_prepared(photo, config, size).network_input for photo in photos[start:start + BATCH]])
         want, got = baseline.extract(batch), compared.extract(batch)
-        global_low = min(global_low, lowest_cosine(want.global_descriptor, got.global_descriptor, axis=1))
-        cell_low = min(cell_low, lowest_cosine(want.cells, got.cells, axis=1))
+        global_low = min(global_low, lowest_cosine(want.global_descriptor, got.global_descriptor))
+        cell_low = min(cell_low, lowest_cosine(positions(want.cells), positions(got.cells)))
         logit_diff = max(logit_diff, float(np.abs(want.logits - got.logits).max()))
         same_top1 += int((want.logits.argmax(1) == got.logits.argmax(1)).sum())
     maps_low = 1.0
@@ -57,7 +58,7 @@ def main() -> None:
         gray = np.asarray(gray.resize((round(gray.width * scale), round(gray.height * scale)), Image.BICUBIC))
         want, got = baseline.extract(gray[None], feature_maps=True), compared.extract(gray[None], feature_maps=True)
         for want_map, got_map in zip(want.feature_maps, got.feature_maps):
-            maps_low = min(maps_low, lowest_cosine(want_map, got_map, axis=1))
+            maps_low = min(maps_low, lowest_cosine(positions(want_map), positions(got_map)))
     print(f"\n{compared.runtime} {compared.runtime_version} against torch {baseline.runtime_version}, "
           f"{args.backbone} at {size} px, {len(photos)} sample photos (feature maps: {args.maps} of them at "
           "short side 256)")
