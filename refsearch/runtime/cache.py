@@ -3,10 +3,10 @@
 
 The folder is $REFSEARCH_CACHE, else $XDG_CACHE_HOME/refsearch, else ~/.cache/refsearch; graphs lie in
 its `graphs/`, one file per key: backbone, weights fingerprint, input size, the outputs (all of them, in
-one graph), the runtime and its version, refsearch's version, and this file format. A file is MAGIC, the
-header's length (4 bytes, little-endian), a JSON header (format, key, what the network is, the payload's length and CRC-32,
-how it was exported), then the ONNX payload. A file whose magic, header, key, length or checksum does not
-hold up is never run: a torn one (cut short, or damaged), a stale one (another format or runtime version)
+one graph), the runtime and its version, refsearch's version, and this file format. A file is MAGIC,
+the header's length (4 bytes, little-endian), a JSON header (format, key, what the network is, the
+payload's length and CRC-32, how it was exported), then the ONNX payload. A file whose magic, header,
+key, length or checksum does not hold up is never run: a torn one (cut short, or damaged), a stale one (another format or runtime version)
 and a foreign one (another key, or not ours) are exported again and replaced.
 
 Writers put the file under a name of their own in the same folder, fsync it and rename it over the final
