@@ -1,13 +1,13 @@
 """Exported graphs on disk, and the way to a RuntimeNetwork: its cached graph, else the backbone exported
 (torch, once) and stored.
 
-The folder is $REFSEARCH_CACHE, else $XDG_CACHE_HOME/refsearch, else ~/.cache/refsearch; graphs lie in
-its `graphs/`, one file per key: backbone, weights fingerprint, input size, the outputs (all of them, in
-one graph), the runtime and its version, refsearch's version, and this file format. A file is MAGIC,
-the header's length (4 bytes, little-endian), a JSON header (format, key, what the network is, the
-payload's length and CRC-32, how it was exported), then the ONNX payload. A file whose magic, header,
-key, length or checksum does not hold up is never run: a torn one (cut short, or damaged), a stale one (another format or runtime version)
-and a foreign one (another key, or not ours) are exported again and replaced.
+The folder is $REFSEARCH_CACHE, else $XDG_CACHE_HOME/refsearch, else ~/.cache/refsearch; graphs lie in its
+`graphs/`, one file per key: backbone, weights fingerprint, input size, the outputs (all of them, in one
+graph), the runtime and its version, refsearch's version, and this file format. A file is MAGIC, the
+header's length (4 bytes, little-endian), a JSON header (format, key, what the network is, the payload's
+length and CRC-32, how it was exported), then the ONNX payload. A file whose magic, header, key, length or
+checksum does not hold up is never run: a torn one (cut short, or damaged), a stale one (another format or
+runtime version) and a foreign one (another key, or not ours) are exported again and replaced.
 
 Writers put the file under a name of their own in the same folder, fsync it and rename it over the final
 name, so a reader sees the old file or the new one whole, whoever else writes at the same time. An
@@ -95,9 +95,8 @@ def graph_path(key: GraphKey, folder: Path | None = None) -> Path:
 def open_network(key: GraphKey, load_backbone: Callable[[], Backbone], folder: Path | None = None) -> RuntimeNetwork:
     """The network `key` names, from its cached graph; else `load_backbone()` (the backbone registered
     under the key's name, on CPU in float32, with the key's weights fingerprint and input size) is
-    exported, the graph stored, and run. Raises
-    GraphExportError for a backbone that cannot be exported, ConfigMismatchError for a backbone that is
-    not the key's."""
+    exported, the graph stored, and run. Raises GraphExportError for a backbone that cannot be exported
+    (now, or remembered from an earlier try), ConfigMismatchError for a backbone that is not the key's."""
     path = graph_path(key, folder)
     cached, problem = read_graph(path, key)
     if cached is not None:
